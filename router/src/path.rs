@@ -1,0 +1,1 @@
+//! Request-target normalisation (placeholder; being written).

@@ -1,0 +1,1 @@
+//! Apache mod_rewrite-compatible rules engine (placeholder; being written).
