@@ -1,1 +1,216 @@
-//! worker
+//! Paddock's worker process: embeds CPython, loads one tenant's WSGI application and serves it
+//! to the router over the framed protocol of `paddock-proto`.
+//!
+//! The router starts the process already as the tenant's user, with a listening Unix socket on
+//! fd 3. The worker imports the app, reports `Ready` on its control pipe, and then runs
+//! `--threads` threads that each accept a router connection and serve its requests (PEP 3333)
+//! one after the other. SIGTERM stops accepting and exits once in-flight requests are done.
+//! See `docs/worker.md`.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use paddock_proto::{Frame, Ready};
+use pyo3::prelude::*;
+
+mod app;
+mod conn;
+mod environ;
+mod input;
+mod log;
+mod response;
+mod serve;
+mod sys;
+
+pub use app::Entry;
+pub use log::init as init_logging;
+
+/// Stack size of worker threads: Python code recurses deeply (Trac's templates) and the
+/// default 2 MiB of Rust threads is less than what CPython gets on a main thread.
+const THREAD_STACK: usize = 8 << 20;
+
+/// Command line of `paddock-worker` (the router builds it; see `docs/worker.md`).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "paddock-worker", version, about)]
+pub struct Config {
+    /// Tenant name, for logs.
+    #[arg(long)]
+    pub tenant: String,
+    /// WSGI entry: `package.module:callable`, or a script file defining `application`.
+    #[arg(long)]
+    pub app: String,
+    /// Threads serving requests in this process.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
+    /// Processes in the tenant's pool (only sets `wsgi.multiprocess`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub processes: u16,
+    /// Directories put first on `sys.path`, in order.
+    #[arg(long = "python-path")]
+    pub python_path: Vec<PathBuf>,
+    /// Virtualenv whose site-packages go before the system's.
+    #[arg(long)]
+    pub virtualenv: Option<PathBuf>,
+    /// Inherited listening Unix socket.
+    #[arg(long, default_value_t = 3, conflicts_with = "listen_path")]
+    pub listen_fd: i32,
+    /// Bind and listen on this path instead (development and tests).
+    #[arg(long)]
+    pub listen_path: Option<PathBuf>,
+    /// Inherited pipe to the router: one `Ready` frame once the app is loaded.
+    #[arg(long)]
+    pub control_fd: Option<i32>,
+    /// Seconds to wait for the router's bytes inside a request before failing it.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub read_timeout: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
+}
+
+/// Process exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Shut down after SIGTERM/SIGINT.
+    Ok = 0,
+    /// The application could not be loaded (traceback on stderr).
+    AppLoad = 3,
+    /// Bad command line.
+    Usage = 64,
+    /// An OS resource (socket, pipe, thread) could not be set up.
+    Os = 71,
+}
+
+/// Set up, load the app, serve until SIGTERM. Logging must be initialised by the caller.
+pub fn run(cfg: Config) -> Exit {
+    let entry = match Entry::parse(&cfg.app) {
+        Ok(e) => e,
+        Err(msg) => {
+            tracing::error!("{msg}");
+            return Exit::Usage;
+        }
+    };
+    // File descriptors first: nothing else in the process may have taken fd 3 or 4 yet.
+    let (listener, control, wake) = match take_fds(&cfg) {
+        Ok(fds) => fds,
+        Err(e) => {
+            tracing::error!("setup failed: {e}");
+            return Exit::Os;
+        }
+    };
+    let Some((app, statics)) = load_python(&cfg, &entry) else { return Exit::AppLoad };
+    let read_timeout = Duration::from_secs(cfg.read_timeout);
+    let shared = Arc::new(serve::Shared { app, statics, listener, wake, read_timeout });
+    let threads = match spawn_threads(&shared, cfg.threads) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("cannot start worker threads: {e}");
+            return Exit::Os;
+        }
+    };
+    if let Some(mut control) = control {
+        let mut buf = Vec::new();
+        paddock_proto::encode(&Frame::Ready(Ready { pid: std::process::id() }), &mut buf);
+        if let Err(e) = control.write_all(&buf) {
+            tracing::warn!("cannot report ready on the control pipe: {e}");
+        }
+        // Kept open for the process's life: its EOF tells the router the worker is gone.
+        std::mem::forget(control);
+    }
+    tracing::info!(app = %cfg.app, threads = cfg.threads, "ready");
+    wait_for_shutdown(&shared);
+    drain(threads, Duration::from_secs(cfg.drain_timeout));
+    Exit::Ok
+}
+
+type Fds = (UnixListener, Option<File>, std::os::fd::OwnedFd);
+
+fn take_fds(cfg: &Config) -> io::Result<Fds> {
+    let listener = match &cfg.listen_path {
+        Some(path) => {
+            // A socket file left by a previous run would make bind fail; never touch other files.
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                std::fs::remove_file(path)?;
+            }
+            UnixListener::bind(path)?
+        }
+        None => sys::adopt_listener(cfg.listen_fd)?,
+    };
+    listener.set_nonblocking(true)?;
+    let control = cfg.control_fd.map(sys::adopt_pipe).transpose()?;
+    let wake = sys::install_shutdown_signals()?;
+    sys::redirect_stdout_to_stderr()?;
+    Ok((listener, control, wake))
+}
+
+/// Prepare the interpreter and import the app; on failure print the traceback to stderr.
+fn load_python(cfg: &Config, entry: &Entry) -> Option<(Py<PyAny>, environ::Statics)> {
+    Python::attach(|py| {
+        let loaded = app::setup_python(py, &cfg.python_path, cfg.virtualenv.as_deref())
+            .and_then(|()| app::load(py, entry))
+            .and_then(|a| Ok((a, app::statics(py, cfg.threads.into(), cfg.processes.into())?)));
+        match loaded {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(app = %cfg.app, "cannot load the WSGI application");
+                e.display(py);
+                flush_python_stderr(py);
+                None
+            }
+        }
+    })
+}
+
+fn flush_python_stderr(py: Python<'_>) {
+    if let Ok(stderr) = py.import("sys").and_then(|s| s.getattr("stderr")) {
+        let _ = stderr.call_method0("flush");
+    }
+}
+
+fn spawn_threads(
+    shared: &Arc<serve::Shared>,
+    n: u16,
+) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
+    (0..n)
+        .map(|i| {
+            let shared = Arc::clone(shared);
+            std::thread::Builder::new()
+                .name(format!("wsgi-{i}"))
+                .stack_size(THREAD_STACK)
+                .spawn(move || serve::worker_thread(&shared))
+        })
+        .collect()
+}
+
+fn wait_for_shutdown(shared: &serve::Shared) {
+    while !sys::shutdown_requested() {
+        if let Err(e) = sys::poll_in(&[shared.wake.as_fd()], -1) {
+            tracing::error!("waiting for signals failed: {e}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+/// Give in-flight requests until `limit` to finish.
+fn drain(threads: Vec<std::thread::JoinHandle<()>>, limit: Duration) {
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let busy = threads.iter().filter(|t| !t.is_finished()).count();
+    if busy == 0 {
+        Python::attach(flush_python_stderr);
+        tracing::info!("all requests done, exiting");
+    } else {
+        tracing::warn!(busy, "drain timeout: exiting with requests still running");
+    }
+}

@@ -1,0 +1,269 @@
+//! Accepting router connections and serving requests on them.
+//!
+//! Each worker thread stays attached to the interpreter for its whole life (so Python
+//! thread-locals, such as Trac's per-thread database connections, survive across requests) and
+//! releases the GIL around every accept, poll, read and write.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use paddock_proto::{Abort, AbortKind, Frame, Hello, RequestHead, VERSION};
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::conn::{FrameReader, FrameWriter};
+use crate::environ::{self, Statics};
+use crate::input::{lock, Input, ReadSide, SharedReadSide};
+use crate::response::{send_bytes, Ending, SharedWriteSide, StartResponse, WriteSide};
+use crate::{log, sys};
+
+/// What every worker thread shares.
+pub struct Shared {
+    pub app: Py<PyAny>,
+    pub statics: Statics,
+    pub listener: UnixListener,
+    /// Read end of the shutdown self-pipe: readable once SIGTERM arrived.
+    pub wake: OwnedFd,
+    /// Longest wait for the router's bytes inside a request (a body that never arrives).
+    pub read_timeout: Duration,
+}
+
+/// Body of one worker thread: accept and serve connections until shutdown.
+pub fn worker_thread(shared: &Shared) {
+    Python::attach(|py| loop {
+        match py.detach(|| accept(shared)) {
+            Ok(Some(stream)) => serve_guarded(py, shared, stream),
+            Ok(None) => return,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::error!("accept failed: {e}");
+                py.detach(|| std::thread::sleep(Duration::from_millis(100)));
+            }
+        }
+    })
+}
+
+/// Wait for a connection; `None` once shutdown was requested. The listener is non-blocking
+/// because every thread of every worker process of the tenant polls the same socket.
+fn accept(shared: &Shared) -> io::Result<Option<UnixStream>> {
+    loop {
+        if sys::shutdown_requested() {
+            return Ok(None);
+        }
+        let ready = sys::poll_in(&[shared.listener.as_fd(), shared.wake.as_fd()], -1)?;
+        if ready[1] {
+            return Ok(None);
+        }
+        if !ready[0] {
+            continue;
+        }
+        match shared.listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                return Ok(Some(stream));
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::Interrupted
+                        | io::ErrorKind::ConnectionAborted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Serve one connection; a panic closes that connection and leaves the thread serving.
+fn serve_guarded(py: Python<'_>, shared: &Shared, stream: UnixStream) {
+    let r = catch_unwind(AssertUnwindSafe(|| serve_connection(py, shared, stream)));
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::info!("connection closed: {e}"),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!("panic while serving a connection (closed): {msg}");
+        }
+    }
+}
+
+fn serve_connection(py: Python<'_>, shared: &Shared, stream: UnixStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(shared.read_timeout))?;
+    let write: SharedWriteSide =
+        Arc::new(Mutex::new(WriteSide::new(FrameWriter::new(stream.try_clone()?))));
+    let read: SharedReadSide = Arc::new(Mutex::new(ReadSide::new(FrameReader::new(stream))));
+    py.detach(|| handshake(&read, &write))?;
+    while let Some(head) = py.detach(|| next_request(shared, &read, &write))? {
+        if !handle_request(py, shared, &read, &write, head) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn protocol_error(write: &SharedWriteSide, msg: String) -> io::Error {
+    let abort = Frame::Abort(Abort { kind: AbortKind::Protocol, message: msg.clone().into() });
+    // Best effort: the router may already be gone.
+    let _ = lock(write).send_frame(&abort);
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// The router speaks first; answer its `Hello` with ours.
+fn handshake(read: &SharedReadSide, write: &SharedWriteSide) -> io::Result<()> {
+    let first = lock(read).frames().next_frame()?;
+    match first {
+        Some(Frame::Hello(h)) if h.version == VERSION => {
+            let hello = Hello { version: VERSION, pid: std::process::id() };
+            lock(write).send_frame(&Frame::Hello(hello))
+        }
+        Some(Frame::Hello(h)) => Err(protocol_error(
+            write,
+            format!("unsupported protocol version {} (worker speaks {VERSION})", h.version),
+        )),
+        Some(f) => Err(protocol_error(write, format!("expected Hello, got {:?}", f.frame_type()))),
+        None => Ok(()),
+    }
+}
+
+/// Wait for the next request head. `None` on end of stream, or when shutting down with no
+/// request pending. An idle connection waits without a timeout: the router owns its lifetime.
+fn next_request(
+    shared: &Shared,
+    read: &SharedReadSide,
+    write: &SharedWriteSide,
+) -> io::Result<Option<RequestHead>> {
+    let mut read = lock(read);
+    loop {
+        if !read.frames().has_buffered() {
+            let stream = read.frames().stream().as_fd();
+            let ready = sys::poll_in(&[stream, shared.wake.as_fd()], -1)?;
+            if !ready[0] {
+                if ready[1] {
+                    return Ok(None);
+                }
+                continue;
+            }
+        }
+        match read.frames().next_frame()? {
+            None => return Ok(None),
+            Some(Frame::Request(head)) => return Ok(Some(head)),
+            // The router gave up on a request that already ended: nothing left to stop.
+            Some(Frame::Abort(a)) if a.kind == AbortKind::ClientGone => {}
+            Some(f) => {
+                let msg = format!("expected Request, got {:?}", f.frame_type());
+                return Err(protocol_error(write, msg));
+            }
+        }
+    }
+}
+
+/// Run one request to its end; `false` if the connection must be closed afterwards.
+fn handle_request(
+    py: Python<'_>,
+    shared: &Shared,
+    read: &SharedReadSide,
+    write: &SharedWriteSide,
+    head: RequestHead,
+) -> bool {
+    let started = Instant::now();
+    let read_seq = lock(read).begin(head.body);
+    let write_seq = lock(write).begin(head.method.eq_ignore_ascii_case(b"HEAD"));
+    let outcome = run_app(py, shared, &head, (read, read_seq), (write, write_seq));
+    let client_gone = lock(write).broken;
+    let failure = match &outcome {
+        Ok(()) => None,
+        Err(e) if client_gone => {
+            tracing::info!("router connection lost during the response: {e}");
+            Some("client gone")
+        }
+        Err(e) => {
+            let what = format!(
+                "exception in WSGI app for {} {}",
+                String::from_utf8_lossy(&head.method),
+                String::from_utf8_lossy(&head.request_uri)
+            );
+            log::python_error(py, e, &what);
+            Some("application error")
+        }
+    };
+    let ended = py.detach(|| {
+        let mut w = lock(write);
+        match failure {
+            None => w.finish(),
+            Some(msg) => w.fail(msg),
+        }
+    });
+    let drained = py.detach(|| lock(read).finish());
+    if let Ok(Ending::Aborted(kind)) = ended {
+        if outcome.is_ok() {
+            tracing::error!("response aborted ({kind:?})");
+        }
+    }
+    tracing::debug!(
+        method = %String::from_utf8_lossy(&head.method),
+        uri = %String::from_utf8_lossy(&head.request_uri),
+        ms = started.elapsed().as_millis() as u64,
+        "request done"
+    );
+    ended.is_ok() && drained.is_ok() && !lock(read).broken && !lock(write).broken
+}
+
+/// Call the app and send its result; the result's `close()` runs before the response's `End`
+/// goes out, whatever happened while iterating.
+fn run_app(
+    py: Python<'_>,
+    shared: &Shared,
+    head: &RequestHead,
+    (read, read_seq): (&SharedReadSide, u64),
+    (write, write_seq): (&SharedWriteSide, u64),
+) -> PyResult<()> {
+    let input = Bound::new(py, Input::new(Arc::clone(read), read_seq))?;
+    let environ = environ::build(py, &shared.statics, head, input.into_any())?;
+    let start_response = Bound::new(py, StartResponse::new(Arc::clone(write), write_seq))?;
+    let result = shared.app.bind(py).call1((environ, start_response))?;
+    let sent = send_iterable(py, &result, write, write_seq);
+    let closed = match result.getattr_opt(intern!(py, "close")) {
+        Ok(Some(close)) => close.call0().map(drop),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    match (sent, closed) {
+        (Err(e), Err(c)) => {
+            log::python_error(py, &c, "close() of the WSGI result failed too");
+            Err(e)
+        }
+        (sent, closed) => sent.and(closed),
+    }
+}
+
+fn send_iterable(
+    py: Python<'_>,
+    result: &Bound<'_, PyAny>,
+    write: &SharedWriteSide,
+    seq: u64,
+) -> PyResult<()> {
+    for item in result.try_iter()? {
+        let item = item?;
+        let bytes = item.cast::<PyBytes>().map_err(|_| {
+            let ty = item.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            PyTypeError::new_err(format!("WSGI app yielded {ty}, not bytes"))
+        })?;
+        send_bytes(py, write, seq, bytes.as_bytes())?;
+    }
+    if !lock(write).started() {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "WSGI app returned without calling start_response",
+        ));
+    }
+    Ok(())
+}

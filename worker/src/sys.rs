@@ -1,0 +1,142 @@
+//! The worker's one door to `unsafe`: adopting inherited file descriptors, the shutdown signal
+//! handler and its self-pipe, `poll(2)` and the stdout redirection. Everything else in the crate
+//! is safe code.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+/// Set by the SIGTERM/SIGINT handler; read by the accept and connection loops.
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// Write end of the self-pipe the handler writes to (-1 until installed).
+static WAKE_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Whether a shutdown signal has arrived.
+pub fn shutdown_requested() -> bool {
+    SHUTDOWN.load(Ordering::SeqCst)
+}
+
+/// Take ownership of an inherited listening Unix socket and mark it close-on-exec, so programs
+/// the application spawns (Trac runs `svn`, `git`, ...) never hold the tenant's socket.
+pub fn adopt_listener(fd: RawFd) -> io::Result<UnixListener> {
+    check_open(fd)?;
+    set_cloexec(fd)?;
+    // SAFETY: `fd` is open (checked above) and, by the command-line contract with the router,
+    // handed to this process for its exclusive use; nothing else in the process owns it yet
+    // because Python has not started.
+    let listener = unsafe { UnixListener::from_raw_fd(fd) };
+    listener.local_addr().map_err(|e| {
+        io::Error::new(e.kind(), format!("fd {fd} is not a Unix stream socket: {e}"))
+    })?;
+    Ok(listener)
+}
+
+/// Take ownership of the inherited control pipe's write end.
+pub fn adopt_pipe(fd: RawFd) -> io::Result<File> {
+    check_open(fd)?;
+    set_cloexec(fd)?;
+    // SAFETY: as in `adopt_listener`: the fd is open and given to us alone.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+fn check_open(fd: RawFd) -> io::Result<()> {
+    if fd < 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "negative fd"));
+    }
+    // SAFETY: F_GETFD only reads the descriptor flags; any integer is acceptable to it.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("fd {fd} is not open: {e}")));
+    }
+    Ok(())
+}
+
+fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain fcntl calls on a descriptor checked to be open; no memory is involved.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Point file descriptor 1 at stderr: stdout must never carry output (C extensions and
+/// subprocesses that write to fd 1 would otherwise reach whatever the router left there).
+pub fn redirect_stdout_to_stderr() -> io::Result<()> {
+    // SAFETY: dup2 on the two standard descriptors; it touches no Rust-owned memory and Rust's
+    // `Stdout` keeps using fd 1, which now names stderr's file.
+    if unsafe { libc::dup2(2, 1) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Install SIGTERM and SIGINT handlers and return the read end of the self-pipe they write to.
+/// Nobody drains the pipe, so once a signal arrived it stays readable and wakes every `poll`.
+pub fn install_shutdown_signals() -> io::Result<OwnedFd> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are new and owned by nobody else. The write
+    // end is deliberately leaked into the static for the handler.
+    let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    WAKE_WRITE_FD.store(fds[1], Ordering::SeqCst);
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction is a valid starting value; we set the handler and an empty
+        // mask. The handler only performs async-signal-safe operations (atomics and write(2)).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_shutdown_signal as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(sig, &sa, std::ptr::null_mut()) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(read)
+}
+
+extern "C" fn on_shutdown_signal(_sig: libc::c_int) {
+    SHUTDOWN.store(true, Ordering::SeqCst);
+    let fd = WAKE_WRITE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: errno is saved and restored around write(2), both async-signal-safe, so the
+        // interrupted code never sees a changed errno. The pipe is non-blocking: a full pipe
+        // (signals repeated) just fails the write, which is fine since it is readable already.
+        unsafe {
+            let errno = *libc::__errno_location();
+            libc::write(fd, b"x".as_ptr().cast(), 1);
+            *libc::__errno_location() = errno;
+        }
+    }
+}
+
+/// Wait until one of `fds` is readable (or hung up), or `timeout_ms` passes (-1: forever);
+/// returns which ones are. EINTR counts as "nothing ready" so callers re-check the shutdown
+/// flag.
+pub fn poll_in(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+        .collect();
+    let nfds = libc::nfds_t::try_from(pfds.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many fds"))?;
+    // SAFETY: `pfds` is a valid array of `nfds` pollfd structs whose descriptors are kept open
+    // by the borrows in `fds` for the duration of the call.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), nfds, timeout_ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(e);
+    }
+    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+}
