@@ -252,3 +252,5 @@ impl FileProbe for FsProbe {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_parse;

@@ -30,7 +30,7 @@ impl Req {
         self
     }
 
-    fn info(&self) -> RequestInfo<'_> {
+    pub fn info(&self) -> RequestInfo<'_> {
         RequestInfo {
             path: &self.path,
             query: &self.query,
