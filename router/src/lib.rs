@@ -3,6 +3,85 @@
 //! The `paddock` binary is a thin wrapper around [`run`]. This crate never links Python: the
 //! worker processes it supervises do.
 
+pub mod config;
 pub mod diag;
+pub mod forward;
+pub mod front;
+pub mod identity;
+pub mod index;
 pub mod path;
+pub mod pool;
+pub mod registry;
+pub mod respond;
+pub mod route;
 pub mod rules;
+pub mod supervisor;
+mod sys;
+pub mod tenant;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::Config;
+
+/// Time open client connections get to finish after shutdown starts.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot create the runtime directory under {dir}: {source}")]
+    RuntimeDir { dir: PathBuf, source: std::io::Error },
+    #[error("worker binary {0} not found; build it (cargo build) or set `worker_bin`")]
+    WorkerMissing(PathBuf),
+}
+
+/// Serve until `shutdown` resolves, then drain connections and stop every pool.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let worker_bin = match &config.worker_bin {
+        Some(p) => p.clone(),
+        None => default_worker_bin(),
+    };
+    if !worker_bin.is_file() {
+        return Err(StartError::WorkerMissing(worker_bin));
+    }
+    let base = config.runtime_dir.clone().unwrap_or_else(default_runtime_base);
+    // A private (0700) directory per server instance: only the router reaches the sockets.
+    let runtime = tempfile::Builder::new()
+        .prefix("paddock-")
+        .tempdir_in(&base)
+        .map_err(|source| StartError::RuntimeDir { dir: base.clone(), source })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+    let addr = listener.local_addr().unwrap_or(config.listen);
+    tracing::info!(%addr, sites = ?config.sites, mount = %config.mount, "paddock listening");
+    let registry = registry::Registry::new(runtime.path().to_path_buf(), worker_bin, config.allow_root);
+    let state = Arc::new(front::State::new(config, registry));
+    front::serve(listener, state.clone(), shutdown, DRAIN).await;
+    tracing::info!("stopping worker pools");
+    state.registry.stop_all().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `paddock-worker` next to the running `paddock` binary.
+fn default_worker_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("paddock-worker")))
+        .unwrap_or_else(|| PathBuf::from("paddock-worker"))
+}
+
+fn default_runtime_base() -> PathBuf {
+    let run = PathBuf::from("/run");
+    if nix::unistd::Uid::effective().is_root() && run.is_dir() {
+        run
+    } else {
+        std::env::temp_dir()
+    }
+}

@@ -1,1 +1,139 @@
-fn main() {}
+//! `paddock`: parse flags, load and validate config, set up logging, run the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use paddock_router::config::{Config, Overrides};
+
+/// Exit code for a configuration error (EX_USAGE-like, as sysexits' EX_CONFIG is 78).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "paddock", version, about = "Multi-tenant front door for WSGI applications")]
+struct Cli {
+    /// Log format: `plain` or `json`.
+    #[arg(long, global = true, default_value = "plain")]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve tenants over HTTP.
+    Serve(ServeArgs),
+    /// Validate a configuration file and its rules, then exit.
+    Check {
+        /// The TOML configuration file.
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file; flags override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Sites directory: every directory under it holding conf/trac.ini is a tenant.
+    #[arg(long)]
+    sites: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Virtualenv for every tenant's workers (Trac installed there).
+    #[arg(long)]
+    virtualenv: Option<PathBuf>,
+    /// Path of the paddock-worker binary [default: next to paddock].
+    #[arg(long)]
+    worker: Option<PathBuf>,
+    /// Directory for tenants' sockets [default: /run as root, else the temp dir].
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
+    /// Allow tenants to run as root (not recommended).
+    #[arg(long)]
+    allow_root: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match cli.cmd {
+        Cmd::Check { config } => match Config::load(&config, &Overrides::default()) {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} configured tenants, {} rules)",
+                    config.display(),
+                    c.tenants.len(),
+                    c.rules.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(d) => {
+                eprintln!("{d}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Cmd::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let ov = Overrides {
+        listen: args.listen,
+        sites: args.sites,
+        virtualenv: args.virtualenv,
+        worker_bin: args.worker,
+        runtime_dir: args.runtime_dir,
+        allow_root: args.allow_root,
+    };
+    let loaded = match &args.config {
+        Some(path) => Config::load(path, &ov),
+        None => Config::from_overrides(&ov),
+    };
+    let config = match loaded {
+        Ok(c) => c,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paddock: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(paddock_router::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paddock: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop paddock with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PADDOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

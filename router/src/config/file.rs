@@ -1,0 +1,140 @@
+//! The TOML file as written by the operator, before validation. Every field is documented in
+//! the README's configuration reference; unknown keys are errors so typos never pass silently.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Top level of `paddock.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address of the HTTP front door, e.g. `127.0.0.1:8080`.
+    pub listen: Option<Spanned<String>>,
+    /// Discovery root: every directory under it holding `marker` is a tenant.
+    pub sites: Option<Spanned<String>>,
+    /// URL prefix of discovered tenants (`/trac` → `/trac/<name>`); `/` puts them at the root.
+    pub mount: Option<Spanned<String>>,
+    /// File, relative to a tenant directory, that makes the directory a tenant.
+    pub marker: Option<Spanned<String>>,
+    /// Serve an index of tenants at the mount point.
+    pub index: Option<bool>,
+    /// Title of the index page.
+    pub index_title: Option<String>,
+    /// HTML file with `{{title}}` and `{{tenants}}` placeholders used for the index page.
+    pub index_template: Option<Spanned<String>>,
+    /// Apache-syntax rules file (`RewriteCond`/`RewriteRule`), relative to this file.
+    pub rules_file: Option<Spanned<String>>,
+    /// Rules written in TOML; evaluated after those of `rules_file`.
+    #[serde(default)]
+    pub rules: Vec<Spanned<RuleEntry>>,
+    /// Extra directories that rule file tests (`-f`, `-d`, `-s`) may look into.
+    #[serde(default)]
+    pub file_test_roots: Vec<Spanned<String>>,
+    /// Directory for the tenants' Unix sockets (a private subdirectory is made in it).
+    pub runtime_dir: Option<Spanned<String>>,
+    /// Path of the `paddock-worker` binary; default: next to `paddock`.
+    pub worker_bin: Option<Spanned<String>>,
+    /// Allow tenant code to run as uid 0 (never the default).
+    pub allow_root: Option<bool>,
+    /// Pool settings for every tenant.
+    pub defaults: Option<TenantSection>,
+    /// Per-tenant settings, keyed by tenant name. (Not `Spanned`: toml cannot span tables that
+    /// are only defined implicitly, such as `tenants.x` in `[tenants.x.environ]`.)
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantSection>,
+}
+
+/// One `[[rules]]` entry: the argument parts of Apache `RewriteCond` lines and a `RewriteRule`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleEntry {
+    #[serde(default)]
+    pub conditions: Vec<String>,
+    pub rule: String,
+}
+
+/// Settings of `[defaults]` and `[tenants.NAME]`. `dir` and `mount` only make sense per tenant.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSection {
+    /// Tenant directory; default `<sites>/<name>`.
+    pub dir: Option<Spanned<String>>,
+    /// Explicit URL prefix for this tenant (`/` for a site at the root, `/trac` for one site).
+    pub mount: Option<Spanned<String>>,
+    /// Worker processes in the pool.
+    pub processes: Option<Spanned<i64>>,
+    /// Threads per worker process.
+    pub threads: Option<Spanned<i64>>,
+    /// WSGI entry point: `module:callable`, or a script file defining `application`.
+    pub app: Option<Spanned<String>>,
+    /// Directories prepended to `sys.path`.
+    pub python_path: Option<Vec<String>>,
+    /// Virtualenv whose site-packages the worker adds.
+    pub virtualenv: Option<Spanned<String>>,
+    /// Unix user the pool runs as (default: owner of the tenant directory when root).
+    pub user: Option<Spanned<String>>,
+    /// Unix group (default: the user's primary group).
+    pub group: Option<Spanned<String>>,
+    /// `LANG` of the worker processes.
+    pub lang: Option<String>,
+    /// umask of the worker processes, octal string such as `"022"`.
+    pub umask: Option<Spanned<String>>,
+    /// Time a worker may take to import its app.
+    pub startup_timeout: Option<Spanned<String>>,
+    /// Recycle a process after this many requests (0: never). Used by the lifecycle work.
+    pub max_requests: Option<Spanned<i64>>,
+    /// Stop a pool after this long without requests.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// Longest time a request waits for a free slot.
+    pub queue_timeout: Option<Spanned<String>>,
+    /// Longest time a request may run.
+    pub request_timeout: Option<Spanned<String>>,
+    /// Largest request body accepted, e.g. `"100M"`.
+    pub max_body: Option<Spanned<String>>,
+    /// Process environment variables for the workers.
+    pub env: Option<BTreeMap<String, String>>,
+    /// WSGI environ entries added to every request (`trac.env_path`, ...).
+    pub environ: Option<BTreeMap<String, String>>,
+}
+
+impl TenantSection {
+    /// `self` with every unset field taken from `base`; maps are merged key by key.
+    pub fn over(&self, base: &TenantSection) -> TenantSection {
+        fn merge(
+            a: &Option<BTreeMap<String, String>>,
+            b: &Option<BTreeMap<String, String>>,
+        ) -> Option<BTreeMap<String, String>> {
+            match (a, b) {
+                (None, None) => None,
+                _ => {
+                    let mut m = b.clone().unwrap_or_default();
+                    m.extend(a.clone().unwrap_or_default());
+                    Some(m)
+                }
+            }
+        }
+        TenantSection {
+            dir: self.dir.clone(),
+            mount: self.mount.clone(),
+            processes: self.processes.clone().or_else(|| base.processes.clone()),
+            threads: self.threads.clone().or_else(|| base.threads.clone()),
+            app: self.app.clone().or_else(|| base.app.clone()),
+            python_path: self.python_path.clone().or_else(|| base.python_path.clone()),
+            virtualenv: self.virtualenv.clone().or_else(|| base.virtualenv.clone()),
+            user: self.user.clone().or_else(|| base.user.clone()),
+            group: self.group.clone().or_else(|| base.group.clone()),
+            lang: self.lang.clone().or_else(|| base.lang.clone()),
+            umask: self.umask.clone().or_else(|| base.umask.clone()),
+            startup_timeout: self.startup_timeout.clone().or_else(|| base.startup_timeout.clone()),
+            max_requests: self.max_requests.clone().or_else(|| base.max_requests.clone()),
+            idle_timeout: self.idle_timeout.clone().or_else(|| base.idle_timeout.clone()),
+            queue_timeout: self.queue_timeout.clone().or_else(|| base.queue_timeout.clone()),
+            request_timeout: self.request_timeout.clone().or_else(|| base.request_timeout.clone()),
+            max_body: self.max_body.clone().or_else(|| base.max_body.clone()),
+            env: merge(&self.env, &base.env),
+            environ: merge(&self.environ, &base.environ),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Configuration: load the TOML file (or build from flags alone), validate everything once,
+//! and report problems as `file:line: what is wrong`.
+
+mod file;
+mod settings;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use file::{FileConfig, RuleEntry, TenantSection};
+pub use settings::PoolSettings;
+
+use crate::diag::{line_of, Diagnostic, Diagnostics};
+use crate::rules::{self, RuleSet};
+use crate::tenant;
+
+/// Default front-door address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Validated configuration: what the server runs with.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from, if any (for messages and reload).
+    pub source: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub sites: Option<PathBuf>,
+    /// Mount of discovered tenants without trailing slash: `/trac`, or `` for the root.
+    pub mount: String,
+    pub marker: PathBuf,
+    pub index: bool,
+    pub index_title: String,
+    pub index_template: Option<String>,
+    pub rules: RuleSet,
+    /// Directories rule file tests may look into (sites, tenant dirs, `file_test_roots`).
+    pub file_roots: Vec<PathBuf>,
+    pub runtime_dir: Option<PathBuf>,
+    pub worker_bin: Option<PathBuf>,
+    pub allow_root: bool,
+    /// Settings for discovered tenants.
+    pub defaults: PoolSettings,
+    /// Explicitly configured tenants.
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+/// One `[tenants.NAME]` after validation.
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub dir: Option<PathBuf>,
+    /// Explicit mount (`` for the root), if the tenant has one.
+    pub mount: Option<String>,
+    pub settings: PoolSettings,
+}
+
+/// Flags given on the command line; they override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub sites: Option<PathBuf>,
+    pub virtualenv: Option<PathBuf>,
+    pub worker_bin: Option<PathBuf>,
+    pub runtime_dir: Option<PathBuf>,
+    pub allow_root: bool,
+}
+
+impl Config {
+    /// Read and validate `path`, then apply `ov`.
+    pub fn load(path: &Path, ov: &Overrides) -> Result<Config, Diagnostics> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostics(vec![Diagnostic::new(path, 0, format!("cannot read config: {e}"))])
+        })?;
+        let parsed: FileConfig = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(0);
+            Diagnostics(vec![Diagnostic::new(path, line, e.message().to_string())])
+        })?;
+        Validator { file: path, text: &text, errors: Vec::new() }.finish(parsed, ov, Some(path))
+    }
+
+    /// Configuration from flags alone (`paddock serve --sites DIR`).
+    pub fn from_overrides(ov: &Overrides) -> Result<Config, Diagnostics> {
+        let file = Path::new("<command line>");
+        Validator { file, text: "", errors: Vec::new() }.finish(FileConfig::default(), ov, None)
+    }
+
+    /// Where the config file lives; relative paths in it are resolved from there.
+    fn base_dir(source: Option<&Path>) -> PathBuf {
+        source
+            .and_then(|p| p.parent())
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    }
+}
+
+/// Collects every problem in one pass so the operator sees them all at once.
+struct Validator<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, span: Option<std::ops::Range<usize>>, msg: impl Into<String>) {
+        let line = span.map(|s| line_of(self.text, s.start)).unwrap_or(0);
+        self.errors.push(Diagnostic::new(self.file, line, msg));
+    }
+
+    fn err_at(&mut self, line: usize, msg: impl Into<String>) {
+        self.errors.push(Diagnostic::new(self.file, line, msg));
+    }
+
+    /// Line of the first header mentioning `[tenants.NAME` (quoted or not); 0 if not found.
+    fn table_line(&self, name: &str) -> usize {
+        let keys = [format!("tenants.{name}"), format!("tenants.\"{name}\"")];
+        self.text
+            .lines()
+            .position(|l| {
+                let l = l.trim_start().trim_start_matches('[').trim_start();
+                keys.iter().any(|k| l.starts_with(k.as_str()))
+            })
+            .map(|i| i + 1)
+            .unwrap_or(0)
+    }
+
+    fn finish(
+        mut self,
+        f: FileConfig,
+        ov: &Overrides,
+        source: Option<&Path>,
+    ) -> Result<Config, Diagnostics> {
+        let base = Config::base_dir(source);
+        let abs = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let listen_text = ov
+            .listen
+            .clone()
+            .or_else(|| f.listen.as_ref().map(|l| l.get_ref().clone()))
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                let span = f.listen.as_ref().map(|l| l.span());
+                self.err(span, format!("`{listen_text}` is not an address such as 127.0.0.1:8080"));
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            }
+        };
+
+        let sites = ov.sites.clone().or_else(|| f.sites.as_ref().map(|s| abs(s.get_ref())));
+        let mount = match f.mount.as_ref() {
+            None => "/trac".to_string(),
+            Some(m) => match normalise_mount(m.get_ref()) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.err(Some(m.span()), e);
+                    String::new()
+                }
+            },
+        };
+        let marker = f.marker.as_ref().map(|m| m.get_ref().as_str()).unwrap_or("conf/trac.ini");
+        if Path::new(marker).is_absolute() || marker.split('/').any(|s| s == "..") {
+            let span = f.marker.as_ref().map(|m| m.span());
+            self.err(span, "`marker` must be a path inside the tenant directory, without `..`");
+        }
+
+        let index_template = f.index_template.as_ref().and_then(|t| {
+            let p = abs(t.get_ref());
+            match std::fs::read_to_string(&p) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.err(Some(t.span()), format!("cannot read {}: {e}", p.display()));
+                    None
+                }
+            }
+        });
+
+        let rules = self.rules(&f, &abs);
+
+        let mut builtin = settings::builtin_section();
+        if let Some(v) = &ov.virtualenv {
+            builtin.virtualenv = Some(toml::Spanned::new(0..0, v.display().to_string()));
+        }
+        let defaults_section = f.defaults.clone().unwrap_or_default().over(&builtin);
+        if let Some(d) = &f.defaults {
+            if let Some(span) = d.dir.as_ref().map(|x| x.span()).or(d.mount.as_ref().map(|x| x.span())) {
+                self.err(Some(span), "`dir` and `mount` belong in [tenants.NAME], not [defaults]");
+            }
+        }
+        let defaults = settings::validate(&mut self, &defaults_section);
+
+        let mut tenants = BTreeMap::new();
+        let mut file_roots: Vec<PathBuf> = sites.iter().cloned().collect();
+        for (name, s) in &f.tenants {
+            let at = self.table_line(name);
+            if !tenant::valid_name(name) {
+                self.err_at(
+                    at,
+                    format!("tenant name `{name}` is not valid: use letters, digits, `-`, `_` and `.`, at most 63, starting with a letter or digit"),
+                );
+            }
+            let dir = s.dir.as_ref().map(|d| abs(d.get_ref()));
+            if dir.is_none() && sites.is_none() {
+                self.err_at(at, format!("tenant `{name}` needs `dir` (no `sites` directory is configured)"));
+            }
+            file_roots.extend(dir.iter().cloned());
+            let tmount = s.mount.as_ref().and_then(|m| match normalise_mount(m.get_ref()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.err(Some(m.span()), e);
+                    None
+                }
+            });
+            let merged = s.over(&defaults_section);
+            let settings = settings::validate(&mut self, &merged);
+            tenants.insert(name.clone(), TenantConfig { dir, mount: tmount, settings });
+        }
+        for root in &f.file_test_roots {
+            file_roots.push(abs(root.get_ref()));
+        }
+
+        if sites.is_none() && tenants.is_empty() {
+            self.err(None, "nothing to serve: give `sites` (or --sites DIR) or at least one [tenants.NAME] with `dir`");
+        }
+        if !self.errors.is_empty() {
+            return Err(Diagnostics(self.errors));
+        }
+        Ok(Config {
+            source: source.map(Path::to_path_buf),
+            listen,
+            sites,
+            mount,
+            marker: PathBuf::from(marker),
+            index: f.index.unwrap_or(true),
+            index_title: f.index_title.unwrap_or_else(|| "Available projects".to_string()),
+            index_template,
+            rules,
+            file_roots,
+            runtime_dir: ov.runtime_dir.clone().or_else(|| f.runtime_dir.as_ref().map(|r| abs(r.get_ref()))),
+            worker_bin: ov.worker_bin.clone().or_else(|| f.worker_bin.as_ref().map(|w| abs(w.get_ref()))),
+            allow_root: ov.allow_root || f.allow_root.unwrap_or(false),
+            defaults,
+            tenants,
+        })
+    }
+
+    fn rules(&mut self, f: &FileConfig, abs: &dyn Fn(&str) -> PathBuf) -> RuleSet {
+        let mut set = RuleSet::default();
+        if let Some(rf) = &f.rules_file {
+            let p = abs(rf.get_ref());
+            match std::fs::read_to_string(&p) {
+                Ok(text) => match rules::parse_apache(&text, &p) {
+                    Ok(r) => set.extend(r),
+                    Err(d) => self.errors.extend(d.0),
+                },
+                Err(e) => self.err(Some(rf.span()), format!("cannot read rules file {}: {e}", p.display())),
+            }
+        }
+        for entry in &f.rules {
+            let line = line_of(self.text, entry.span().start);
+            let e = entry.get_ref();
+            let conds: Vec<&str> = e.conditions.iter().map(String::as_str).collect();
+            match rules::parse_rule(&conds, &e.rule, self.file, line) {
+                Ok(rule) => set.extend([rule]),
+                Err(d) => self.errors.extend(d.0),
+            }
+        }
+        set
+    }
+}
+
+/// `/trac/` → `/trac`, `/` → ``; must start with `/`, no `.`/`..` or empty segments.
+pub fn normalise_mount(m: &str) -> Result<String, String> {
+    if !m.starts_with('/') {
+        return Err(format!("mount `{m}` must start with `/`"));
+    }
+    let trimmed = m.trim_end_matches('/');
+    for seg in trimmed.split('/').skip(1) {
+        if seg.is_empty() || seg == "." || seg == ".." || seg.contains(['%', '?', '#']) {
+            return Err(format!("mount `{m}` has an invalid segment `{seg}`"));
+        }
+    }
+    Ok(trimmed.to_string())
+}
+
+#[cfg(test)]
+mod tests;

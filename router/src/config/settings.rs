@@ -1,0 +1,152 @@
+//! Pool settings: built-in defaults, validation, and placeholder expansion per tenant.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::file::TenantSection;
+use super::units::{parse_duration, parse_size};
+use super::Validator;
+
+/// Validated settings of one pool. String values may hold `{tenant}`, `{tenant_dir}` and
+/// `{sites}` placeholders until [`PoolSettings::expand`] fills them for a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub processes: usize,
+    pub threads: usize,
+    pub app: String,
+    pub python_path: Vec<String>,
+    pub virtualenv: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub lang: String,
+    pub umask: u32,
+    pub startup_timeout: Duration,
+    pub max_requests: u64,
+    pub idle_timeout: Duration,
+    pub queue_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_body: u64,
+    pub env: BTreeMap<String, String>,
+    /// WSGI environ entries; an entry with an empty value is removed (to drop a default).
+    pub environ: BTreeMap<String, String>,
+}
+
+/// The defaults every section is merged over: Trac's entry point with `trac.env_path`.
+pub(super) fn builtin_section() -> TenantSection {
+    let s = |v: &str| Some(Spanned::new(0..0, v.to_string()));
+    TenantSection {
+        processes: Some(Spanned::new(0..0, 2)),
+        threads: Some(Spanned::new(0..0, 4)),
+        app: s("trac.web.main:dispatch_request"),
+        lang: Some("C.UTF-8".to_string()),
+        umask: s("022"),
+        startup_timeout: s("60s"),
+        max_requests: Some(Spanned::new(0..0, 0)),
+        idle_timeout: s("10m"),
+        queue_timeout: s("30s"),
+        request_timeout: s("60s"),
+        max_body: s("100M"),
+        environ: Some(BTreeMap::from([("trac.env_path".to_string(), "{tenant_dir}".to_string())])),
+        ..TenantSection::default()
+    }
+}
+
+fn count(v: &mut Validator<'_>, field: &Option<Spanned<i64>>, name: &str, max: i64) -> usize {
+    match field {
+        Some(n) if (1..=max).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => {
+            v.err(Some(n.span()), format!("`{name}` must be between 1 and {max}, not {}", n.get_ref()));
+            1
+        }
+        None => 1,
+    }
+}
+
+fn duration(v: &mut Validator<'_>, field: &Option<Spanned<String>>, name: &str) -> Duration {
+    match field {
+        Some(d) => parse_duration(d.get_ref()).unwrap_or_else(|e| {
+            v.err(Some(d.span()), format!("`{name}`: {e}"));
+            Duration::from_secs(1)
+        }),
+        None => Duration::from_secs(1),
+    }
+}
+
+/// Validate a fully merged section (every field set by the built-in defaults).
+pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings {
+    let app = s.app.as_ref().map(|a| a.get_ref().clone()).unwrap_or_default();
+    if app.trim().is_empty() {
+        v.err(s.app.as_ref().map(|a| a.span()), "`app` must name `module:callable` or a script file");
+    }
+    let umask = match &s.umask {
+        Some(u) => u32::from_str_radix(u.get_ref(), 8).ok().filter(|m| *m <= 0o777).unwrap_or_else(|| {
+            v.err(Some(u.span()), format!("`umask` must be octal such as \"022\", not `{}`", u.get_ref()));
+            0o022
+        }),
+        None => 0o022,
+    };
+    let max_requests = match &s.max_requests {
+        Some(n) if *n.get_ref() >= 0 => *n.get_ref() as u64,
+        Some(n) => {
+            v.err(Some(n.span()), "`max_requests` must be 0 (never recycle) or more");
+            0
+        }
+        None => 0,
+    };
+    let max_body = match &s.max_body {
+        Some(m) => parse_size(m.get_ref()).unwrap_or_else(|e| {
+            v.err(Some(m.span()), format!("`max_body`: {e}"));
+            0
+        }),
+        None => 100 << 20,
+    };
+    for name in [&s.user, &s.group].into_iter().flatten() {
+        if !crate::tenant::valid_unix_name(name.get_ref()) {
+            v.err(Some(name.span()), format!("`{}` is not a valid user or group name", name.get_ref()));
+        }
+    }
+    PoolSettings {
+        processes: count(v, &s.processes, "processes", 256),
+        threads: count(v, &s.threads, "threads", 1024),
+        app,
+        python_path: s.python_path.clone().unwrap_or_default(),
+        virtualenv: s.virtualenv.as_ref().map(|x| x.get_ref().clone()).filter(|x| !x.is_empty()),
+        user: s.user.as_ref().map(|x| x.get_ref().clone()),
+        group: s.group.as_ref().map(|x| x.get_ref().clone()),
+        lang: s.lang.clone().unwrap_or_else(|| "C.UTF-8".to_string()),
+        umask,
+        startup_timeout: duration(v, &s.startup_timeout, "startup_timeout"),
+        max_requests,
+        idle_timeout: duration(v, &s.idle_timeout, "idle_timeout"),
+        queue_timeout: duration(v, &s.queue_timeout, "queue_timeout"),
+        request_timeout: duration(v, &s.request_timeout, "request_timeout"),
+        max_body,
+        env: s.env.clone().unwrap_or_default(),
+        environ: s.environ.clone().unwrap_or_default(),
+    }
+}
+
+impl PoolSettings {
+    /// Fill the placeholders for one tenant.
+    pub fn expand(&self, tenant: &str, dir: &Path, sites: Option<&Path>) -> PoolSettings {
+        let dir_s = dir.display().to_string();
+        let sites_s = sites.map(|s| s.display().to_string()).unwrap_or_default();
+        let x = |s: &str| {
+            s.replace("{tenant_dir}", &dir_s).replace("{tenant}", tenant).replace("{sites}", &sites_s)
+        };
+        let map = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            m.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), x(v))).collect()
+        };
+        PoolSettings {
+            app: x(&self.app),
+            python_path: self.python_path.iter().map(|p| x(p)).collect(),
+            virtualenv: self.virtualenv.as_deref().map(x),
+            env: map(&self.env),
+            environ: map(&self.environ),
+            ..self.clone()
+        }
+    }
+}

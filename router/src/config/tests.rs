@@ -1,0 +1,126 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+fn load_str(text: &str) -> Result<Config, Diagnostics> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("paddock.toml");
+    std::fs::write(&path, text).expect("write");
+    Config::load(&path, &Overrides::default())
+}
+
+fn messages(r: Result<Config, Diagnostics>) -> Vec<String> {
+    match r {
+        Ok(_) => panic!("expected errors"),
+        Err(d) => d.0.iter().map(|d| format!("{}: {}", d.line, d.message)).collect(),
+    }
+}
+
+#[test]
+fn flags_alone_give_trac_defaults() {
+    let ov = Overrides { sites: Some(PathBuf::from("/srv/sites")), ..Overrides::default() };
+    let c = Config::from_overrides(&ov).expect("valid");
+    assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(c.mount, "/trac");
+    assert_eq!(c.marker, Path::new("conf/trac.ini"));
+    assert_eq!(c.defaults.app, "trac.web.main:dispatch_request");
+    assert_eq!(c.defaults.processes, 2);
+    assert_eq!(c.defaults.environ.get("trac.env_path").map(String::as_str), Some("{tenant_dir}"));
+    assert!(c.rules.is_empty());
+}
+
+#[test]
+fn nothing_to_serve_is_an_error() {
+    let e = Config::from_overrides(&Overrides::default()).unwrap_err();
+    assert!(e.to_string().contains("nothing to serve"), "{e}");
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let m = messages(load_str("sites = \"/x\"\n\nlisten = \n"));
+    assert_eq!(m.len(), 1);
+    assert!(m[0].starts_with("3: "), "{m:?}");
+}
+
+#[test]
+fn unknown_key_names_the_line() {
+    let m = messages(load_str("sites = \"/x\"\n[defaults]\nthreds = 4\n"));
+    assert!(m[0].starts_with("3: ") && m[0].contains("threds"), "{m:?}");
+}
+
+#[test]
+fn every_bad_value_is_reported_with_its_line() {
+    let text = "sites = \"/x\"\nlisten = \"nowhere\"\n[defaults]\nprocesses = 0\nidle_timeout = \"soon\"\numask = \"999\"\n\n[tenants.\"bad name\"]\ndir = \"/y\"\n";
+    let m = messages(load_str(text));
+    let want = [("2: ", "nowhere"), ("4: ", "processes"), ("5: ", "idle_timeout"), ("6: ", "umask"), ("8: ", "bad name")];
+    for (line, word) in want {
+        assert!(m.iter().any(|x| x.starts_with(line) && x.contains(word)), "missing {line}{word} in {m:?}");
+    }
+}
+
+#[test]
+fn bad_rule_in_toml_names_its_line() {
+    let text = "sites = \"/x\"\n\n[[rules]]\nrule = \"^/(x - [F]\"\n";
+    let m = messages(load_str(text));
+    assert!(m.iter().any(|x| x.starts_with("3: ")), "{m:?}");
+}
+
+#[test]
+fn tenant_settings_merge_over_defaults() {
+    let text = r#"
+sites = "/srv/sites"
+[defaults]
+threads = 8
+[defaults.environ]
+"trac.locale" = "en_US"
+[tenants.big]
+threads = 25
+user = "trac"
+[tenants.big.environ]
+"trac.env_path" = ""
+"#;
+    let c = load_str(text).expect("valid");
+    let big = &c.tenants["big"].settings;
+    assert_eq!(big.threads, 25);
+    assert_eq!(c.defaults.threads, 8);
+    assert_eq!(big.user.as_deref(), Some("trac"));
+    assert_eq!(big.environ.get("trac.locale").map(String::as_str), Some("en_US"));
+    let spec = c.tenant("big").expect("configured tenant");
+    assert_eq!(spec.dir, Path::new("/srv/sites/big"));
+    assert!(!spec.settings.environ.contains_key("trac.env_path"), "empty value removes the default");
+    assert_eq!(spec.settings.queue_timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn placeholders_expand_per_tenant() {
+    let text = "sites = \"/srv/sites\"\n[defaults]\napp = \"{tenant_dir}/apache/trac.wsgi\"\n[defaults.env]\nSITE = \"{tenant}\"\n";
+    let c = load_str(text).expect("valid");
+    let s = c.defaults.expand("a", Path::new("/srv/sites/a"), c.sites.as_deref());
+    assert_eq!(s.app, "/srv/sites/a/apache/trac.wsgi");
+    assert_eq!(s.env["SITE"], "a");
+    assert_eq!(s.environ["trac.env_path"], "/srv/sites/a");
+}
+
+#[test]
+fn mounts_are_normalised() {
+    assert_eq!(normalise_mount("/trac/"), Ok("/trac".to_string()));
+    assert_eq!(normalise_mount("/"), Ok(String::new()));
+    assert!(normalise_mount("trac").is_err());
+    assert!(normalise_mount("/a/../b").is_err());
+    assert!(normalise_mount("/a//b").is_err());
+}
+
+#[test]
+fn shipped_examples_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("deploy/examples") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            Config::load(&p, &Overrides::default()).unwrap_or_else(|d| panic!("{d}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "expected the example configs, found {n}");
+}

@@ -1,0 +1,276 @@
+//! The HTTP front door: accept connections, route each request, hand it to a pool, stream the
+//! answer back, and log one access line per request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use http::{header, HeaderMap, Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use paddock_proto::{BodyKind, RequestHead};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::forward::{self, Body};
+use crate::index;
+use crate::path::Target;
+use crate::registry::Registry;
+use crate::respond;
+use crate::route::{self, Decision, Routed};
+use crate::rules::{FsProbe, RequestInfo};
+
+/// Longest time a client may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request head (request line plus headers) accepted; larger gets 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Shared by every connection.
+pub struct State {
+    config: RwLock<Arc<Config>>,
+    probe: RwLock<Arc<FsProbe>>,
+    pub registry: Registry,
+}
+
+impl State {
+    pub fn new(config: Config, registry: Registry) -> Self {
+        let probe = Arc::new(FsProbe::new(config.file_roots.clone()));
+        State { config: RwLock::new(Arc::new(config)), probe: RwLock::new(probe), registry }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn probe(&self) -> Arc<FsProbe> {
+        self.probe.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Accept connections on `listener` until `shutdown` resolves, then let open connections
+/// finish their current request (up to `drain`).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
+        let st = state.clone();
+        let svc = service_fn(move |req| {
+            let st = st.clone();
+            async move { Ok::<_, Infallible>(handle(st, req, peer, local).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(client = %peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("no longer accepting connections; draining");
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after {drain:?}; closing them");
+    }
+}
+
+async fn handle(st: Arc<State>, req: Request<Incoming>, peer: SocketAddr, local: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let target_text = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let (tenant, resp) = dispatch(&st, req, peer, local).await;
+    tracing::info!(
+        target: "paddock::access",
+        client = %peer.ip(),
+        method = %method,
+        target = %target_text,
+        tenant = tenant.as_deref().unwrap_or("-"),
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+    );
+    resp
+}
+
+async fn dispatch(
+    st: &State,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> (Option<String>, Response<Body>) {
+    let cfg = st.config();
+    let raw = req.uri().path_and_query().map(|p| p.as_str().as_bytes()).unwrap_or(b"/");
+    let target = match Target::parse(raw) {
+        Ok(t) => t,
+        Err(e) => return (None, respond::page(StatusCode::BAD_REQUEST, &format!("Invalid request target: {e}."))),
+    };
+    if req.method() == Method::CONNECT {
+        return (None, respond::page(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."));
+    }
+    let host = host_header(req.headers());
+    let remote = peer.ip().to_string();
+    let server = server_name(&host, local);
+    let info = RequestInfo {
+        path: &target.normalised,
+        query: &target.query,
+        method: req.method().as_str().as_bytes(),
+        host: host.as_bytes(),
+        headers: req.headers(),
+        remote_addr: remote.as_bytes(),
+        https: false,
+        server_name: server.as_bytes(),
+        server_port: local.port(),
+    };
+    let probe = st.probe();
+    let decision = route::decide(&cfg, &target, &info, probe.as_ref());
+    let routed = match decision {
+        Decision::Tenant(r) => r,
+        Decision::Index => return (None, index::render(&cfg)),
+        Decision::NotFound => return (None, respond::page(StatusCode::NOT_FOUND, "There is no site at this address.")),
+        Decision::Forbidden => return (None, respond::page(StatusCode::FORBIDDEN, "Access to this address is forbidden.")),
+        Decision::Gone => return (None, respond::page(StatusCode::GONE, "This site is gone.")),
+        Decision::Redirect { status, location } => return (None, respond::redirect(status, &location)),
+        Decision::BadRequest(why) => return (None, respond::page(StatusCode::BAD_REQUEST, why)),
+    };
+    let name = routed.spec.name.clone();
+    (Some(name), to_tenant(st, routed, req, &target, &host, peer, local).await)
+}
+
+async fn to_tenant(
+    st: &State,
+    routed: Routed,
+    req: Request<Incoming>,
+    target: &Target,
+    host: &str,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Response<Body> {
+    let body = match body_kind(req.headers()) {
+        Ok(b) => b,
+        Err(status) => return respond::page(status, "Invalid request body framing."),
+    };
+    if let BodyKind::Length(n) = body {
+        if n > routed.spec.settings.max_body {
+            return respond::page(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
+        }
+    }
+    let pool = match st.registry.get_or_start(routed.spec.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(tenant = %routed.spec.name, "{e}");
+            return respond::page(StatusCode::SERVICE_UNAVAILABLE, "The site is not available.");
+        }
+    };
+    let permit = match pool.admit().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("{e}");
+            return respond::pool_error(&e);
+        }
+    };
+    let (parts, incoming) = req.into_parts();
+    let head = request_head(&parts, routed, target, host, body, peer, local);
+    match forward::forward(&pool, head, incoming, permit).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(tenant = %pool.spec.name, "{e}");
+            respond::forward_error(&e)
+        }
+    }
+}
+
+fn request_head(
+    parts: &http::request::Parts,
+    routed: Routed,
+    target: &Target,
+    host: &str,
+    body: BodyKind,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> RequestHead {
+    let mut environ: Vec<(Vec<u8>, Vec<u8>)> = routed
+        .spec
+        .settings
+        .environ
+        .iter()
+        .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes()))
+        .collect();
+    environ.extend(routed.rule_environ.into_iter().map(|(k, v)| (k.into_bytes(), v)));
+    let request_uri = parts.uri.path_and_query().map(|p| p.as_str().as_bytes().to_vec()).unwrap_or_else(|| b"/".to_vec());
+    RequestHead {
+        method: parts.method.as_str().as_bytes().to_vec(),
+        script_name: routed.script_name,
+        path_info: routed.path_info,
+        query_string: target.query.clone(),
+        request_uri,
+        protocol: match parts.version {
+            Version::HTTP_10 => b"HTTP/1.0".to_vec(),
+            _ => b"HTTP/1.1".to_vec(),
+        },
+        scheme: b"http".to_vec(),
+        server_name: server_name(host, local).into_bytes(),
+        server_port: local.port(),
+        remote_addr: peer.ip().to_string().into_bytes(),
+        remote_port: peer.port(),
+        body,
+        headers: parts.headers.iter().map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec())).collect(),
+        environ,
+    }
+}
+
+/// How the client delimits its body. hyper has already refused conflicting framing.
+fn body_kind(h: &HeaderMap) -> Result<BodyKind, StatusCode> {
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        return Ok(BodyKind::Chunked);
+    }
+    match h.get(header::CONTENT_LENGTH) {
+        None => Ok(BodyKind::Empty),
+        Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(0) => Ok(BodyKind::Empty),
+            Some(n) => Ok(BodyKind::Length(n)),
+            None => Err(StatusCode::BAD_REQUEST),
+        },
+    }
+}
+
+fn host_header(h: &HeaderMap) -> String {
+    h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+/// `SERVER_NAME`: the Host header without its port, else the local address.
+fn server_name(host: &str, local: SocketAddr) -> String {
+    let name = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    if name.is_empty() {
+        local.ip().to_string()
+    } else {
+        name.to_string()
+    }
+}

@@ -1,0 +1,91 @@
+//! Which Unix user a tenant's workers run as. Resolved in the router, before any fork.
+
+use std::ffi::CString;
+use std::os::unix::fs::MetadataExt;
+
+use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
+
+use crate::sys::Creds;
+use crate::tenant::TenantSpec;
+
+/// The identity a pool runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `None`: the router is not root; workers keep its credentials.
+    pub creds: Option<(u32, u32, Vec<u32>)>,
+    pub user_name: String,
+}
+
+impl Identity {
+    pub fn creds(&self) -> Option<Creds> {
+        self.creds.as_ref().map(|(uid, gid, groups)| Creds { uid: *uid, gid: *gid, groups: groups.clone() })
+    }
+}
+
+/// Decide the identity of `t`'s workers; the error says what is wrong and how to fix it.
+pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
+    let me = Uid::effective();
+    if !me.is_root() {
+        let name = User::from_uid(me).ok().flatten().map(|u| u.name).unwrap_or_else(|| me.to_string());
+        if let Some(want) = &t.settings.user {
+            if want != &name && want != &me.to_string() {
+                return Err(format!(
+                    "tenant `{}` is configured to run as user `{want}`, but paddock runs as `{name}`, not root, and cannot switch users",
+                    t.name
+                ));
+            }
+        }
+        return Ok(Identity { creds: None, user_name: name });
+    }
+    let meta = std::fs::metadata(&t.dir)
+        .map_err(|e| format!("tenant `{}`: cannot read {}: {e}", t.name, t.dir.display()))?;
+    let user = match &t.settings.user {
+        Some(u) => Some(lookup_user(u)?),
+        None => User::from_uid(Uid::from_raw(meta.uid())).ok().flatten(),
+    };
+    let uid = user.as_ref().map(|u| u.uid.as_raw()).unwrap_or(meta.uid());
+    let gid = match &t.settings.group {
+        Some(g) => lookup_group(g)?,
+        None => user.as_ref().map(|u| u.gid.as_raw()).unwrap_or(meta.gid()),
+    };
+    if uid == 0 && !allow_root {
+        return Err(format!(
+            "tenant `{}` would run as root: {} is owned by uid 0 and no `user` is configured. \
+             Give the tenant its own user (`chown -R USER {}` or `user = \"USER\"` in [tenants.{}]); \
+             `allow_root = true` permits root but is not recommended",
+            t.name,
+            t.dir.display(),
+            t.dir.display(),
+            t.name
+        ));
+    }
+    let groups = match &user {
+        Some(u) => CString::new(u.name.clone())
+            .ok()
+            .and_then(|c| getgrouplist(&c, Gid::from_raw(gid)).ok())
+            .map(|g| g.into_iter().map(Gid::as_raw).collect())
+            .unwrap_or_else(|| vec![gid]),
+        None => vec![gid],
+    };
+    let user_name = user.map(|u| u.name).unwrap_or_else(|| uid.to_string());
+    Ok(Identity { creds: Some((uid, gid, groups)), user_name })
+}
+
+fn lookup_user(u: &str) -> Result<User, String> {
+    let found = match u.parse::<u32>() {
+        Ok(n) => User::from_uid(Uid::from_raw(n)),
+        Err(_) => User::from_name(u),
+    };
+    found.ok().flatten().ok_or_else(|| format!("user `{u}` does not exist (create it with useradd)"))
+}
+
+fn lookup_group(g: &str) -> Result<u32, String> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Ok(n);
+    }
+    Group::from_name(g)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+        .ok_or_else(|| format!("group `{g}` does not exist (create it with groupadd)"))
+}

@@ -1,0 +1,103 @@
+//! Tenants: names, where they live, and how a name becomes a runnable pool description.
+//!
+//! A tenant is either configured (`[tenants.NAME]`) or discovered: a directory under `sites`
+//! holding the marker file. Discovery is a `stat` at request time, so a new directory is live
+//! at once and thousands of idle tenants cost nothing.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, PoolSettings};
+
+/// Everything needed to start and route to one tenant's pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSpec {
+    pub name: String,
+    pub dir: PathBuf,
+    /// URL prefix used when no rule chose another (`/trac/demo-1`, or `` at the root).
+    pub mount: String,
+    pub settings: PoolSettings,
+}
+
+/// Tenant names: 1 to 63 of `[A-Za-z0-9._-]`, starting with a letter or digit. This keeps
+/// names safe as path components, socket names and metric labels.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// Unix user/group names as `useradd` accepts them (also numeric ids).
+pub fn valid_unix_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+impl Config {
+    /// Resolve `name` to a tenant, or `None` if there is no such tenant right now.
+    pub fn tenant(&self, name: &str) -> Option<TenantSpec> {
+        if !valid_name(name) {
+            return None;
+        }
+        if let Some(t) = self.tenants.get(name) {
+            let dir = t.dir.clone().or_else(|| self.sites.as_ref().map(|s| s.join(name)))?;
+            let mount = t.mount.clone().unwrap_or_else(|| format!("{}/{name}", self.mount));
+            let settings = t.settings.expand(name, &dir, self.sites.as_deref());
+            return Some(TenantSpec { name: name.to_string(), dir, mount, settings });
+        }
+        let dir = self.sites.as_ref()?.join(name);
+        if !dir.join(&self.marker).is_file() {
+            return None;
+        }
+        let settings = self.defaults.expand(name, &dir, self.sites.as_deref());
+        Some(TenantSpec { name: name.to_string(), dir, mount: format!("{}/{name}", self.mount), settings })
+    }
+
+    /// Tenants listed on the index page: discovered ones and configured ones mounted under the
+    /// index's mount point, sorted by name.
+    pub fn list_tenants(&self) -> Vec<TenantSpec> {
+        let mut names: Vec<String> = Vec::new();
+        if let Some(sites) = &self.sites {
+            names.extend(scan(sites, &self.marker));
+        }
+        names.extend(self.tenants.keys().cloned());
+        names.sort();
+        names.dedup();
+        names
+            .iter()
+            .filter_map(|n| self.tenant(n))
+            .filter(|t| t.mount == format!("{}/{}", self.mount, t.name))
+            .collect()
+    }
+}
+
+/// Names of the directories under `sites` that hold `marker`.
+fn scan(sites: &Path, marker: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(sites) else {
+        tracing::warn!(sites = %sites.display(), "cannot read the sites directory");
+        return Vec::new();
+    };
+    rd.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| valid_name(n) && sites.join(n).join(marker).is_file())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["demo-1", "a", "Site_2", "x.y", "0abc"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", ".hidden", "-x", "a/b", "a b", "é", &"x".repeat(64)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

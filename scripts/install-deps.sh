@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Debian packages Paddock needs to build and test: Debian's CPython 3.11 with headers (pyo3
+# links its libpython3.11.so) and venv/pip (tenant virtualenvs). Needs root; skips what is there.
+set -euo pipefail
+need=()
+for pkg in python3.11 python3.11-dev python3.11-venv python3-pip libpython3.11 pkg-config; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing Debian packages: ${need[*]} (run as root: apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,91 @@
+"""WSGI test applications for Paddock's end-to-end tests.
+
+Each one is wrapped in wsgiref.validate.validator, which raises on any PEP 3333 violation by
+the server (the request then fails with a 500 and the test sees it).
+"""
+import hashlib
+import json
+import os
+import sys
+from wsgiref.validate import validator
+
+
+def _environ_json(environ):
+    keep = {}
+    for k, v in environ.items():
+        if isinstance(v, str):
+            keep[k] = v
+        elif isinstance(v, (bool, int, tuple)):
+            keep[k] = v
+    return json.dumps(keep, sort_keys=True).encode("utf-8")
+
+
+def _environ(environ, start_response):
+    body = _environ_json(environ)
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _echo(environ, start_response):
+    """Stream the request body back, reading it in pieces; report its SHA-256 in a header
+    computed while reading (so the test checks both directions)."""
+    inp = environ["wsgi.input"]
+    h = hashlib.sha256()
+    chunks = []
+    while True:
+        b = inp.read(65536)
+        if not b:
+            break
+        h.update(b)
+        chunks.append(b)
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("X-Body-Sha256", h.hexdigest())])
+    return chunks
+
+
+def _stream(environ, start_response):
+    """A large response produced piece by piece: ?mb=N megabytes of a known pattern."""
+    qs = dict(p.split("=", 1) for p in environ.get("QUERY_STRING", "").split("&") if "=" in p)
+    mb = int(qs.get("mb", "20"))
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    block = bytes(range(256)) * 4096  # 1 MiB
+
+    def gen():
+        for _ in range(mb):
+            yield block
+    return gen()
+
+
+def _whoami(environ, start_response):
+    body = json.dumps({"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
+                       "cwd": os.getcwd(), "home": os.environ.get("HOME"),
+                       "umask": _umask(), "env": sorted(os.environ)}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def _fail(environ, start_response):
+    raise RuntimeError("deliberate failure for the test")
+
+
+def app(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    if path.startswith("/echo"):
+        return _echo(environ, start_response)
+    if path.startswith("/stream"):
+        return _stream(environ, start_response)
+    if path.startswith("/whoami"):
+        return _whoami(environ, start_response)
+    if path.startswith("/fail"):
+        return _fail(environ, start_response)
+    return _environ(environ, start_response)
+
+
+application = validator(app)
