@@ -66,11 +66,11 @@ pub(crate) fn evaluate(rules: &[Rule], req: &RequestInfo<'_>, probe: &dyn FilePr
 
 /// Matches the rule pattern against the current path; `None` when the rule does not apply.
 fn match_rule(rule: &Rule, path: &[u8]) -> Option<Captures> {
-    match (rule.pattern.captures(path), rule.negate) {
-        (Some(caps), false) => Some(Captures::from_regex(&caps)),
-        (None, true) => Some(Captures::default()),
-        _ => None,
+    if rule.negate {
+        // A negated pattern has no groups to offer, so skip the costlier capture search.
+        return (!rule.pattern.is_match(path)).then(Captures::default);
     }
+    rule.pattern.captures(path).map(|caps| Captures::from_regex(&caps))
 }
 
 /// mod_rewrite's condition loop: AND by default; a true `[OR]` condition skips the rest of

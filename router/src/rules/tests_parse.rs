@@ -167,3 +167,81 @@ fn toml_rules_report_the_table_line() {
     assert!(text.contains("conditions[1]: unsupported flag `Z`"), "{text}");
     assert!(text.contains("RewriteRule: unknown flag `Y`"), "{text}");
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Fragments of rule syntax, so random files reach deep into the parser.
+    fn rules_text() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec![
+            "RewriteRule ",
+            "RewriteCond ",
+            "RewriteEngine ",
+            "On",
+            "\n",
+            "\\\n",
+            " ",
+            "\"",
+            "'",
+            "[",
+            "]",
+            ",",
+            "=",
+            "!",
+            "-f",
+            "-d",
+            "%{",
+            "}",
+            "%1",
+            "$1",
+            "^/(.*)",
+            "/x",
+            "-",
+            "F",
+            "R=301",
+            "E=a:",
+            "OR",
+            "NC",
+            "HTTP:",
+            "ENV:",
+            "REQUEST_URI",
+            "é",
+            "#",
+            "\\ ",
+        ]);
+        prop::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(text in prop_oneof![rules_text(), any::<String>()]) {
+            let _ = parse_apache(&text, Path::new("r"));
+        }
+
+        #[test]
+        fn evaluation_never_panics_and_rewrites_stay_normalised(
+            path in prop::collection::vec(any::<u8>(), 0..40),
+            header in "[ -~]{0,20}",
+        ) {
+            let set = rules(
+                "RewriteCond %{HTTP:X-Foo} ^(.*)$\n\
+                 RewriteRule ^/(.*)$ /t/%1/$1?q=$1 [QSA,E=v:%1$1]\n\
+                 RewriteRule ^/t/(.*)$ /r/$1 [R=301]",
+            );
+            let mut req = Req::new(&path);
+            if let Ok(value) = http::HeaderValue::from_str(&header) {
+                req.headers.insert("x-foo", value);
+            }
+            let out = set.evaluate(&req.info(), &FsProbe::default());
+            if out.path != path {
+                prop_assert!(out.path.starts_with(b"/"));
+                prop_assert_eq!(crate::path::normalise(&out.path), out.path.clone());
+            }
+            if let Action::Redirect { location, .. } = &out.action {
+                prop_assert!(http::HeaderValue::from_bytes(location).is_ok());
+            }
+        }
+    }
+}
