@@ -178,6 +178,14 @@ pub fn split_mount(target: &Target, mount: &[u8]) -> Result<MountSplit, PathErro
         }
         pos = end;
     }
+    // Slashes that only separate the mount from the rest are routing, not the app's path:
+    // `//trac//demo-1//wiki` gives PATH_INFO `/wiki`, as Apache's MergeSlashes would. Within
+    // the rest, and for an app at the root, the path stays exactly as sent.
+    if !mount_segments.is_empty() {
+        while raw.get(pos..pos + 2) == Some(b"//") {
+            pos += 1;
+        }
+    }
     let mut script_name = Vec::with_capacity(mount.len());
     for segment in &mount_segments {
         script_name.push(b'/');

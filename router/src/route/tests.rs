@@ -78,7 +78,8 @@ fn traversal_across_tenants_is_refused() {
     assert!(matches!(route(&c, b"/trac/demo-1%2fx"), Decision::BadRequest(_)));
     assert!(matches!(route(&c, b"/trac/../etc/passwd"), Decision::NotFound));
     assert!(matches!(route(&c, b"/trac/%2e%2e/etc"), Decision::NotFound));
-    assert_eq!(tenant(route(&c, b"//trac//demo-1//x")).1, "/trac/demo-1");
+    assert_eq!(tenant(route(&c, b"//trac//demo-1//x")), ("demo-1".into(), "/trac/demo-1".into(), "/x".into()));
+    assert_eq!(tenant(route(&c, b"/trac/demo-1/a//b")).2, "/a//b", "inside the app's path, as sent");
 }
 
 #[test]
