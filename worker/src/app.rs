@@ -63,7 +63,7 @@ pub fn setup_python(py: Python<'_>, python_path: &[PathBuf], venv: Option<&Path>
             )));
         }
         let before: Vec<Bound<'_, PyAny>> = path.iter().collect();
-        py.import("site")?.call_method1("addsitedir", (site_dir,))?;
+        py.import("site")?.call_method1("addsitedir", (site_dir.as_os_str(),))?;
         // addsitedir appends; the venv must win over system packages, so move its entries
         // (and any added by its .pth files) to the front.
         let mut added = Vec::new();
@@ -76,7 +76,7 @@ pub fn setup_python(py: Python<'_>, python_path: &[PathBuf], venv: Option<&Path>
         path.set_slice(0, path.len(), &reordered)?;
     }
     for (i, dir) in python_path.iter().enumerate() {
-        path.insert(i, dir)?;
+        path.insert(i, dir.as_os_str())?;
     }
     Ok(())
 }
@@ -109,10 +109,10 @@ fn load_script<'py>(py: Python<'py>, path: &Path) -> PyResult<Bound<'py, PyAny>>
     let machinery = py.import("importlib.machinery")?;
     let util = py.import("importlib.util")?;
     // An explicit loader: `.wsgi` is not a suffix importlib would recognise on its own.
-    let loader = machinery.getattr("SourceFileLoader")?.call1((&name, &path))?;
+    let loader = machinery.getattr("SourceFileLoader")?.call1((&name, path.as_os_str()))?;
     let spec = util
         .getattr("spec_from_file_location")?
-        .call((&name, &path), Some(&[("loader", &loader)].into_py_dict(py)?))?;
+        .call((&name, path.as_os_str()), Some(&[("loader", &loader)].into_py_dict(py)?))?;
     if spec.is_none() {
         return Err(PyValueError::new_err(format!("cannot load {}", path.display())));
     }
