@@ -74,7 +74,11 @@ fn concurrent_requests_to_two_sites() {
                 s.spawn(move || {
                     let site = if i % 2 == 0 { "demo-1" } else { "demo-2" };
                     let r = server.get(&format!("/trac/{site}/wiki/WikiStart"));
-                    (site, r.status, r.text().contains(if i % 2 == 0 { "Demo One" } else { "Demo Two" }))
+                    (
+                        site,
+                        r.status,
+                        r.text().contains(if i % 2 == 0 { "Demo One" } else { "Demo Two" }),
+                    )
                 })
             })
             .collect();

@@ -15,7 +15,9 @@ pub fn repo_root() -> PathBuf {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 /// Paths of the `paddock` and `paddock-worker` binaries, built once per test process.
@@ -58,12 +60,19 @@ pub fn trac_env(dir: &Path, name: &str) {
         .args(["initenv", name, "sqlite:db/trac.db"])
         .output()
         .expect("run trac-admin");
-    assert!(out.status.success(), "trac-admin initenv failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "trac-admin initenv failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A free loopback port (bound then released; the server binds it right after).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A running `paddock serve`, stopped (SIGTERM, then SIGKILL) when dropped.
@@ -75,8 +84,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Start `paddock serve ARGS --listen 127.0.0.1:PORT` and wait until it accepts.
+    /// Start `paddock serve ARGS --listen 127.0.0.1:PORT` and wait until it accepts. As root,
+    /// `--allow-root` is added: test tenants live in root-owned temp dirs.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with(args, nix_is_root(), &[])
+    }
+
+    /// Like [`Server::start`], choosing `--allow-root` and adding environment variables.
+    pub fn start_with(args: &[&str], allow_root: bool, env: &[(&str, &str)]) -> Server {
         let (paddock, _) = bins();
         let port = free_port();
         let logdir = tempfile::tempdir().expect("tempdir");
@@ -85,10 +100,11 @@ impl Server {
         let listen = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(paddock);
         cmd.arg("serve").args(args).args(["--listen", &listen]);
-        if nix_is_root() {
+        if allow_root {
             cmd.arg("--allow-root");
         }
         let child = cmd
+            .envs(env.iter().copied())
             .env("PADDOCK_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -119,12 +135,16 @@ impl Server {
     }
 
     pub fn get(&self, path: &str) -> Response {
-        self.request(format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr).as_bytes())
+        self.request(
+            format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr)
+                .as_bytes(),
+        )
     }
 
     /// Send raw request bytes on a new connection and read the whole response.
     pub fn request(&self, raw: &[u8]) -> Response {
-        send_raw(self.addr, raw).unwrap_or_else(|e| panic!("request failed: {e}\nserver log:\n{}", self.log_text()))
+        send_raw(self.addr, raw)
+            .unwrap_or_else(|e| panic!("request failed: {e}\nserver log:\n{}", self.log_text()))
     }
 
     /// Pids of the processes paddock started (its direct children).
@@ -168,7 +188,11 @@ pub fn signal(pid: u32, sig: i32) {
 pub fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -234,15 +258,22 @@ pub fn parse_response(buf: &[u8]) -> std::io::Result<Response> {
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().ok_or_else(|| bad("empty"))?;
-    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("status"))?;
+    let status =
+        status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("status"))?;
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let raw_body = &buf[end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked { dechunk(raw_body).ok_or_else(|| bad("bad chunked body"))? } else { raw_body.to_vec() };
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(raw_body).ok_or_else(|| bad("bad chunked body"))?
+    } else {
+        raw_body.to_vec()
+    };
     Ok(Response { status, headers, body })
 }
 
