@@ -1,0 +1,127 @@
+//! Pools run as their tenant's Unix user with a scrubbed environment; uid 0 is refused unless
+//! allowed. The suite runs as root in CI, where these tests create a real user.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::{nix_is_root, repo_root, write, Server};
+
+const TEST_USER: &str = "paddock-e2e";
+
+fn ensure_user() -> (u32, u32) {
+    // Serialised across test processes: two concurrent useradds for one name race.
+    let script = format!(
+        "id -u {TEST_USER} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {TEST_USER}"
+    );
+    let st = Command::new("flock")
+        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
+        .status()
+        .expect("run useradd");
+    assert!(st.success(), "creating user {TEST_USER} failed");
+    (id_of("-u").expect("uid"), id_of("-g").expect("gid"))
+}
+
+fn id_of(flag: &str) -> Option<u32> {
+    let o = Command::new("id").arg(flag).arg(TEST_USER).output().ok()?;
+    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+}
+
+fn chown(path: &Path, spec: &str) {
+    let st = Command::new("chown").arg("-R").arg(spec).arg(path).status().expect("chown");
+    assert!(st.success());
+}
+
+fn apps_config(dir: &Path, tenant_dir: &Path, extra: &str) -> std::path::PathBuf {
+    let config = dir.join("paddock.toml");
+    write(
+        &config,
+        &format!(
+            "index = false\n[tenants.iso]\ndir = \"{}\"\nmount = \"/iso\"\napp = \"testapps:application\"\npython_path = [\"{}\"]\nprocesses = 1\n{extra}\n",
+            tenant_dir.display(),
+            repo_root().join("tests/apps").display()
+        ),
+    );
+    config
+}
+
+fn field<'a>(json: &'a str, key: &str) -> &'a str {
+    let at = json.find(&format!("\"{key}\": ")).unwrap_or_else(|| panic!("no {key} in {json}"));
+    let rest = &json[at + key.len() + 4..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim()
+}
+
+#[test]
+fn pool_runs_as_the_owner_of_the_tenant_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let tenant = dir.path().join("site");
+    std::fs::create_dir_all(&tenant).expect("mkdir");
+    let config = apps_config(dir.path(), &tenant, "");
+    let (uid, gid) = if nix_is_root() {
+        let ids = ensure_user();
+        chown(&tenant, &format!("{TEST_USER}:"));
+        ids
+    } else {
+        let me = |f: &str| -> u32 {
+            let o = Command::new("id").arg(f).output().expect("id");
+            String::from_utf8_lossy(&o.stdout).trim().parse().expect("number")
+        };
+        (me("-u"), me("-g"))
+    };
+    // Without --allow-root: the tenant is not root-owned, so nothing needs it.
+    let server = Server::start_with(
+        &["--config", config.to_str().expect("utf-8")],
+        false,
+        &[("PADDOCK_E2E_SECRET", "must-not-leak")],
+    );
+    let r = server.get("/iso/whoami");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log_text());
+    let json = r.text();
+    assert_eq!(field(&json, "uid"), uid.to_string(), "{json}");
+    assert_eq!(field(&json, "gid"), gid.to_string(), "{json}");
+    assert_eq!(field(&json, "cwd"), format!("\"{}\"", tenant.display()));
+    assert_eq!(field(&json, "home"), format!("\"{}\"", tenant.display()));
+    assert_eq!(field(&json, "umask"), "18", "umask 022 by default");
+    assert!(!json.contains("PADDOCK_E2E_SECRET"), "router environment leaked: {json}");
+}
+
+#[test]
+fn root_owned_tenant_is_refused_without_allow_root() {
+    if !nix_is_root() {
+        // Without root there is no uid switch to refuse; the previous test covers this case.
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tenant = dir.path().join("rootsite");
+    std::fs::create_dir_all(&tenant).expect("mkdir");
+    let config = apps_config(dir.path(), &tenant, "");
+    let server = Server::start_with(&["--config", config.to_str().expect("utf-8")], false, &[]);
+    let r = server.get("/iso/whoami");
+    assert_eq!(r.status, 503);
+    assert!(server.worker_pids().is_empty(), "no worker may start as root");
+    let log = server.log_text();
+    assert!(log.contains("would run as root") && log.contains("chown"), "{log}");
+}
+
+#[test]
+fn configured_user_wins_over_the_directory_owner() {
+    if !nix_is_root() {
+        return;
+    }
+    let (uid, _) = ensure_user();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let tenant = dir.path().join("site");
+    std::fs::create_dir_all(&tenant).expect("mkdir");
+    let config =
+        apps_config(dir.path(), &tenant, &format!("user = \"{TEST_USER}\"\numask = \"027\""));
+    let server = Server::start_with(&["--config", config.to_str().expect("utf-8")], false, &[]);
+    let r = server.get("/iso/whoami");
+    assert_eq!(r.status, 200, "{}", server.log_text());
+    assert_eq!(field(&r.text(), "uid"), uid.to_string());
+    assert_eq!(field(&r.text(), "umask"), "23");
+}
