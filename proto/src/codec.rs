@@ -1,7 +1,7 @@
 //! Encode and decode frames. Pure functions over byte slices: no I/O, no panics on any input.
 
 use crate::frame::{
-    Abort, AbortKind, BodyKind, Frame, FrameType, Hello, Ready, RequestHead, ResponseHead,
+    Abort, AbortKind, BodyKind, Fields, Frame, FrameType, Hello, Ready, RequestHead, ResponseHead,
 };
 use crate::{FRAME_HEADER_LEN, MAX_FIELDS, MAX_PAYLOAD};
 
@@ -213,7 +213,7 @@ impl<'a> Reader<'a> {
         Ok(self.take(n, what)?.to_vec())
     }
 
-    fn pairs(&mut self, what: &'static str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DecodeError> {
+    fn pairs(&mut self, what: &'static str) -> Result<Fields, DecodeError> {
         let n = self.u32(what)?;
         if n as usize > MAX_FIELDS {
             return Err(DecodeError::TooManyFields(n));

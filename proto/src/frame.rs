@@ -1,7 +1,13 @@
 //! Frame types. Byte strings stay byte strings: HTTP carries 8-bit bytes in paths and header
 //! values, and PEP 3333 hands them to the app one latin-1 character per byte.
 
+/// Name/value byte-string pairs, in order (headers, environ entries).
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One decoded frame.
+// A request head is much larger than the other variants, but frames are short-lived values
+// moved once from the decoder to their consumer; boxing would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// First frame each side sends on a connection.
@@ -75,9 +81,10 @@ pub struct Ready {
 }
 
 /// How the request body is delimited, as the client sent it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BodyKind {
     /// No body: no `Body` frames follow, but `End` still does.
+    #[default]
     Empty,
     /// `Content-Length` bytes follow in `Body` frames.
     Length(u64),
@@ -107,22 +114,16 @@ pub struct RequestHead {
     pub remote_port: u16,
     pub body: BodyKind,
     /// Header names as sent (any case) and values as bytes, in order.
-    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub headers: Fields,
     /// Extra environ entries chosen by the router (`trac.env_path`, `REMOTE_USER`, ...).
-    pub environ: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl Default for BodyKind {
-    fn default() -> Self {
-        BodyKind::Empty
-    }
+    pub environ: Fields,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResponseHead {
     pub status: u16,
     pub reason: Vec<u8>,
-    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub headers: Fields,
 }
 
 /// Why a request was abandoned.

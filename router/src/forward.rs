@@ -62,7 +62,10 @@ pub async fn forward(
     let (rd, wr) = stream.into_split();
     let has_body = head.body != paddock_proto::BodyKind::Empty;
     let mut preamble = Vec::with_capacity(1024);
-    encode(&Frame::Hello(Hello { version: paddock_proto::VERSION, pid: std::process::id() }), &mut preamble);
+    encode(
+        &Frame::Hello(Hello { version: paddock_proto::VERSION, pid: std::process::id() }),
+        &mut preamble,
+    );
     encode(&Frame::Request(head), &mut preamble);
     if !has_body {
         encode(&Frame::End, &mut preamble);
@@ -87,11 +90,13 @@ pub async fn forward(
         Ok(Ok(h)) => h,
     };
     let mut resp = Response::builder().status(
-        StatusCode::from_u16(head.status).map_err(|_| ForwardError::Protocol(format!("invalid status {}", head.status)))?,
+        StatusCode::from_u16(head.status)
+            .map_err(|_| ForwardError::Protocol(format!("invalid status {}", head.status)))?,
     );
     for (k, v) in &head.headers {
-        let name = HeaderName::from_bytes(k)
-            .map_err(|_| ForwardError::Protocol(format!("invalid header name {:?}", String::from_utf8_lossy(k))))?;
+        let name = HeaderName::from_bytes(k).map_err(|_| {
+            ForwardError::Protocol(format!("invalid header name {:?}", String::from_utf8_lossy(k)))
+        })?;
         if HOP_BY_HOP.contains(&name.as_str()) {
             continue;
         }
@@ -142,8 +147,15 @@ async fn write_request(
 async fn read_head(reader: &mut FrameReader) -> Result<paddock_proto::ResponseHead, ForwardError> {
     match reader.next().await? {
         Some(Frame::Hello(h)) if h.version == paddock_proto::VERSION => {}
-        Some(Frame::Hello(h)) => return Err(ForwardError::Protocol(format!("worker speaks protocol version {}", h.version))),
-        Some(f) => return Err(ForwardError::Protocol(format!("expected hello, got {:?}", f.frame_type()))),
+        Some(Frame::Hello(h)) => {
+            return Err(ForwardError::Protocol(format!(
+                "worker speaks protocol version {}",
+                h.version
+            )))
+        }
+        Some(f) => {
+            return Err(ForwardError::Protocol(format!("expected hello, got {:?}", f.frame_type())))
+        }
         None => return Err(ForwardError::WorkerGone),
     }
     match reader.next().await? {
@@ -151,8 +163,13 @@ async fn read_head(reader: &mut FrameReader) -> Result<paddock_proto::ResponseHe
         Some(Frame::Abort(a)) if a.kind == AbortKind::AppError => {
             Err(ForwardError::AppError(String::from_utf8_lossy(&a.message).into_owned()))
         }
-        Some(Frame::Abort(a)) => Err(ForwardError::Protocol(String::from_utf8_lossy(&a.message).into_owned())),
-        Some(f) => Err(ForwardError::Protocol(format!("expected a response head, got {:?}", f.frame_type()))),
+        Some(Frame::Abort(a)) => {
+            Err(ForwardError::Protocol(String::from_utf8_lossy(&a.message).into_owned()))
+        }
+        Some(f) => Err(ForwardError::Protocol(format!(
+            "expected a response head, got {:?}",
+            f.frame_type()
+        ))),
         None => Err(ForwardError::WorkerGone),
     }
 }
@@ -171,8 +188,13 @@ async fn pump(
                 "the application failed while sending its response: {}",
                 String::from_utf8_lossy(&a.message)
             ))),
-            Ok(Some(f)) => Err(io::Error::other(format!("unexpected {:?} frame in a response body", f.frame_type()))),
-            Ok(None) => Err(io::Error::other("the worker closed the connection in the middle of a response")),
+            Ok(Some(f)) => Err(io::Error::other(format!(
+                "unexpected {:?} frame in a response body",
+                f.frame_type()
+            ))),
+            Ok(None) => Err(io::Error::other(
+                "the worker closed the connection in the middle of a response",
+            )),
             Err(e) => Err(io::Error::other(e.to_string())),
         };
         let failed = item.is_err();

@@ -99,10 +99,16 @@ pub async fn serve(
     }
 }
 
-async fn handle(st: Arc<State>, req: Request<Incoming>, peer: SocketAddr, local: SocketAddr) -> Response<Body> {
+async fn handle(
+    st: Arc<State>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    let target_text = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let target_text =
+        req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
     let (tenant, resp) = dispatch(&st, req, peer, local).await;
     tracing::info!(
         target: "paddock::access",
@@ -126,7 +132,12 @@ async fn dispatch(
     let raw = req.uri().path_and_query().map(|p| p.as_str().as_bytes()).unwrap_or(b"/");
     let target = match Target::parse(raw) {
         Ok(t) => t,
-        Err(e) => return (None, respond::page(StatusCode::BAD_REQUEST, &format!("Invalid request target: {e}."))),
+        Err(e) => {
+            return (
+                None,
+                respond::page(StatusCode::BAD_REQUEST, &format!("Invalid request target: {e}.")),
+            )
+        }
     };
     if req.method() == Method::CONNECT {
         return (None, respond::page(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."));
@@ -150,14 +161,26 @@ async fn dispatch(
     let routed = match decision {
         Decision::Tenant(r) => r,
         Decision::Index => return (None, index::render(&cfg)),
-        Decision::NotFound => return (None, respond::page(StatusCode::NOT_FOUND, "There is no site at this address.")),
-        Decision::Forbidden => return (None, respond::page(StatusCode::FORBIDDEN, "Access to this address is forbidden.")),
+        Decision::NotFound => {
+            return (
+                None,
+                respond::page(StatusCode::NOT_FOUND, "There is no site at this address."),
+            )
+        }
+        Decision::Forbidden => {
+            return (
+                None,
+                respond::page(StatusCode::FORBIDDEN, "Access to this address is forbidden."),
+            )
+        }
         Decision::Gone => return (None, respond::page(StatusCode::GONE, "This site is gone.")),
-        Decision::Redirect { status, location } => return (None, respond::redirect(status, &location)),
+        Decision::Redirect { status, location } => {
+            return (None, respond::redirect(status, &location))
+        }
         Decision::BadRequest(why) => return (None, respond::page(StatusCode::BAD_REQUEST, why)),
     };
     let name = routed.spec.name.clone();
-    (Some(name), to_tenant(st, routed, req, &target, &host, peer, local).await)
+    (Some(name), to_tenant(st, *routed, req, &target, &host, peer, local).await)
 }
 
 async fn to_tenant(
@@ -220,7 +243,11 @@ fn request_head(
         .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes()))
         .collect();
     environ.extend(routed.rule_environ.into_iter().map(|(k, v)| (k.into_bytes(), v)));
-    let request_uri = parts.uri.path_and_query().map(|p| p.as_str().as_bytes().to_vec()).unwrap_or_else(|| b"/".to_vec());
+    let request_uri = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().as_bytes().to_vec())
+        .unwrap_or_else(|| b"/".to_vec());
     RequestHead {
         method: parts.method.as_str().as_bytes().to_vec(),
         script_name: routed.script_name,
@@ -237,7 +264,11 @@ fn request_head(
         remote_addr: peer.ip().to_string().into_bytes(),
         remote_port: peer.port(),
         body,
-        headers: parts.headers.iter().map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec())).collect(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect(),
         environ,
     }
 }

@@ -18,7 +18,11 @@ pub struct Identity {
 
 impl Identity {
     pub fn creds(&self) -> Option<Creds> {
-        self.creds.as_ref().map(|(uid, gid, groups)| Creds { uid: *uid, gid: *gid, groups: groups.clone() })
+        self.creds.as_ref().map(|(uid, gid, groups)| Creds {
+            uid: *uid,
+            gid: *gid,
+            groups: groups.clone(),
+        })
     }
 }
 
@@ -26,7 +30,8 @@ impl Identity {
 pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
     let me = Uid::effective();
     if !me.is_root() {
-        let name = User::from_uid(me).ok().flatten().map(|u| u.name).unwrap_or_else(|| me.to_string());
+        let name =
+            User::from_uid(me).ok().flatten().map(|u| u.name).unwrap_or_else(|| me.to_string());
         if let Some(want) = &t.settings.user {
             if want != &name && want != &me.to_string() {
                 return Err(format!(
@@ -76,7 +81,10 @@ fn lookup_user(u: &str) -> Result<User, String> {
         Ok(n) => User::from_uid(Uid::from_raw(n)),
         Err(_) => User::from_name(u),
     };
-    found.ok().flatten().ok_or_else(|| format!("user `{u}` does not exist (create it with useradd)"))
+    found
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("user `{u}` does not exist (create it with useradd)"))
 }
 
 fn lookup_group(g: &str) -> Result<u32, String> {

@@ -18,7 +18,11 @@ pub fn render(cfg: &Config) -> Response<Body> {
             "<li><a href=\"{href}/\">{name}</a>{descr}</li>\n",
             href = escape(&t.mount),
             name = escape(&name),
-            descr = if descr.is_empty() { String::new() } else { format!(" &mdash; {}", escape(&descr)) },
+            descr = if descr.is_empty() {
+                String::new()
+            } else {
+                format!(" &mdash; {}", escape(&descr))
+            },
         ));
     }
     let list = if tenants.is_empty() {
@@ -36,7 +40,8 @@ pub fn render(cfg: &Config) -> Response<Body> {
     };
     let mut r = Response::new(full(html));
     *r.status_mut() = StatusCode::OK;
-    r.headers_mut().insert(header::CONTENT_TYPE, "text/html; charset=utf-8".parse().expect("static"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, "text/html; charset=utf-8".parse().expect("static"));
     r
 }
 

@@ -60,7 +60,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .map_err(|source| StartError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(%addr, sites = ?config.sites, mount = %config.mount, "paddock listening");
-    let registry = registry::Registry::new(runtime.path().to_path_buf(), worker_bin, config.allow_root);
+    let registry =
+        registry::Registry::new(runtime.path().to_path_buf(), worker_bin, config.allow_root);
     let state = Arc::new(front::State::new(config, registry));
     front::serve(listener, state.clone(), shutdown, DRAIN).await;
     tracing::info!("stopping worker pools");

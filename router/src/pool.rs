@@ -115,7 +115,10 @@ impl Pool {
         let s = &self.spec.settings;
         let permit = tokio::time::timeout(s.queue_timeout, self.slots.clone().acquire_owned())
             .await
-            .map_err(|_| PoolError::QueueTimeout { tenant: self.spec.name.clone(), waited: s.queue_timeout })?
+            .map_err(|_| PoolError::QueueTimeout {
+                tenant: self.spec.name.clone(),
+                waited: s.queue_timeout,
+            })?
             .map_err(|_| self.unavailable("the pool is shutting down"))?;
         self.wait_ready().await?;
         Ok(permit)

@@ -42,7 +42,8 @@ pub fn page(status: StatusCode, detail: &str) -> Response<Body> {
     );
     let mut r = Response::new(full(html));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, "text/html; charset=utf-8".parse().expect("static"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, "text/html; charset=utf-8".parse().expect("static"));
     r.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("static"));
     r
 }
@@ -67,7 +68,9 @@ fn unavailable(detail: &str) -> Response<Body> {
 
 pub fn pool_error(e: &PoolError) -> Response<Body> {
     match e {
-        PoolError::QueueTimeout { .. } => unavailable("The site is busy. Please try again shortly."),
+        PoolError::QueueTimeout { .. } => {
+            unavailable("The site is busy. Please try again shortly.")
+        }
         PoolError::StartTimeout { .. } | PoolError::Unavailable { .. } => {
             unavailable("The site is temporarily unavailable. Please try again shortly.")
         }
@@ -80,11 +83,16 @@ pub fn forward_error(e: &ForwardError) -> Response<Body> {
         ForwardError::WorkerGone | ForwardError::Protocol(_) => {
             page(StatusCode::BAD_GATEWAY, "The site's worker failed while handling this request.")
         }
-        ForwardError::AppError(_) => {
-            page(StatusCode::INTERNAL_SERVER_ERROR, "The application failed; the details are in the server log.")
+        ForwardError::AppError(_) => page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The application failed; the details are in the server log.",
+        ),
+        ForwardError::Timeout(_) => {
+            page(StatusCode::GATEWAY_TIMEOUT, "The site took too long to answer.")
         }
-        ForwardError::Timeout(_) => page(StatusCode::GATEWAY_TIMEOUT, "The site took too long to answer."),
-        ForwardError::BodyTooLarge(_) => page(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large."),
+        ForwardError::BodyTooLarge(_) => {
+            page(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.")
+        }
     }
 }
 

@@ -18,7 +18,7 @@ pub const SCRIPT_NAME_VAR: &str = "paddock.script_name";
 
 #[derive(Debug)]
 pub enum Decision {
-    Tenant(Routed),
+    Tenant(Box<Routed>),
     Index,
     NotFound,
     Forbidden,
@@ -38,7 +38,12 @@ pub struct Routed {
 }
 
 /// Decide where `target` goes. `info.path` must be `target.normalised`.
-pub fn decide(cfg: &Config, target: &Target, info: &RequestInfo<'_>, probe: &dyn FileProbe) -> Decision {
+pub fn decide(
+    cfg: &Config,
+    target: &Target,
+    info: &RequestInfo<'_>,
+    probe: &dyn FileProbe,
+) -> Decision {
     let mut rewritten: Option<Target> = None;
     let mut vars = Vec::new();
     if !cfg.rules.is_empty() {
@@ -46,7 +51,9 @@ pub fn decide(cfg: &Config, target: &Target, info: &RequestInfo<'_>, probe: &dyn
         match out.action {
             Action::Forbidden => return Decision::Forbidden,
             Action::Gone => return Decision::Gone,
-            Action::Redirect { status, location } => return Decision::Redirect { status, location },
+            Action::Redirect { status, location } => {
+                return Decision::Redirect { status, location }
+            }
             Action::Continue => {}
         }
         if out.path != target.normalised || out.query != target.query {
@@ -57,13 +64,17 @@ pub fn decide(cfg: &Config, target: &Target, info: &RequestInfo<'_>, probe: &dyn
             }
             match Target::parse(&raw) {
                 Ok(t) => rewritten = Some(t),
-                Err(_) => return Decision::BadRequest("a rule rewrote the path into an invalid one"),
+                Err(_) => {
+                    return Decision::BadRequest("a rule rewrote the path into an invalid one")
+                }
             }
         }
         vars = out.vars;
     }
     let target = rewritten.as_ref().unwrap_or(target);
-    let var = |name: &str| vars.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let var = |name: &str| {
+        vars.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    };
     let chosen = var(TENANT_VAR);
     let script_override = var(SCRIPT_NAME_VAR);
     let rule_environ: Vec<(String, Vec<u8>)> =
@@ -76,7 +87,9 @@ pub fn decide(cfg: &Config, target: &Target, info: &RequestInfo<'_>, probe: &dyn
             };
             let mount = match script_override {
                 Some(s) => s,
-                None if has_prefix(&target.normalised, spec.mount.as_bytes()) => spec.mount.clone().into_bytes(),
+                None if has_prefix(&target.normalised, spec.mount.as_bytes()) => {
+                    spec.mount.clone().into_bytes()
+                }
                 None => Vec::new(),
             };
             (spec, mount)
@@ -84,26 +97,28 @@ pub fn decide(cfg: &Config, target: &Target, info: &RequestInfo<'_>, probe: &dyn
         None => match default_route(cfg, &target.normalised) {
             Default::Tenant(spec) => {
                 let mount = script_override.unwrap_or_else(|| spec.mount.clone().into_bytes());
-                (spec, mount)
+                (*spec, mount)
             }
             Default::Index => return Decision::Index,
             Default::None => return Decision::NotFound,
         },
     };
     match path::split_mount(target, &mount) {
-        Ok(split) => Decision::Tenant(Routed {
+        Ok(split) => Decision::Tenant(Box::new(Routed {
             spec,
             script_name: split.script_name,
             path_info: split.path_info,
             rule_environ,
-        }),
-        Err(PathError::CrossesMount) => Decision::BadRequest("the path names a different site once normalised"),
+        })),
+        Err(PathError::CrossesMount) => {
+            Decision::BadRequest("the path names a different site once normalised")
+        }
         Err(_) => Decision::BadRequest("invalid request path"),
     }
 }
 
 enum Default {
-    Tenant(TenantSpec),
+    Tenant(Box<TenantSpec>),
     Index,
     None,
 }
@@ -126,7 +141,8 @@ fn default_route(cfg: &Config, path: &[u8]) -> Default {
         }
     }
     let mount = cfg.mount.as_bytes();
-    let at_mount = path == mount || (path.len() == mount.len() + 1 && path.starts_with(mount) && path.ends_with(b"/"));
+    let at_mount = path == mount
+        || (path.len() == mount.len() + 1 && path.starts_with(mount) && path.ends_with(b"/"));
     if let Some(rest) = path.strip_prefix(mount).and_then(|r| r.strip_prefix(b"/")) {
         let seg = rest.split(|&b| b == b'/').next().unwrap_or_default();
         if let Some(spec) = std::str::from_utf8(seg).ok().and_then(|n| cfg.tenant(n)) {
@@ -134,8 +150,10 @@ fn default_route(cfg: &Config, path: &[u8]) -> Default {
         }
     }
     match best {
-        Some(spec) => Default::Tenant(spec),
-        None if at_mount && cfg.index && (cfg.sites.is_some() || !cfg.tenants.is_empty()) => Default::Index,
+        Some(spec) => Default::Tenant(Box::new(spec)),
+        None if at_mount && cfg.index && (cfg.sites.is_some() || !cfg.tenants.is_empty()) => {
+            Default::Index
+        }
         None => Default::None,
     }
 }
@@ -155,7 +173,8 @@ fn encode_path(p: &[u8]) -> Vec<u8> {
 
 /// `path` is `prefix` or continues it with `/` (segment boundary). `` prefixes everything.
 fn has_prefix(path: &[u8], prefix: &[u8]) -> bool {
-    path.starts_with(prefix) && (path.len() == prefix.len() || path[prefix.len()] == b'/' || prefix.is_empty())
+    path.starts_with(prefix)
+        && (path.len() == prefix.len() || path[prefix.len()] == b'/' || prefix.is_empty())
 }
 
 #[cfg(test)]

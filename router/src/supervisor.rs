@@ -56,9 +56,8 @@ async fn run_once(
     slot: usize,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let (mut child, control) = spawn(pool).map_err(|e| {
-        format!("cannot start a worker for tenant `{}`: {e}", pool.spec.name)
-    })?;
+    let (mut child, control) = spawn(pool)
+        .map_err(|e| format!("cannot start a worker for tenant `{}`: {e}", pool.spec.name))?;
     let pid = child.id().unwrap_or(0);
     let timeout = pool.spec.settings.startup_timeout;
     tokio::select! {
@@ -127,7 +126,9 @@ async fn wait_ready(control: OwnedFd) -> Result<(), String> {
     loop {
         match decode(&buf) {
             Ok(Some((Frame::Ready(_), _))) => return Ok(()),
-            Ok(Some((other, _))) => return Err(format!("unexpected control frame {:?}", other.frame_type())),
+            Ok(Some((other, _))) => {
+                return Err(format!("unexpected control frame {:?}", other.frame_type()))
+            }
             Ok(None) => {}
             Err(e) => return Err(format!("bad control frame: {e}")),
         }

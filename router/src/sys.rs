@@ -30,8 +30,11 @@ pub struct Creds {
 /// Install the credential switch, fd layout, new session and parent-death signal on `cmd`.
 pub fn prepare(cmd: &mut tokio::process::Command, setup: ChildSetup) {
     let parent = std::process::id() as libc::pid_t;
-    let groups: Vec<libc::gid_t> =
-        setup.creds.as_ref().map(|c| c.groups.iter().map(|&g| g as libc::gid_t).collect()).unwrap_or_default();
+    let groups: Vec<libc::gid_t> = setup
+        .creds
+        .as_ref()
+        .map(|c| c.groups.iter().map(|&g| g as libc::gid_t).collect())
+        .unwrap_or_default();
     // SAFETY: the closure runs in the forked child before exec; it only makes raw syscalls
     // (setsid, setgroups, setgid, setuid, umask, dup2, prctl, getppid), which are
     // async-signal-safe, and touches no memory that another thread could hold locked: the

@@ -54,7 +54,12 @@ impl Config {
             return None;
         }
         let settings = self.defaults.expand(name, &dir, self.sites.as_deref());
-        Some(TenantSpec { name: name.to_string(), dir, mount: format!("{}/{name}", self.mount), settings })
+        Some(TenantSpec {
+            name: name.to_string(),
+            dir,
+            mount: format!("{}/{name}", self.mount),
+            settings,
+        })
     }
 
     /// Tenants listed on the index page: discovered ones and configured ones mounted under the

@@ -189,7 +189,9 @@ impl Validator<'_> {
         }
         let defaults_section = f.defaults.clone().unwrap_or_default().over(&builtin);
         if let Some(d) = &f.defaults {
-            if let Some(span) = d.dir.as_ref().map(|x| x.span()).or(d.mount.as_ref().map(|x| x.span())) {
+            if let Some(span) =
+                d.dir.as_ref().map(|x| x.span()).or(d.mount.as_ref().map(|x| x.span()))
+            {
                 self.err(Some(span), "`dir` and `mount` belong in [tenants.NAME], not [defaults]");
             }
         }
@@ -207,7 +209,10 @@ impl Validator<'_> {
             }
             let dir = s.dir.as_ref().map(|d| abs(d.get_ref()));
             if dir.is_none() && sites.is_none() {
-                self.err_at(at, format!("tenant `{name}` needs `dir` (no `sites` directory is configured)"));
+                self.err_at(
+                    at,
+                    format!("tenant `{name}` needs `dir` (no `sites` directory is configured)"),
+                );
             }
             file_roots.extend(dir.iter().cloned());
             let tmount = s.mount.as_ref().and_then(|m| match normalise_mount(m.get_ref()) {
@@ -242,8 +247,14 @@ impl Validator<'_> {
             index_template,
             rules,
             file_roots,
-            runtime_dir: ov.runtime_dir.clone().or_else(|| f.runtime_dir.as_ref().map(|r| abs(r.get_ref()))),
-            worker_bin: ov.worker_bin.clone().or_else(|| f.worker_bin.as_ref().map(|w| abs(w.get_ref()))),
+            runtime_dir: ov
+                .runtime_dir
+                .clone()
+                .or_else(|| f.runtime_dir.as_ref().map(|r| abs(r.get_ref()))),
+            worker_bin: ov
+                .worker_bin
+                .clone()
+                .or_else(|| f.worker_bin.as_ref().map(|w| abs(w.get_ref()))),
             allow_root: ov.allow_root || f.allow_root.unwrap_or(false),
             defaults,
             tenants,
@@ -259,7 +270,8 @@ impl Validator<'_> {
                     Ok(r) => set.extend(r),
                     Err(d) => self.errors.extend(d.0),
                 },
-                Err(e) => self.err(Some(rf.span()), format!("cannot read rules file {}: {e}", p.display())),
+                Err(e) => self
+                    .err(Some(rf.span()), format!("cannot read rules file {}: {e}", p.display())),
             }
         }
         for entry in &f.rules {

@@ -58,7 +58,10 @@ fn count(v: &mut Validator<'_>, field: &Option<Spanned<i64>>, name: &str, max: i
     match field {
         Some(n) if (1..=max).contains(n.get_ref()) => *n.get_ref() as usize,
         Some(n) => {
-            v.err(Some(n.span()), format!("`{name}` must be between 1 and {max}, not {}", n.get_ref()));
+            v.err(
+                Some(n.span()),
+                format!("`{name}` must be between 1 and {max}, not {}", n.get_ref()),
+            );
             1
         }
         None => 1,
@@ -79,13 +82,21 @@ fn duration(v: &mut Validator<'_>, field: &Option<Spanned<String>>, name: &str) 
 pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings {
     let app = s.app.as_ref().map(|a| a.get_ref().clone()).unwrap_or_default();
     if app.trim().is_empty() {
-        v.err(s.app.as_ref().map(|a| a.span()), "`app` must name `module:callable` or a script file");
+        v.err(
+            s.app.as_ref().map(|a| a.span()),
+            "`app` must name `module:callable` or a script file",
+        );
     }
     let umask = match &s.umask {
-        Some(u) => u32::from_str_radix(u.get_ref(), 8).ok().filter(|m| *m <= 0o777).unwrap_or_else(|| {
-            v.err(Some(u.span()), format!("`umask` must be octal such as \"022\", not `{}`", u.get_ref()));
-            0o022
-        }),
+        Some(u) => {
+            u32::from_str_radix(u.get_ref(), 8).ok().filter(|m| *m <= 0o777).unwrap_or_else(|| {
+                v.err(
+                    Some(u.span()),
+                    format!("`umask` must be octal such as \"022\", not `{}`", u.get_ref()),
+                );
+                0o022
+            })
+        }
         None => 0o022,
     };
     let max_requests = match &s.max_requests {
@@ -105,7 +116,10 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
     };
     for name in [&s.user, &s.group].into_iter().flatten() {
         if !crate::tenant::valid_unix_name(name.get_ref()) {
-            v.err(Some(name.span()), format!("`{}` is not a valid user or group name", name.get_ref()));
+            v.err(
+                Some(name.span()),
+                format!("`{}` is not a valid user or group name", name.get_ref()),
+            );
         }
     }
     PoolSettings {
@@ -135,7 +149,9 @@ impl PoolSettings {
         let dir_s = dir.display().to_string();
         let sites_s = sites.map(|s| s.display().to_string()).unwrap_or_default();
         let x = |s: &str| {
-            s.replace("{tenant_dir}", &dir_s).replace("{tenant}", tenant).replace("{sites}", &sites_s)
+            s.replace("{tenant_dir}", &dir_s)
+                .replace("{tenant}", tenant)
+                .replace("{sites}", &sites_s)
         };
         let map = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
             m.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), x(v))).collect()

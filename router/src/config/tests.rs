@@ -53,9 +53,18 @@ fn unknown_key_names_the_line() {
 fn every_bad_value_is_reported_with_its_line() {
     let text = "sites = \"/x\"\nlisten = \"nowhere\"\n[defaults]\nprocesses = 0\nidle_timeout = \"soon\"\numask = \"999\"\n\n[tenants.\"bad name\"]\ndir = \"/y\"\n";
     let m = messages(load_str(text));
-    let want = [("2: ", "nowhere"), ("4: ", "processes"), ("5: ", "idle_timeout"), ("6: ", "umask"), ("8: ", "bad name")];
+    let want = [
+        ("2: ", "nowhere"),
+        ("4: ", "processes"),
+        ("5: ", "idle_timeout"),
+        ("6: ", "umask"),
+        ("8: ", "bad name"),
+    ];
     for (line, word) in want {
-        assert!(m.iter().any(|x| x.starts_with(line) && x.contains(word)), "missing {line}{word} in {m:?}");
+        assert!(
+            m.iter().any(|x| x.starts_with(line) && x.contains(word)),
+            "missing {line}{word} in {m:?}"
+        );
     }
 }
 
@@ -88,7 +97,10 @@ user = "trac"
     assert_eq!(big.environ.get("trac.locale").map(String::as_str), Some("en_US"));
     let spec = c.tenant("big").expect("configured tenant");
     assert_eq!(spec.dir, Path::new("/srv/sites/big"));
-    assert!(!spec.settings.environ.contains_key("trac.env_path"), "empty value removes the default");
+    assert!(
+        !spec.settings.environ.contains_key("trac.env_path"),
+        "empty value removes the default"
+    );
     assert_eq!(spec.settings.queue_timeout, Duration::from_secs(30));
 }
 

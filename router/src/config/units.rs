@@ -7,7 +7,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration such as \"30s\" or \"10m\""))?;
+    let n: u64 =
+        num.parse().map_err(|_| format!("`{s}` is not a duration such as \"30s\" or \"10m\""))?;
     let d = match unit.trim() {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),

@@ -15,7 +15,8 @@ fn sites(names: &[&str]) -> tempfile::TempDir {
 }
 
 fn discover(dir: &Path) -> Config {
-    Config::from_overrides(&Overrides { sites: Some(dir.to_path_buf()), ..Overrides::default() }).expect("valid")
+    Config::from_overrides(&Overrides { sites: Some(dir.to_path_buf()), ..Overrides::default() })
+        .expect("valid")
 }
 
 fn route(cfg: &Config, raw: &[u8]) -> Decision {
@@ -53,8 +54,14 @@ fn tenant(d: Decision) -> (String, String, String) {
 fn discovered_tenants_at_mount() {
     let d = sites(&["demo-1", "demo-2"]);
     let c = discover(d.path());
-    assert_eq!(tenant(route(&c, b"/trac/demo-1/wiki/WikiStart")), ("demo-1".into(), "/trac/demo-1".into(), "/wiki/WikiStart".into()));
-    assert_eq!(tenant(route(&c, b"/trac/demo-2")), ("demo-2".into(), "/trac/demo-2".into(), "".into()));
+    assert_eq!(
+        tenant(route(&c, b"/trac/demo-1/wiki/WikiStart")),
+        ("demo-1".into(), "/trac/demo-1".into(), "/wiki/WikiStart".into())
+    );
+    assert_eq!(
+        tenant(route(&c, b"/trac/demo-2")),
+        ("demo-2".into(), "/trac/demo-2".into(), "".into())
+    );
     assert!(matches!(route(&c, b"/trac/"), Decision::Index));
     assert!(matches!(route(&c, b"/trac"), Decision::Index));
     assert!(matches!(route(&c, b"/trac/nope/x"), Decision::NotFound));
@@ -78,8 +85,15 @@ fn traversal_across_tenants_is_refused() {
     assert!(matches!(route(&c, b"/trac/demo-1%2fx"), Decision::BadRequest(_)));
     assert!(matches!(route(&c, b"/trac/../etc/passwd"), Decision::NotFound));
     assert!(matches!(route(&c, b"/trac/%2e%2e/etc"), Decision::NotFound));
-    assert_eq!(tenant(route(&c, b"//trac//demo-1//x")), ("demo-1".into(), "/trac/demo-1".into(), "/x".into()));
-    assert_eq!(tenant(route(&c, b"/trac/demo-1/a//b")).2, "/a//b", "inside the app's path, as sent");
+    assert_eq!(
+        tenant(route(&c, b"//trac//demo-1//x")),
+        ("demo-1".into(), "/trac/demo-1".into(), "/x".into())
+    );
+    assert_eq!(
+        tenant(route(&c, b"/trac/demo-1/a//b")).2,
+        "/a//b",
+        "inside the app's path, as sent"
+    );
 }
 
 #[test]
@@ -105,7 +119,10 @@ fn explicit_mounts_single_site_and_root() {
     let f = d.path().join("p.toml");
     std::fs::write(&f, text).expect("write");
     let c = Config::load(&f, &Overrides::default()).expect("valid");
-    assert_eq!(tenant(route(&c, b"/trac/wiki/X")), ("one".into(), "/trac".into(), "/wiki/X".into()));
+    assert_eq!(
+        tenant(route(&c, b"/trac/wiki/X")),
+        ("one".into(), "/trac".into(), "/wiki/X".into())
+    );
     assert_eq!(tenant(route(&c, b"/trac")), ("one".into(), "/trac".into(), "".into()));
     assert_eq!(tenant(route(&c, b"/timeline")), ("top".into(), "".into(), "/timeline".into()));
     assert_eq!(tenant(route(&c, b"/")), ("top".into(), "".into(), "/".into()));
@@ -123,7 +140,8 @@ fn rules_choose_pool_forbid_and_set_environ() {
     );
     std::fs::write(d.path().join("r.rules"), rules).expect("write");
     let f = d.path().join("p.toml");
-    std::fs::write(&f, format!("sites = \"{}\"\nrules_file = \"r.rules\"\n", d.path().display())).expect("write");
+    std::fs::write(&f, format!("sites = \"{}\"\nrules_file = \"r.rules\"\n", d.path().display()))
+        .expect("write");
     let c = Config::load(&f, &Overrides::default()).expect("valid");
     assert!(matches!(route(&c, b"/trac/bare/wiki"), Decision::Forbidden));
     assert!(matches!(route(&c, b"/trac/nothing/wiki"), Decision::Forbidden));
@@ -132,7 +150,10 @@ fn rules_choose_pool_forbid_and_set_environ() {
             assert_eq!(r.spec.name, "demo-1");
             assert_eq!(r.script_name, b"/trac/demo-1");
             let env_path = format!("{}/demo-1", d.path().display());
-            assert!(r.rule_environ.iter().any(|(k, v)| k == "trac.env_path" && v == env_path.as_bytes()));
+            assert!(r
+                .rule_environ
+                .iter()
+                .any(|(k, v)| k == "trac.env_path" && v == env_path.as_bytes()));
             assert!(!r.rule_environ.iter().any(|(k, _)| k.starts_with("paddock.")));
         }
         other => panic!("{other:?}"),
@@ -143,7 +164,11 @@ fn rules_choose_pool_forbid_and_set_environ() {
 fn rule_redirect() {
     let d = sites(&["demo-1"]);
     let f = d.path().join("p.toml");
-    std::fs::write(&f, format!("sites = \"{}\"\n[[rules]]\nrule = \"^/$ /trac/ [R=301,L]\"\n", d.path().display())).expect("write");
+    std::fs::write(
+        &f,
+        format!("sites = \"{}\"\n[[rules]]\nrule = \"^/$ /trac/ [R=301,L]\"\n", d.path().display()),
+    )
+    .expect("write");
     let c = Config::load(&f, &Overrides::default()).expect("valid");
     match route(&c, b"/") {
         Decision::Redirect { status, location } => {
