@@ -7,6 +7,7 @@
 //! different number and reads `b""` instead of the next request's frames.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use paddock_proto::{BodyKind, Frame};
@@ -33,7 +34,42 @@ pub struct ReadSide {
     pos: usize,
 }
 
-pub type SharedReadSide = Arc<Mutex<ReadSide>>;
+/// The read side plus the sequence number of the request in progress (0: none), readable
+/// without the lock so that a stale `Input` never waits behind the serve loop.
+#[derive(Debug)]
+pub struct ReadShared {
+    side: Mutex<ReadSide>,
+    current: AtomicU64,
+}
+
+pub type SharedReadSide = Arc<ReadShared>;
+
+impl ReadShared {
+    pub fn new(frames: FrameReader) -> SharedReadSide {
+        Arc::new(Self { side: Mutex::new(ReadSide::new(frames)), current: AtomicU64::new(0) })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, ReadSide> {
+        lock(&self.side)
+    }
+
+    /// Start a request body; returns its sequence number.
+    pub fn begin(&self, body: BodyKind) -> u64 {
+        let seq = self.lock().begin(body);
+        self.current.store(seq, Ordering::SeqCst);
+        seq
+    }
+
+    /// End the request: detach its `Input`s, then drain the unread body.
+    pub fn finish(&self) -> io::Result<()> {
+        self.current.store(0, Ordering::SeqCst);
+        self.lock().finish()
+    }
+
+    fn is_current(&self, seq: u64) -> bool {
+        self.current.load(Ordering::SeqCst) == seq
+    }
+}
 
 /// Lock ignoring poisoning: a panic while holding the lock already dooms the connection, and
 /// the state it leaves is still memory-safe to look at.
@@ -61,7 +97,7 @@ impl ReadSide {
     }
 
     /// Start a new request body; returns its sequence number.
-    pub fn begin(&mut self, body: BodyKind) -> u64 {
+    fn begin(&mut self, body: BodyKind) -> u64 {
         self.seq += 1;
         self.active = true;
         self.remaining = match body {
@@ -78,7 +114,7 @@ impl ReadSide {
 
     /// Skip whatever body frames the application did not read, up to the request's `End`, and
     /// detach any `Input` still referring to the request.
-    pub fn finish(&mut self) -> io::Result<()> {
+    fn finish(&mut self) -> io::Result<()> {
         self.active = false;
         self.chunk.clear();
         self.pos = 0;
@@ -224,8 +260,11 @@ impl Input {
         T: Send,
         F: FnOnce(&mut ReadSide) -> io::Result<T> + Send,
     {
+        if !self.side.is_current(self.seq) {
+            return Ok(default);
+        }
         py.detach(|| {
-            let mut side = lock(&self.side);
+            let mut side = self.side.lock();
             if !side.is_current(self.seq) {
                 return Ok(default);
             }

@@ -19,7 +19,7 @@ use pyo3::types::PyBytes;
 
 use crate::conn::{FrameReader, FrameWriter};
 use crate::environ::{self, Statics};
-use crate::input::{lock, Input, ReadSide, SharedReadSide};
+use crate::input::{lock, Input, ReadShared, SharedReadSide};
 use crate::response::{send_bytes, Ending, SharedWriteSide, StartResponse, WriteSide};
 use crate::{log, sys};
 
@@ -101,9 +101,11 @@ fn serve_connection(py: Python<'_>, shared: &Shared, stream: UnixStream) -> io::
     stream.set_read_timeout(Some(shared.read_timeout))?;
     let write: SharedWriteSide =
         Arc::new(Mutex::new(WriteSide::new(FrameWriter::new(stream.try_clone()?))));
-    let read: SharedReadSide = Arc::new(Mutex::new(ReadSide::new(FrameReader::new(stream))));
+    // A third handle, to wait for the next request without holding the read side's lock.
+    let idle = stream.try_clone()?;
+    let read = ReadShared::new(FrameReader::new(stream));
     py.detach(|| handshake(&read, &write))?;
-    while let Some(head) = py.detach(|| next_request(shared, &read, &write))? {
+    while let Some(head) = py.detach(|| next_request(shared, &idle, &read, &write))? {
         if !handle_request(py, shared, &read, &write, head) {
             break;
         }
@@ -120,7 +122,7 @@ fn protocol_error(write: &SharedWriteSide, msg: String) -> io::Error {
 
 /// The router speaks first; answer its `Hello` with ours.
 fn handshake(read: &SharedReadSide, write: &SharedWriteSide) -> io::Result<()> {
-    let first = lock(read).frames().next_frame()?;
+    let first = read.lock().frames().next_frame()?;
     match first {
         Some(Frame::Hello(h)) if h.version == VERSION => {
             let hello = Hello { version: VERSION, pid: std::process::id() };
@@ -139,14 +141,13 @@ fn handshake(read: &SharedReadSide, write: &SharedWriteSide) -> io::Result<()> {
 /// request pending. An idle connection waits without a timeout: the router owns its lifetime.
 fn next_request(
     shared: &Shared,
+    idle: &UnixStream,
     read: &SharedReadSide,
     write: &SharedWriteSide,
 ) -> io::Result<Option<RequestHead>> {
-    let mut read = lock(read);
     loop {
-        if !read.frames().has_buffered() {
-            let stream = read.frames().stream().as_fd();
-            let ready = sys::poll_in(&[stream, shared.wake.as_fd()], -1)?;
+        if !read.lock().frames().has_buffered() {
+            let ready = sys::poll_in(&[idle.as_fd(), shared.wake.as_fd()], -1)?;
             if !ready[0] {
                 if ready[1] {
                     return Ok(None);
@@ -154,7 +155,8 @@ fn next_request(
                 continue;
             }
         }
-        match read.frames().next_frame()? {
+        let frame = read.lock().frames().next_frame()?;
+        match frame {
             None => return Ok(None),
             Some(Frame::Request(head)) => return Ok(Some(head)),
             // The router gave up on a request that already ended: nothing left to stop.
@@ -176,7 +178,7 @@ fn handle_request(
     head: RequestHead,
 ) -> bool {
     let started = Instant::now();
-    let read_seq = lock(read).begin(head.body);
+    let read_seq = read.begin(head.body);
     let write_seq = lock(write).begin(head.method.eq_ignore_ascii_case(b"HEAD"));
     let outcome = run_app(py, shared, &head, (read, read_seq), (write, write_seq));
     let client_gone = lock(write).broken;
@@ -203,7 +205,7 @@ fn handle_request(
             Some(msg) => w.fail(msg),
         }
     });
-    let drained = py.detach(|| lock(read).finish());
+    let drained = py.detach(|| read.finish());
     if let Ok(Ending::Aborted(kind)) = ended {
         if outcome.is_ok() {
             tracing::error!("response aborted ({kind:?})");
@@ -215,7 +217,7 @@ fn handle_request(
         ms = started.elapsed().as_millis() as u64,
         "request done"
     );
-    ended.is_ok() && drained.is_ok() && !lock(read).broken && !lock(write).broken
+    ended.is_ok() && drained.is_ok() && !read.lock().broken && !lock(write).broken
 }
 
 /// Call the app and send its result; the result's `close()` runs before the response's `End`

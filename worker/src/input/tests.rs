@@ -43,12 +43,13 @@ fn chunked_body_lines() {
 #[test]
 fn finish_drains_to_end_and_leaves_next_request() {
     let next = Frame::Request(Default::default());
-    let (mut s, _peer) = side_with(&[body(b"unread"), body(b"more"), Frame::End, next.clone()]);
-    let seq = s.begin(BodyKind::Length(10));
-    assert!(s.is_current(seq));
-    s.finish().expect("drain");
-    assert!(!s.is_current(seq));
-    assert_eq!(s.frames().next_frame().expect("frame"), Some(next));
+    let (r, _peer) = side_with(&[body(b"unread"), body(b"more"), Frame::End, next.clone()]);
+    let shared = ReadShared::new(r.frames);
+    let seq = shared.begin(BodyKind::Length(10));
+    assert!(shared.is_current(seq) && shared.lock().is_current(seq));
+    shared.finish().expect("drain");
+    assert!(!shared.is_current(seq) && !shared.lock().is_current(seq));
+    assert_eq!(shared.lock().frames().next_frame().expect("frame"), Some(next));
 }
 
 #[test]

@@ -176,6 +176,10 @@ pub fn request_frames(head: RequestHead, body: &[u8]) -> Vec<Frame> {
 }
 
 impl Client {
+    pub fn new(stream: UnixStream) -> Client {
+        Client { stream, buf: Vec::new() }
+    }
+
     pub fn send(&mut self, frames: &[Frame]) {
         let mut out = Vec::new();
         for f in frames {
