@@ -266,3 +266,16 @@ fn requests_run_concurrently_on_several_threads() {
     }
     assert!(started.elapsed() < std::time::Duration::from_millis(1900), "{:?}", started.elapsed());
 }
+
+#[test]
+fn content_length_is_enforced() {
+    let w = Worker::start(1);
+    let mut c = w.connect();
+    let r = c.get("/long_length");
+    assert_eq!((r.status(), r.text().as_str(), r.ended), (200, "123", true), "{}", w.stderr());
+    let r = c.get("/short_length");
+    assert_eq!(r.text(), "12345");
+    assert_eq!(r.abort.map(|a| a.kind), Some(AbortKind::AppErrorAfterHead));
+    let r = c.request(head("HEAD", "/short_length", "", BodyKind::Empty), b"");
+    assert_eq!((r.status(), r.ended), (200, true), "HEAD may declare a length it does not send");
+}

@@ -184,6 +184,16 @@ def panic_str_status(environ, start_response):
     return [b'x']
 
 
+def short_length(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '10')])
+    return [b'12345']
+
+
+def long_length(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '3')])
+    return [b'12', b'345', b'678']
+
+
 APPS = {name: obj for name, obj in globals().items()
         if callable(obj) and not name.startswith('_') and name not in ('dispatch', 'validator')}
 
