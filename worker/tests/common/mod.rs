@@ -195,7 +195,7 @@ impl Client {
                 self.buf.drain(..used);
                 return Some(frame);
             }
-            let mut chunk = vec![0; 256 * 1024];
+            let mut chunk = [0; 64 * 1024];
             match self.stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
@@ -231,6 +231,11 @@ impl Client {
     /// response) and read the reply.
     pub fn request(&mut self, head: RequestHead, body: &[u8]) -> Reply {
         let frames = request_frames(head, body);
+        if body.len() <= 16 * 1024 {
+            // Fits in the socket buffer: no deadlock possible, no thread needed.
+            self.send(&frames);
+            return self.reply();
+        }
         let mut w = self.stream.try_clone().expect("clone");
         let writer = std::thread::spawn(move || {
             let mut out = Vec::new();
