@@ -89,9 +89,27 @@ pub enum Exit {
     Os = 71,
 }
 
+impl Config {
+    /// Checks clap cannot express; returns the parsed entry.
+    pub fn validate(&self) -> Result<Entry, String> {
+        // 0-2 are stdio, and fd 1 is pointed at stderr at start-up.
+        let listen = self.listen_path.is_none().then_some(("--listen-fd", self.listen_fd));
+        let control = self.control_fd.map(|fd| ("--control-fd", fd));
+        for (flag, fd) in listen.into_iter().chain(control) {
+            if fd < 3 {
+                return Err(format!("{flag} {fd}: must be 3 or more"));
+            }
+        }
+        if self.control_fd.is_some() && listen.map(|(_, fd)| fd) == self.control_fd {
+            return Err("--listen-fd and --control-fd must differ".to_owned());
+        }
+        Entry::parse(&self.app)
+    }
+}
+
 /// Set up, load the app, serve until SIGTERM. Logging must be initialised by the caller.
 pub fn run(cfg: Config) -> Exit {
-    let entry = match Entry::parse(&cfg.app) {
+    let entry = match cfg.validate() {
         Ok(e) => e,
         Err(msg) => {
             tracing::error!("{msg}");

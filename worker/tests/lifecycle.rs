@@ -136,3 +136,41 @@ fn sigterm_gives_up_after_the_drain_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert!(w.stderr().contains("drain timeout"), "{}", w.stderr());
 }
+
+fn run_plain(args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_paddock-worker"))
+        .args(["--tenant", "plain", "--app", "testapps:dispatch", "--threads", "1"])
+        .args(args)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + STEP;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, std::fs::read_to_string(log).unwrap_or_default())
+}
+
+#[test]
+fn unusable_inherited_fds() {
+    let (code, log) = run_plain(&["--listen-fd", "57"]);
+    assert_eq!(code, Some(71), "{log}");
+    assert!(log.contains("fd 57 is not open"), "{log}");
+    let (code, log) = run_plain(&["--listen-fd", "1"]);
+    assert_eq!(code, Some(64), "{log}");
+    let (code, log) = run_plain(&["--listen-fd", "5", "--control-fd", "5"]);
+    assert_eq!(code, Some(64), "{log}");
+}
