@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages Paddock needs to build and test: Debian's CPython 3.11 with headers (pyo3
-# links its libpython3.11.so) and venv/pip (tenant virtualenvs). Needs root; skips what is there.
+# links its libpython3.11.so), venv/pip (tenant virtualenvs) and locales (the tests build the
+# locales an example config names with localedef). Needs root; skips what is there.
 set -euo pipefail
 need=()
-for pkg in python3.11 python3.11-dev python3.11-venv python3-pip libpython3.11 pkg-config; do
+for pkg in python3.11 python3.11-dev python3.11-venv python3-pip libpython3.11 locales; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then
