@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod diag;
+pub mod eightbit;
 pub mod forward;
 pub mod front;
 pub mod identity;
