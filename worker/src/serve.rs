@@ -186,7 +186,7 @@ fn handle_request(
         Ok(()) => None,
         Err(e) if client_gone => {
             tracing::info!("router connection lost during the response: {e}");
-            Some("client gone")
+            Some("client gone".to_owned())
         }
         Err(e) => {
             let what = format!(
@@ -195,20 +195,23 @@ fn handle_request(
                 String::from_utf8_lossy(&head.request_uri)
             );
             log::python_error(py, e, &what);
-            Some("application error")
+            // For the router's log only (never shown to clients): the exception, kept short.
+            Some(e.to_string().chars().take(200).collect())
         }
     };
     let ended = py.detach(|| {
         let mut w = lock(write);
         match failure {
             None => w.finish(),
-            Some(msg) => w.fail(msg),
+            Some(msg) => w.fail(&msg),
         }
     });
     let drained = py.detach(|| read.finish());
     if let Ok(Ending::Aborted(kind)) = ended {
         if outcome.is_ok() {
-            tracing::error!("response aborted ({kind:?})");
+            tracing::error!(
+                "response ended early ({kind:?}): body shorter than its Content-Length"
+            );
         }
     }
     tracing::debug!(

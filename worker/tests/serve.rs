@@ -203,6 +203,8 @@ fn each_app_failure_gives_app_error_and_the_worker_keeps_serving() {
         let r = c.get(&format!("/{path}"));
         assert_eq!(r.abort.as_ref().map(|a| a.kind), Some(AbortKind::AppError), "{path}: {r:?}");
         assert!(r.head.is_none(), "{path}: head sent");
+        let message = r.abort.map(|a| String::from_utf8_lossy(&a.message).into_owned());
+        assert!(message.is_some_and(|m| m.contains(logged)), "{path}: abort message");
         let mut c = w.connect();
         let r = c.get("/simple");
         assert_eq!(r.status(), 200, "after {path}: {}", w.stderr());
