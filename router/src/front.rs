@@ -15,6 +15,7 @@ use paddock_proto::{BodyKind, RequestHead};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::eightbit::EightBit;
 use crate::forward::{self, Body};
 use crate::index;
 use crate::path::Target;
@@ -76,15 +77,20 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
         let st = state.clone();
-        let svc = service_fn(move |req| {
+        // hyper refuses 8-bit bytes in request targets; the adapter escapes them on the way in
+        // and hands the original bytes over, one queue entry per request.
+        let io = EightBit::new(stream);
+        let raw_targets = io.targets();
+        let svc = service_fn(move |req: Request<Incoming>| {
             let st = st.clone();
-            async move { Ok::<_, Infallible>(handle(st, req, peer, local).await) }
+            let raw = raw_targets.pop_for(req.uri());
+            async move { Ok::<_, Infallible>(handle(st, req, raw, peer, local).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .max_buf_size(MAX_HEAD_BYTES)
-            .serve_connection(TokioIo::new(stream), svc);
+            .serve_connection(TokioIo::new(io), svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -102,14 +108,20 @@ pub async fn serve(
 async fn handle(
     st: Arc<State>,
     req: Request<Incoming>,
+    raw: Option<Vec<u8>>,
     peer: SocketAddr,
     local: SocketAddr,
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    let target_text =
-        req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-    let (tenant, resp) = dispatch(&st, req, peer, local).await;
+    let raw = raw.unwrap_or_else(|| {
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str().as_bytes().to_vec())
+            .unwrap_or_else(|| b"/".to_vec())
+    });
+    let target_text = String::from_utf8_lossy(&raw).into_owned();
+    let (tenant, resp) = dispatch(&st, req, &raw, peer, local).await;
     tracing::info!(
         target: "paddock::access",
         client = %peer.ip(),
@@ -125,11 +137,11 @@ async fn handle(
 async fn dispatch(
     st: &State,
     req: Request<Incoming>,
+    raw: &[u8],
     peer: SocketAddr,
     local: SocketAddr,
 ) -> (Option<String>, Response<Body>) {
     let cfg = st.config();
-    let raw = req.uri().path_and_query().map(|p| p.as_str().as_bytes()).unwrap_or(b"/");
     let target = match Target::parse(raw) {
         Ok(t) => t,
         Err(e) => {
@@ -180,7 +192,17 @@ async fn dispatch(
         Decision::BadRequest(why) => return (None, respond::page(StatusCode::BAD_REQUEST, why)),
     };
     let name = routed.spec.name.clone();
-    (Some(name), to_tenant(st, *routed, req, &target, &host, peer, local).await)
+    let conn = Conn { raw, host: &host, peer, local };
+    (Some(name), to_tenant(st, *routed, req, &target, conn).await)
+}
+
+/// What the request head needs to know beyond hyper's request.
+struct Conn<'a> {
+    /// The request target exactly as the client sent it.
+    raw: &'a [u8],
+    host: &'a str,
+    peer: SocketAddr,
+    local: SocketAddr,
 }
 
 async fn to_tenant(
@@ -188,9 +210,7 @@ async fn to_tenant(
     routed: Routed,
     req: Request<Incoming>,
     target: &Target,
-    host: &str,
-    peer: SocketAddr,
-    local: SocketAddr,
+    conn: Conn<'_>,
 ) -> Response<Body> {
     let body = match body_kind(req.headers()) {
         Ok(b) => b,
@@ -216,7 +236,7 @@ async fn to_tenant(
         }
     };
     let (parts, incoming) = req.into_parts();
-    let head = request_head(&parts, routed, target, host, body, peer, local);
+    let head = request_head(&parts, routed, target, body, &conn);
     match forward::forward(&pool, head, incoming, permit).await {
         Ok(r) => r,
         Err(e) => {
@@ -230,10 +250,8 @@ fn request_head(
     parts: &http::request::Parts,
     routed: Routed,
     target: &Target,
-    host: &str,
     body: BodyKind,
-    peer: SocketAddr,
-    local: SocketAddr,
+    conn: &Conn<'_>,
 ) -> RequestHead {
     let mut environ: Vec<(Vec<u8>, Vec<u8>)> = routed
         .spec
@@ -243,26 +261,21 @@ fn request_head(
         .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes()))
         .collect();
     environ.extend(routed.rule_environ.into_iter().map(|(k, v)| (k.into_bytes(), v)));
-    let request_uri = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().as_bytes().to_vec())
-        .unwrap_or_else(|| b"/".to_vec());
     RequestHead {
         method: parts.method.as_str().as_bytes().to_vec(),
         script_name: routed.script_name,
         path_info: routed.path_info,
         query_string: target.query.clone(),
-        request_uri,
+        request_uri: conn.raw.to_vec(),
         protocol: match parts.version {
             Version::HTTP_10 => b"HTTP/1.0".to_vec(),
             _ => b"HTTP/1.1".to_vec(),
         },
         scheme: b"http".to_vec(),
-        server_name: server_name(host, local).into_bytes(),
-        server_port: local.port(),
-        remote_addr: peer.ip().to_string().into_bytes(),
-        remote_port: peer.port(),
+        server_name: server_name(conn.host, conn.local).into_bytes(),
+        server_port: conn.local.port(),
+        remote_addr: conn.peer.ip().to_string().into_bytes(),
+        remote_port: conn.peer.port(),
         body,
         headers: parts
             .headers

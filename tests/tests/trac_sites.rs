@@ -115,3 +115,30 @@ fn traversal_and_encoded_slashes_never_cross_sites() {
     assert_ne!(dots.status, 400);
     assert!(!dots.text().contains("Demo Two"));
 }
+
+#[test]
+fn trac_answers_raw_8bit_paths_itself() {
+    let sites = two_sites();
+    let server = Server::start(&[
+        "--sites",
+        sites.path().to_str().expect("utf-8"),
+        "--virtualenv",
+        venv().to_str().expect("utf-8"),
+    ]);
+    let host = server.addr.to_string();
+    // Raw UTF-8 in the request line: a wiki page name Trac can decode (and that does not exist).
+    let r = server.request(
+        format!("GET /trac/demo-1/wiki/\u{e9}t\u{e9} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("\u{e9}t\u{e9}"), "Trac names the page: {}", r.text());
+    // Raw latin-1 bytes: not UTF-8, so Trac itself refuses them.
+    let mut raw = b"GET /trac/demo-1/wiki/".to_vec();
+    raw.extend_from_slice(b"\xe9t\xe9 HTTP/1.1\r\nHost: ");
+    raw.extend_from_slice(host.as_bytes());
+    raw.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    let r = server.request(&raw);
+    assert_eq!(r.status, 404, "Trac's own answer, not the front door's 400: {}", r.text());
+    assert!(r.text().contains("Invalid URL encoding") || r.text().contains("Trac"), "{}", r.text());
+}

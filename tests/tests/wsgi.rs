@@ -302,3 +302,26 @@ mod serde_json_lite {
         Map(out)
     }
 }
+
+#[test]
+fn raw_8bit_request_target_reaches_the_app_byte_for_byte() {
+    let a = start_apps("");
+    let r = a.server.request(
+        b"GET /apps/wiki/\xe9t\xe9?q=\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let env = environ(&r);
+    // PEP 3333: one latin-1 character per byte.
+    assert_eq!(env.str("PATH_INFO"), "/wiki/\u{e9}t\u{e9}");
+    assert_eq!(env.str("REQUEST_URI"), "/apps/wiki/\u{e9}t\u{e9}?q=\u{ff}");
+    assert_eq!(env.str("QUERY_STRING"), "q=\u{ff}");
+    // The same bytes percent-encoded give the same PATH_INFO.
+    let r2 = a.server.get("/apps/wiki/%E9t%E9");
+    assert_eq!(environ(&r2).str("PATH_INFO"), "/wiki/\u{e9}t\u{e9}");
+}
+
+#[test]
+fn dot_segments_inside_the_app_are_passed_as_sent() {
+    let a = start_apps("");
+    let r = a.server.get("/apps/a/b/../c/./d");
+    assert_eq!(environ(&r).str("PATH_INFO"), "/a/b/../c/./d");
+}
