@@ -151,8 +151,8 @@ impl WriteSide {
     /// End the response normally: head (if still pending) and `End` in one write. A body
     /// shorter than the declared `Content-Length` is reported as truncated instead.
     pub fn finish(&mut self) -> io::Result<Ending> {
-        self.check_usable()?;
         self.active = false;
+        self.check_usable()?;
         if !self.started {
             return self.abort(AbortKind::AppError, "start_response was not called");
         }
