@@ -25,16 +25,21 @@ chmod -R a+rX "$demo/venv" "$demo/bin"
 
 for n in 1 2; do
   site=$demo/sites/demo-$n
-  if [[ ! -f $site/conf/trac.ini ]]; then
+  if [[ ! -f $site/.demo-ready ]]; then
+    rm -rf "$site"
     "$demo/venv/bin/trac-admin" "$site" initenv "Demo project $n" sqlite:db/trac.db >/dev/null
-    "$demo/venv/bin/trac-admin" "$site" wiki import WikiStart /dev/stdin >/dev/null <<WIKI
+    page=$(mktemp)
+    cat >"$page" <<WIKI
 = Demo project $n =
-This Trac site is served by [https://example.invalid/paddock Paddock]: its own pool of
-worker processes, started on the first request, running as its own user.
+This Trac site is served by Paddock: its own pool of worker processes, started on the
+first request, running as its own user.
 
  * [/timeline Timeline]
  * [wiki:TracGuide The Trac guide]
 WIKI
+    "$demo/venv/bin/trac-admin" "$site" wiki import WikiStart "$page" >/dev/null
+    rm -f "$page"
+    touch "$site/.demo-ready"
   fi
   if [[ $(id -u) -eq 0 ]]; then
     user=paddock-demo-$n
