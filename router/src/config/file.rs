@@ -38,6 +38,9 @@ pub struct FileConfig {
     pub worker_bin: Option<Spanned<String>>,
     /// Allow tenant code to run as uid 0 (never the default).
     pub allow_root: Option<bool>,
+    /// Most worker processes across all tenants (0: no limit); idle pools are stopped, least
+    /// recently used first, to make room.
+    pub max_workers_total: Option<Spanned<i64>>,
     /// Pool settings for every tenant.
     pub defaults: Option<TenantSection>,
     /// Per-tenant settings, keyed by tenant name. (Not `Spanned`: toml cannot span tables that
@@ -83,8 +86,22 @@ pub struct TenantSection {
     pub umask: Option<Spanned<String>>,
     /// Time a worker may take to import its app.
     pub startup_timeout: Option<Spanned<String>>,
-    /// Recycle a process after this many requests (0: never). Used by the lifecycle work.
+    /// Recycle a process after this many requests (0: never), with no pause: the replacement
+    /// starts first.
     pub max_requests: Option<Spanned<i64>>,
+    /// Up to this many extra requests, chosen per process, so processes do not recycle together.
+    pub max_requests_jitter: Option<Spanned<i64>>,
+    /// Processes kept running when the pool is idle (0: an idle pool is stopped entirely).
+    pub min_processes: Option<Spanned<i64>>,
+    /// Requests that may wait for a free slot; more get 503 at once.
+    pub queue_limit: Option<Spanned<i64>>,
+    /// Time a retiring process gets to finish its requests before SIGKILL.
+    pub graceful_timeout: Option<Spanned<String>>,
+    /// Recycle a process whose resident memory stays above this (e.g. `"512M"`; 0: off).
+    pub memory_limit: Option<Spanned<String>>,
+    /// Files whose change restarts the pool gracefully (default: the app script, if the app is
+    /// a file, and `{tenant_dir}/conf/trac.ini`).
+    pub watch_files: Option<Vec<String>>,
     /// Stop a pool after this long without requests.
     pub idle_timeout: Option<Spanned<String>>,
     /// Longest time a request waits for a free slot.
@@ -129,6 +146,18 @@ impl TenantSection {
             umask: self.umask.clone().or_else(|| base.umask.clone()),
             startup_timeout: self.startup_timeout.clone().or_else(|| base.startup_timeout.clone()),
             max_requests: self.max_requests.clone().or_else(|| base.max_requests.clone()),
+            max_requests_jitter: self
+                .max_requests_jitter
+                .clone()
+                .or_else(|| base.max_requests_jitter.clone()),
+            min_processes: self.min_processes.clone().or_else(|| base.min_processes.clone()),
+            queue_limit: self.queue_limit.clone().or_else(|| base.queue_limit.clone()),
+            graceful_timeout: self
+                .graceful_timeout
+                .clone()
+                .or_else(|| base.graceful_timeout.clone()),
+            memory_limit: self.memory_limit.clone().or_else(|| base.memory_limit.clone()),
+            watch_files: self.watch_files.clone().or_else(|| base.watch_files.clone()),
             idle_timeout: self.idle_timeout.clone().or_else(|| base.idle_timeout.clone()),
             queue_timeout: self.queue_timeout.clone().or_else(|| base.queue_timeout.clone()),
             request_timeout: self.request_timeout.clone().or_else(|| base.request_timeout.clone()),

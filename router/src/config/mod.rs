@@ -38,6 +38,8 @@ pub struct Config {
     pub runtime_dir: Option<PathBuf>,
     pub worker_bin: Option<PathBuf>,
     pub allow_root: bool,
+    /// Most worker processes across all tenants; 0: no limit.
+    pub max_workers_total: usize,
     /// Settings for discovered tenants.
     pub defaults: PoolSettings,
     /// Explicitly configured tenants.
@@ -230,6 +232,7 @@ impl Validator<'_> {
             file_roots.push(abs(root.get_ref()));
         }
 
+        let max_workers_total = self.max_workers(&f);
         if sites.is_none() && tenants.is_empty() {
             self.err(None, "nothing to serve: give `sites` (or --sites DIR) or at least one [tenants.NAME] with `dir`");
         }
@@ -256,9 +259,21 @@ impl Validator<'_> {
                 .clone()
                 .or_else(|| f.worker_bin.as_ref().map(|w| abs(w.get_ref()))),
             allow_root: ov.allow_root || f.allow_root.unwrap_or(false),
+            max_workers_total,
             defaults,
             tenants,
         })
+    }
+
+    fn max_workers(&mut self, f: &FileConfig) -> usize {
+        match &f.max_workers_total {
+            Some(n) if *n.get_ref() >= 0 => *n.get_ref() as usize,
+            Some(n) => {
+                self.err(Some(n.span()), "`max_workers_total` must be 0 (no limit) or more");
+                0
+            }
+            None => 0,
+        }
     }
 
     fn rules(&mut self, f: &FileConfig, abs: &dyn Fn(&str) -> PathBuf) -> RuleSet {

@@ -25,6 +25,14 @@ pub struct PoolSettings {
     pub umask: u32,
     pub startup_timeout: Duration,
     pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    pub min_processes: usize,
+    pub queue_limit: usize,
+    pub graceful_timeout: Duration,
+    /// Bytes; 0: no limit.
+    pub memory_limit: u64,
+    /// Files whose change restarts the pool; `None`: the default list.
+    pub watch_files: Option<Vec<String>>,
     pub idle_timeout: Duration,
     pub queue_timeout: Duration,
     pub request_timeout: Duration,
@@ -45,6 +53,11 @@ pub(super) fn builtin_section() -> TenantSection {
         umask: s("022"),
         startup_timeout: s("60s"),
         max_requests: Some(Spanned::new(0..0, 0)),
+        max_requests_jitter: Some(Spanned::new(0..0, 0)),
+        min_processes: Some(Spanned::new(0..0, 0)),
+        queue_limit: Some(Spanned::new(0..0, 100)),
+        graceful_timeout: s("30s"),
+        memory_limit: s("0"),
         idle_timeout: s("10m"),
         queue_timeout: s("30s"),
         request_timeout: s("60s"),
@@ -78,6 +91,17 @@ fn duration(v: &mut Validator<'_>, field: &Option<Spanned<String>>, name: &str) 
     }
 }
 
+fn non_negative(v: &mut Validator<'_>, field: &Option<Spanned<i64>>, name: &str) -> u64 {
+    match field {
+        Some(n) if *n.get_ref() >= 0 => *n.get_ref() as u64,
+        Some(n) => {
+            v.err(Some(n.span()), format!("`{name}` must be 0 or more, not {}", n.get_ref()));
+            0
+        }
+        None => 0,
+    }
+}
+
 /// Validate a fully merged section (every field set by the built-in defaults).
 pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings {
     let app = s.app.as_ref().map(|a| a.get_ref().clone()).unwrap_or_default();
@@ -99,12 +123,15 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         }
         None => 0o022,
     };
-    let max_requests = match &s.max_requests {
-        Some(n) if *n.get_ref() >= 0 => *n.get_ref() as u64,
-        Some(n) => {
-            v.err(Some(n.span()), "`max_requests` must be 0 (never recycle) or more");
+    let max_requests = non_negative(v, &s.max_requests, "max_requests");
+    let max_requests_jitter = non_negative(v, &s.max_requests_jitter, "max_requests_jitter");
+    let min_processes = non_negative(v, &s.min_processes, "min_processes") as usize;
+    let queue_limit = non_negative(v, &s.queue_limit, "queue_limit") as usize;
+    let memory_limit = match &s.memory_limit {
+        Some(m) => parse_size(m.get_ref()).unwrap_or_else(|e| {
+            v.err(Some(m.span()), format!("`memory_limit`: {e}"));
             0
-        }
+        }),
         None => 0,
     };
     let max_body = match &s.max_body {
@@ -134,6 +161,12 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         umask,
         startup_timeout: duration(v, &s.startup_timeout, "startup_timeout"),
         max_requests,
+        max_requests_jitter,
+        min_processes,
+        queue_limit,
+        graceful_timeout: duration(v, &s.graceful_timeout, "graceful_timeout"),
+        memory_limit,
+        watch_files: s.watch_files.clone(),
         idle_timeout: duration(v, &s.idle_timeout, "idle_timeout"),
         queue_timeout: duration(v, &s.queue_timeout, "queue_timeout"),
         request_timeout: duration(v, &s.request_timeout, "request_timeout"),
@@ -159,6 +192,7 @@ impl PoolSettings {
         PoolSettings {
             app: x(&self.app),
             python_path: self.python_path.iter().map(|p| x(p)).collect(),
+            watch_files: self.watch_files.as_ref().map(|w| w.iter().map(|p| x(p)).collect()),
             virtualenv: self.virtualenv.as_deref().map(x),
             env: map(&self.env),
             environ: map(&self.environ),
