@@ -2,6 +2,7 @@
 
 use crate::frame::{
     Abort, AbortKind, BodyKind, Fields, Frame, FrameType, Hello, Ready, RequestHead, ResponseHead,
+    Retire,
 };
 use crate::{FRAME_HEADER_LEN, MAX_FIELDS, MAX_PAYLOAD};
 
@@ -47,6 +48,9 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, DecodeError> {
     let frame = match ty {
         FrameType::Hello => Frame::Hello(Hello { version: r.u16("version")?, pid: r.u32("pid")? }),
         FrameType::Ready => Frame::Ready(Ready { pid: r.u32("pid")? }),
+        FrameType::Retire => {
+            Frame::Retire(Retire { pid: r.u32("pid")?, requests: r.u64("requests")? })
+        }
         FrameType::Body => Frame::Body(r.rest().to_vec()),
         FrameType::End => Frame::End,
         FrameType::Request => Frame::Request(decode_request(&mut r)?),
@@ -106,6 +110,10 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             out.extend_from_slice(&h.pid.to_be_bytes());
         }
         Frame::Ready(r) => out.extend_from_slice(&r.pid.to_be_bytes()),
+        Frame::Retire(r) => {
+            out.extend_from_slice(&r.pid.to_be_bytes());
+            out.extend_from_slice(&r.requests.to_be_bytes());
+        }
         Frame::Body(b) => out.extend_from_slice(b),
         Frame::End => {}
         Frame::Request(h) => encode_request(h, out),

@@ -24,6 +24,9 @@ pub enum Frame {
     Abort(Abort),
     /// Worker control pipe: the process has loaded its app and accepts connections.
     Ready(Ready),
+    /// Worker control pipe: the process reached `--max-requests` and asks to be replaced. It
+    /// keeps serving until the router sends SIGTERM.
+    Retire(Retire),
 }
 
 /// Wire type byte of each frame.
@@ -37,6 +40,7 @@ pub enum FrameType {
     Response = 5,
     Abort = 6,
     Ready = 7,
+    Retire = 8,
 }
 
 impl FrameType {
@@ -49,6 +53,7 @@ impl FrameType {
             5 => Self::Response,
             6 => Self::Abort,
             7 => Self::Ready,
+            8 => Self::Retire,
             _ => return None,
         })
     }
@@ -64,6 +69,7 @@ impl Frame {
             Frame::Response(_) => FrameType::Response,
             Frame::Abort(_) => FrameType::Abort,
             Frame::Ready(_) => FrameType::Ready,
+            Frame::Retire(_) => FrameType::Retire,
         }
     }
 }
@@ -78,6 +84,14 @@ pub struct Hello {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ready {
     pub pid: u32,
+}
+
+/// A worker's request to be replaced (sent once, on its control pipe).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retire {
+    pub pid: u32,
+    /// Requests the process has completed when it sent this frame.
+    pub requests: u64,
 }
 
 /// How the request body is delimited, as the client sent it.

@@ -9,7 +9,7 @@
 //! [`Frame::Request`] + zero or more [`Frame::Body`] + [`Frame::End`]. From the worker:
 //! [`Frame::Hello`], then per request [`Frame::Response`] + [`Frame::Body`]* + [`Frame::End`],
 //! or [`Frame::Abort`] when the application failed before it produced a response head.
-//! The worker's control pipe carries [`Frame::Ready`].
+//! The worker's control pipe carries [`Frame::Ready`], later perhaps one [`Frame::Retire`].
 //!
 //! See `docs/protocol.md` for the byte layout of each payload.
 
@@ -18,7 +18,7 @@ mod frame;
 
 pub use codec::{decode, encode, encode_body_header, DecodeError};
 pub use frame::{
-    Abort, AbortKind, BodyKind, Frame, FrameType, Hello, Ready, RequestHead, ResponseHead,
+    Abort, AbortKind, BodyKind, Frame, FrameType, Hello, Ready, RequestHead, ResponseHead, Retire,
 };
 
 /// Protocol version carried in [`Hello`]; bumped on any incompatible change.

@@ -36,6 +36,8 @@ fn roundtrip(f: Frame) {
 fn each_frame_type_roundtrips() {
     roundtrip(Frame::Hello(Hello { version: crate::VERSION, pid: 4242 }));
     roundtrip(Frame::Ready(Ready { pid: 7 }));
+    roundtrip(Frame::Retire(Retire { pid: 7, requests: 1000 }));
+    roundtrip(Frame::Retire(Retire { pid: u32::MAX, requests: u64::MAX }));
     roundtrip(Frame::Request(sample_request()));
     roundtrip(Frame::Request(RequestHead { body: BodyKind::Chunked, ..sample_request() }));
     roundtrip(Frame::Request(RequestHead::default()));
@@ -141,7 +143,7 @@ proptest! {
 
     #[test]
     fn arbitrary_payload_with_valid_header_never_panics(
-        ty in 1u8..=7, payload in proptest::collection::vec(any::<u8>(), 0..256)
+        ty in 1u8..=8, payload in proptest::collection::vec(any::<u8>(), 0..256)
     ) {
         let mut buf = vec![ty];
         buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -160,6 +162,18 @@ proptest! {
         let (f, used) = decode(&out).unwrap().unwrap();
         prop_assert_eq!(used, out.len());
         prop_assert_eq!(f, Frame::Request(req));
+    }
+
+    #[test]
+    fn control_frames_roundtrip(pid in any::<u32>(), requests in any::<u64>()) {
+        for (f, payload) in
+            [(Frame::Ready(Ready { pid }), 4), (Frame::Retire(Retire { pid, requests }), 12)]
+        {
+            let mut out = Vec::new();
+            encode(&f, &mut out);
+            prop_assert_eq!(out.len(), FRAME_HEADER_LEN + payload);
+            prop_assert_eq!(decode(&out).unwrap().unwrap(), (f, out.len()));
+        }
     }
 
     #[test]
