@@ -75,18 +75,25 @@ impl Worker {
             }
         };
         stream.set_read_timeout(Some(STEP)).expect("timeout");
-        Client { stream, buf: Vec::new() }
+        Client::new(stream)
     }
 
-    /// Connect and exchange hellos.
+    /// Connect and send our `Hello`. The worker answers its own `Hello` only once the first
+    /// request has arrived; [`Client::reply`] takes it from the front of the first reply.
     pub fn connect(&self) -> Client {
         let mut c = self.connect_raw();
-        c.send(&[Frame::Hello(Hello { version: VERSION, pid: std::process::id() })]);
-        match c.recv() {
-            Some(Frame::Hello(h)) => assert_eq!(h.version, VERSION),
-            other => panic!("expected Hello, got {other:?}\n{}", self.stderr()),
-        }
+        c.send(&[hello()]);
         c
+    }
+
+    /// What the router does: a new connection per request, `Hello`, head, body and `End` in
+    /// one write.
+    pub fn one_shot(&self, head: RequestHead) -> Reply {
+        let mut c = self.connect_raw();
+        let mut frames = vec![hello()];
+        frames.extend(request_frames(head, b""));
+        c.send(&frames);
+        c.reply()
     }
 
     /// Wait (bounded) for the process to exit.
@@ -119,6 +126,13 @@ impl Drop for Worker {
 pub struct Client {
     pub stream: UnixStream,
     buf: Vec<u8>,
+    /// The worker's `Hello`, once it came.
+    pub hello: Option<Hello>,
+}
+
+/// The router's `Hello`.
+pub fn hello() -> Frame {
+    Frame::Hello(Hello { version: VERSION, pid: std::process::id() })
 }
 
 /// What the worker answered to one request.
@@ -177,7 +191,7 @@ pub fn request_frames(head: RequestHead, body: &[u8]) -> Vec<Frame> {
 
 impl Client {
     pub fn new(stream: UnixStream) -> Client {
-        Client { stream, buf: Vec::new() }
+        Client { stream, buf: Vec::new(), hello: None }
     }
 
     pub fn send(&mut self, frames: &[Frame]) {
@@ -203,11 +217,16 @@ impl Client {
         }
     }
 
-    /// Read one whole reply (up to End or Abort).
+    /// Read one whole reply (up to End or Abort), after the worker's `Hello` if it is still
+    /// due.
     pub fn reply(&mut self) -> Reply {
         let mut r = Reply::default();
         loop {
             match self.recv() {
+                Some(Frame::Hello(h)) if self.hello.is_none() => {
+                    assert_eq!(h.version, VERSION);
+                    self.hello = Some(h);
+                }
                 Some(Frame::Response(h)) => r.head = Some(h),
                 Some(Frame::Body(b)) => {
                     r.largest_frame = r.largest_frame.max(b.len());
