@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use pyo3::exceptions::{PyFileNotFoundError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{IntoPyDict, PyList, PyTuple};
+use pyo3::types::{IntoPyDict, PyDict, PyList, PyTuple};
 
 use crate::environ::Statics;
 
@@ -43,12 +43,14 @@ pub fn script_module_name(path: &Path) -> String {
     format!("_paddock_wsgi_{hash:016x}")
 }
 
-/// Prepare the interpreter: `sys.argv`, stdout, the virtualenv and the python path.
+/// Prepare the interpreter: `sys.argv`, stdout, stack dumps, the virtualenv and the python
+/// path.
 pub fn setup_python(py: Python<'_>, python_path: &[PathBuf], venv: Option<&Path>) -> PyResult<()> {
     let sys = py.import("sys")?;
     sys.setattr("argv", PyList::new(py, ["paddock-worker"])?)?;
     // As mod_wsgi does: stdout is not ours to write to, but print() must still work.
     sys.setattr("stdout", sys.getattr("stderr")?)?;
+    register_stack_dumps(py)?;
     let path = sys.getattr("path")?.cast_into::<PyList>()?;
     if let Some(venv) = venv {
         let version = sys.getattr("version_info")?;
@@ -78,6 +80,21 @@ pub fn setup_python(py: Python<'_>, python_path: &[PathBuf], venv: Option<&Path>
     for (i, dir) in python_path.iter().enumerate() {
         path.insert(i, dir.as_os_str())?;
     }
+    Ok(())
+}
+
+/// SIGUSR2 dumps the Python stack of every thread to stderr: the router sends it when a
+/// request overruns its timeout. faulthandler's handler is C code that needs no GIL, so it also
+/// shows a thread spinning with the GIL held. It owns SIGUSR2 only (installed `SA_RESTART`, so
+/// blocked system calls resume) and leaves SIGTERM/SIGINT to the worker. Registered before the
+/// app is imported, so a hanging import can be seen too.
+fn register_stack_dumps(py: Python<'_>) -> PyResult<()> {
+    let signal = py.import("signal")?.getattr("SIGUSR2")?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("file", py.import("sys")?.getattr("stderr")?)?;
+    kwargs.set_item("all_threads", true)?;
+    kwargs.set_item("chain", false)?;
+    py.import("faulthandler")?.call_method("register", (signal,), Some(&kwargs))?;
     Ok(())
 }
 

@@ -4,24 +4,28 @@
 //! The router starts the process already as the tenant's user, with a listening Unix socket on
 //! fd 3. The worker imports the app, reports `Ready` on its control pipe, and then runs
 //! `--threads` threads that each accept a router connection and serve its requests (PEP 3333)
-//! one after the other. SIGTERM stops accepting and exits once in-flight requests are done.
+//! one after the other. After `--max-requests` it asks for a replacement with `Retire` and
+//! goes on serving. SIGTERM stops accepting and exits once the requests of the connections
+//! already accepted are done. SIGUSR2 dumps every thread's Python stack to stderr.
 //! See `docs/worker.md`.
 
+use std::convert::Infallible;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use clap::Parser;
-use paddock_proto::{Frame, Ready};
 use pyo3::prelude::*;
 
 mod app;
 mod conn;
+mod control;
 mod environ;
 mod input;
 mod log;
@@ -64,9 +68,14 @@ pub struct Config {
     /// Bind and listen on this path instead (development and tests).
     #[arg(long)]
     pub listen_path: Option<PathBuf>,
-    /// Inherited pipe to the router: one `Ready` frame once the app is loaded.
+    /// Inherited pipe to the router: one `Ready` frame once the app is loaded, one `Retire`
+    /// after `--max-requests`.
     #[arg(long)]
     pub control_fd: Option<i32>,
+    /// Completed requests after which to ask the router for a replacement (once, on the
+    /// control pipe; the worker keeps serving until SIGTERM). 0: never.
+    #[arg(long, default_value_t = 0)]
+    pub max_requests: u64,
     /// Seconds to wait for the router's bytes inside a request before failing it.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub read_timeout: u64,
@@ -126,26 +135,19 @@ pub fn run(cfg: Config) -> Exit {
     };
     let Some((app, statics)) = load_python(&cfg, &entry) else { return Exit::AppLoad };
     let read_timeout = Duration::from_secs(cfg.read_timeout);
-    let shared = Arc::new(serve::Shared { app, statics, listener, wake, read_timeout });
-    let threads = match spawn_threads(&shared, cfg.threads) {
+    let control = control::Control::new(control, cfg.max_requests);
+    let shared = Arc::new(serve::Shared { app, statics, listener, wake, read_timeout, control });
+    let (threads, done) = match spawn_threads(&shared, cfg.threads) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("cannot start worker threads: {e}");
             return Exit::Os;
         }
     };
-    if let Some(mut control) = control {
-        let mut buf = Vec::new();
-        paddock_proto::encode(&Frame::Ready(Ready { pid: std::process::id() }), &mut buf);
-        if let Err(e) = control.write_all(&buf) {
-            tracing::warn!("cannot report ready on the control pipe: {e}");
-        }
-        // Kept open for the process's life: its EOF tells the router the worker is gone.
-        std::mem::forget(control);
-    }
+    shared.control.ready();
     tracing::info!(app = %cfg.app, threads = cfg.threads, "ready");
     wait_for_shutdown(&shared);
-    drain(threads, Duration::from_secs(cfg.drain_timeout));
+    drain(&shared, &threads, &done, Duration::from_secs(cfg.drain_timeout));
     Exit::Ok
 }
 
@@ -193,19 +195,27 @@ fn flush_python_stderr(py: Python<'_>) {
     }
 }
 
-fn spawn_threads(
-    shared: &Arc<serve::Shared>,
-    n: u16,
-) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
-    (0..n)
+/// The threads, and a receiver that disconnects once every one of them has ended (each holds
+/// a sender it drops on the way out, panics included).
+type Threads = (Vec<JoinHandle<()>>, mpsc::Receiver<Infallible>);
+
+fn spawn_threads(shared: &Arc<serve::Shared>, n: u16) -> io::Result<Threads> {
+    let (alive, done) = mpsc::channel::<Infallible>();
+    let threads = (0..n)
         .map(|i| {
             let shared = Arc::clone(shared);
-            std::thread::Builder::new()
-                .name(format!("wsgi-{i}"))
-                .stack_size(THREAD_STACK)
-                .spawn(move || serve::worker_thread(&shared))
+            let alive = alive.clone();
+            // Made here so that running out of descriptors fails the start-up, not a thread.
+            let waiter = sys::AcceptWait::new(shared.listener.as_fd(), shared.wake.as_fd())?;
+            std::thread::Builder::new().name(format!("wsgi-{i}")).stack_size(THREAD_STACK).spawn(
+                move || {
+                    serve::worker_thread(&shared, &waiter);
+                    drop(alive);
+                },
+            )
         })
-        .collect()
+        .collect::<io::Result<_>>()?;
+    Ok((threads, done))
 }
 
 fn wait_for_shutdown(shared: &serve::Shared) {
@@ -217,14 +227,22 @@ fn wait_for_shutdown(shared: &serve::Shared) {
     }
 }
 
-/// Give in-flight requests until `limit` to finish.
-fn drain(threads: Vec<std::thread::JoinHandle<()>>, limit: Duration) {
-    tracing::info!("shutting down: no new connections, draining in-flight requests");
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let busy = threads.iter().filter(|t| !t.is_finished()).count();
+/// Give the requests of accepted connections until `limit` to finish; return as soon as the
+/// last thread ends.
+fn drain(
+    shared: &serve::Shared,
+    threads: &[JoinHandle<()>],
+    done: &mpsc::Receiver<Infallible>,
+    limit: Duration,
+) {
+    let requests = shared.control.completed();
+    tracing::info!(requests, "shutting down: no new connections, draining in-flight requests");
+    let all_done = match done.recv_timeout(limit) {
+        Ok(never) => match never {},
+        Err(mpsc::RecvTimeoutError::Disconnected) => true,
+        Err(mpsc::RecvTimeoutError::Timeout) => false,
+    };
+    let busy = if all_done { 0 } else { threads.iter().filter(|t| !t.is_finished()).count() };
     if busy == 0 {
         Python::attach(flush_python_stderr);
         tracing::info!("all requests done, exiting");

@@ -3,6 +3,11 @@
 //! Each worker thread stays attached to the interpreter for its whole life (so Python
 //! thread-locals, such as Trac's per-thread database connections, survive across requests) and
 //! releases the GIL around every accept, poll, read and write.
+//!
+//! Shutdown never drops a request this process took: a connection once accepted gets its first
+//! request served, however late its bytes come (up to the read timeout); only connections idle
+//! between requests are closed. The worker's `Hello` goes out only with that commitment, so a
+//! router that sees the connection end before `Hello` knows the request never started.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -18,6 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::conn::{FrameReader, FrameWriter};
+use crate::control::Control;
 use crate::environ::{self, Statics};
 use crate::input::{lock, Input, ReadShared, SharedReadSide};
 use crate::response::{send_bytes, Ending, SharedWriteSide, StartResponse, WriteSide};
@@ -32,12 +38,14 @@ pub struct Shared {
     pub wake: OwnedFd,
     /// Longest wait for the router's bytes inside a request (a body that never arrives).
     pub read_timeout: Duration,
+    /// The control pipe and the count of completed requests (`--max-requests`).
+    pub control: Control,
 }
 
 /// Body of one worker thread: accept and serve connections until shutdown.
-pub fn worker_thread(shared: &Shared) {
+pub fn worker_thread(shared: &Shared, waiter: &sys::AcceptWait) {
     Python::attach(|py| loop {
-        match py.detach(|| accept(shared)) {
+        match py.detach(|| accept(shared, waiter)) {
             Ok(Some(stream)) => serve_guarded(py, shared, stream),
             Ok(None) => return,
             Err(e) => {
@@ -49,18 +57,18 @@ pub fn worker_thread(shared: &Shared) {
     })
 }
 
-/// Wait for a connection; `None` once shutdown was requested. The listener is non-blocking
-/// because every thread of every worker process of the tenant polls the same socket.
-fn accept(shared: &Shared) -> io::Result<Option<UnixStream>> {
+/// Wait for a connection; `None` once shutdown was requested. The listener is non-blocking:
+/// the kernel wakes one waiting thread of the pool per connection, but a thread of another
+/// process that comes back from a request may take it first.
+fn accept(shared: &Shared, waiter: &sys::AcceptWait) -> io::Result<Option<UnixStream>> {
     loop {
         if sys::shutdown_requested() {
             return Ok(None);
         }
-        let ready = sys::poll_in(&[shared.listener.as_fd(), shared.wake.as_fd()], -1)?;
-        if ready[1] {
-            return Ok(None);
-        }
-        if !ready[0] {
+        // Woken for a connection in the same instant as the shutdown signal, take it anyway:
+        // the wake-up was exclusive, so no other process of the pool heard of it, and left in
+        // the backlog it would wait for the next connection to wake somebody.
+        if !waiter.wait()?.connection {
             continue;
         }
         match shared.listener.accept() {
@@ -104,11 +112,14 @@ fn serve_connection(py: Python<'_>, shared: &Shared, stream: UnixStream) -> io::
     // A third handle, to wait for the next request without holding the read side's lock.
     let idle = stream.try_clone()?;
     let read = ReadShared::new(FrameReader::new(stream));
-    py.detach(|| handshake(&read, &write))?;
-    while let Some(head) = py.detach(|| next_request(shared, &idle, &read, &write))? {
-        if !handle_request(py, shared, &read, &write, head) {
+    let mut next = py.detach(|| first_request(&read, &write))?;
+    while let Some(head) = next {
+        let keep = handle_request(py, shared, &read, &write, head);
+        py.detach(|| shared.control.request_done());
+        if !keep {
             break;
         }
+        next = py.detach(|| next_request(shared, &idle, &read, &write))?;
     }
     Ok(())
 }
@@ -120,25 +131,49 @@ fn protocol_error(write: &SharedWriteSide, msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-/// The router speaks first; answer its `Hello` with ours.
-fn handshake(read: &SharedReadSide, write: &SharedWriteSide) -> io::Result<()> {
-    let first = read.lock().frames().next_frame()?;
-    match first {
-        Some(Frame::Hello(h)) if h.version == VERSION => {
-            let hello = Hello { version: VERSION, pid: std::process::id() };
-            lock(write).send_frame(&Frame::Hello(hello))
+/// The router's `Hello` and first request head, each waited for up to the read timeout, also
+/// after SIGTERM: nobody else will serve a connection this process accepted. Only then, with
+/// the request certain to run, our `Hello` goes out (its pid tells the router which process
+/// to send SIGUSR2 if the request overruns). `None`: the router closed first.
+fn first_request(
+    read: &SharedReadSide,
+    write: &SharedWriteSide,
+) -> io::Result<Option<RequestHead>> {
+    let hello = read.lock().frames().next_frame()?;
+    match hello {
+        Some(Frame::Hello(h)) if h.version == VERSION => {}
+        Some(Frame::Hello(h)) => {
+            let msg =
+                format!("unsupported protocol version {} (worker speaks {VERSION})", h.version);
+            return Err(protocol_error(write, msg));
         }
-        Some(Frame::Hello(h)) => Err(protocol_error(
-            write,
-            format!("unsupported protocol version {} (worker speaks {VERSION})", h.version),
-        )),
-        Some(f) => Err(protocol_error(write, format!("expected Hello, got {:?}", f.frame_type()))),
-        None => Ok(()),
+        Some(f) => {
+            return Err(protocol_error(write, format!("expected Hello, got {:?}", f.frame_type())))
+        }
+        None => return Ok(None),
     }
+    let head = loop {
+        let frame = read.lock().frames().next_frame()?;
+        match frame {
+            None => return Ok(None),
+            Some(Frame::Request(head)) => break head,
+            Some(Frame::Abort(a)) if a.kind == AbortKind::ClientGone => {}
+            Some(f) => {
+                let msg = format!("expected Request, got {:?}", f.frame_type());
+                return Err(protocol_error(write, msg));
+            }
+        }
+    };
+    let hello = Hello { version: VERSION, pid: std::process::id() };
+    lock(write).send_frame(&Frame::Hello(hello))?;
+    Ok(Some(head))
 }
 
-/// Wait for the next request head. `None` on end of stream, or when shutting down with no
-/// request pending. An idle connection waits without a timeout: the router owns its lifetime.
+/// Wait for the next request head on a connection that served one already. `None` on end of
+/// stream, or when shutting down with no request's bytes buffered or readable (the router may
+/// retry a request it wrote just as the connection closed only if it stopped using this
+/// worker's connections before SIGTERM). An idle connection waits without a timeout: the router
+/// owns its lifetime.
 fn next_request(
     shared: &Shared,
     idle: &UnixStream,

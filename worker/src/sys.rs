@@ -1,6 +1,6 @@
 //! The worker's one door to `unsafe`: adopting inherited file descriptors, the shutdown signal
-//! handler and its self-pipe, `poll(2)` and the stdout redirection. Everything else in the crate
-//! is safe code.
+//! handler and its self-pipe, `poll(2)`, the per-thread `epoll` wait for connections and the
+//! stdout redirection. Everything else in the crate is safe code.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -139,4 +139,81 @@ pub fn poll_in(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool>>
         return Err(e);
     }
     Ok(pfds.iter().map(|p| p.revents != 0).collect())
+}
+
+/// Token of the listening socket in an [`AcceptWait`].
+const LISTENER: u64 = 1;
+/// Token of the shutdown self-pipe in an [`AcceptWait`].
+const WAKE: u64 = 2;
+
+/// What woke an [`AcceptWait`]; both `false` after a signal interrupted the wait.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Woken {
+    /// The listening socket has a connection to accept, and this thread was chosen for it.
+    pub connection: bool,
+    /// The shutdown self-pipe is readable.
+    pub shutdown: bool,
+}
+
+/// One worker thread's wait for a new connection or for shutdown: its own epoll instance with
+/// the shared listening socket registered `EPOLLEXCLUSIVE` (Linux 4.5+), so the kernel wakes
+/// one waiting thread of the whole pool per new connection instead of every idle thread of
+/// every process, and the self-pipe registered normally, so shutdown wakes every thread.
+#[derive(Debug)]
+pub struct AcceptWait {
+    epoll: OwnedFd,
+}
+
+impl AcceptWait {
+    pub fn new(listener: BorrowedFd<'_>, wake: BorrowedFd<'_>) -> io::Result<Self> {
+        // SAFETY: epoll_create1 takes no pointers.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: epoll_create1 succeeded, so `fd` is a new descriptor nobody else owns.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let exclusive = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+        epoll_add(&epoll, listener, exclusive, LISTENER)?;
+        epoll_add(&epoll, wake, libc::EPOLLIN as u32, WAKE)?;
+        Ok(Self { epoll })
+    }
+
+    /// Block until a connection is there for this thread or shutdown was requested.
+    pub fn wait(&self) -> io::Result<Woken> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+        // SAFETY: `events` is a writable array of 2 epoll_event and we pass its length; the
+        // epoll descriptor is owned by `self` and so open.
+        let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), 2, -1) };
+        let n = match usize::try_from(n) {
+            Ok(n) => n.min(events.len()),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    return Ok(Woken::default());
+                }
+                return Err(e);
+            }
+        };
+        let mut woken = Woken::default();
+        for e in &events[..n] {
+            // A copy: the struct is packed on x86-64, so no reference to the field.
+            let token = e.u64;
+            woken.connection |= token == LISTENER;
+            woken.shutdown |= token == WAKE;
+        }
+        Ok(woken)
+    }
+}
+
+fn epoll_add(epoll: &OwnedFd, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    // SAFETY: both descriptors are open (owned or borrowed for the call) and `ev` is a valid
+    // epoll_event the kernel only reads.
+    let r =
+        unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

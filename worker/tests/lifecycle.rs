@@ -1,10 +1,11 @@
-//! Start-up and shutdown of `paddock-worker`: entries, virtualenv, load failures, SIGTERM.
+//! Start-up and shutdown of `paddock-worker`: entries, virtualenv, load failures, SIGTERM and
+//! SIGINT, stack dumps on SIGUSR2.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{head, request_frames, Worker, STEP};
+use common::{head, hello, request_frames, Worker, STEP};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use paddock_proto::BodyKind;
@@ -100,27 +101,114 @@ fn missing_virtualenv_exits_3() {
     assert!(w.stderr().contains("nowhere"), "{}", w.stderr());
 }
 
+fn signal(w: &Worker, sig: Signal) {
+    kill(Pid::from_raw(w.pid()), sig).expect("kill");
+}
+
 fn sigterm(w: &Worker) {
-    kill(Pid::from_raw(w.pid()), Signal::SIGTERM).expect("kill");
+    signal(w, Signal::SIGTERM);
+}
+
+fn simple() -> paddock_proto::RequestHead {
+    head("GET", "/simple", "", BodyKind::Empty)
 }
 
 #[test]
-fn sigterm_finishes_in_flight_requests_and_exits_0() {
-    let mut w = Worker::start(2);
-    let mut idle = w.connect();
-    assert_eq!(idle.get("/simple").status(), 200);
-    let mut busy = w.connect();
-    busy.send(&request_frames(head("GET", "/sleep", "1", BodyKind::Empty), b""));
+fn sigterm_or_sigint_finishes_in_flight_requests_and_exits_0() {
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut w = Worker::start(2);
+        let mut idle = w.connect();
+        assert_eq!(idle.get("/simple").status(), 200);
+        let mut busy = w.connect();
+        busy.send(&request_frames(head("GET", "/sleep", "1", BodyKind::Empty), b""));
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        signal(&w, sig);
+        let r = busy.reply();
+        assert_eq!(r.text(), "slept", "{sig}: {}", w.stderr());
+        assert!(idle.recv().is_none(), "{sig}: idle connection should be closed");
+        let status = w.wait_exit(STEP).expect("worker should exit");
+        assert_eq!(status.code(), Some(0), "{sig}: {}", w.stderr());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(w.stderr().contains("all requests done"), "{sig}: {}", w.stderr());
+    }
+}
+
+#[test]
+fn with_nothing_running_sigterm_or_sigint_exits_within_100_ms() {
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut w = Worker::start(4);
+        let mut idle = w.connect();
+        assert_eq!(idle.get("/simple").status(), 200);
+        assert_eq!(w.one_shot(simple()).status(), 200);
+        let started = Instant::now();
+        signal(&w, sig);
+        let status = w.wait_exit(STEP).expect("worker should exit");
+        let took = started.elapsed();
+        assert_eq!(status.code(), Some(0), "{sig}: {}", w.stderr());
+        assert!(took < Duration::from_millis(100), "{sig}: exit took {took:?}");
+        assert!(idle.recv().is_none(), "{sig}: idle connection should be closed");
+    }
+}
+
+#[test]
+fn a_connection_accepted_before_sigterm_is_served_even_if_its_request_comes_after() {
+    let mut w = Worker::start(1);
+    assert_eq!(w.one_shot(simple()).status(), 200);
+    let mut c = w.connect_raw();
+    // Time for the idle thread to accept the connection before the signal.
     std::thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
     sigterm(&w);
-    let r = busy.reply();
-    assert_eq!(r.text(), "slept", "{}", w.stderr());
-    assert!(idle.recv().is_none(), "idle connection should be closed");
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(&[hello()]);
+    // Hello alone must not make the worker answer and then close: nothing has started yet.
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(&request_frames(simple(), b""));
+    let r = c.reply();
+    assert_eq!((r.status(), r.text().as_str(), r.ended), (200, "hello /simple", true));
+    assert_eq!(c.hello.as_ref().map(|h| h.pid), Some(w.child.id()));
+    assert!(c.recv().is_none(), "closed after its request");
     let status = w.wait_exit(STEP).expect("worker should exit");
     assert_eq!(status.code(), Some(0), "{}", w.stderr());
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(w.stderr().contains("all requests done"), "{}", w.stderr());
+}
+
+#[test]
+fn a_connection_closed_before_its_request_gets_no_hello() {
+    let w = Worker::start_with(1, "testapps:dispatch", &["--read-timeout", "1"], |_| {});
+    let mut c = w.connect();
+    let started = Instant::now();
+    assert!(c.recv().is_none(), "the worker answered a request it never got");
+    assert!(started.elapsed() < STEP);
+    // The thread is free again.
+    assert_eq!(w.one_shot(simple()).status(), 200);
+}
+
+#[test]
+fn sigusr2_dumps_every_thread_stack_and_disturbs_nothing() {
+    let mut w = Worker::start(3);
+    assert_eq!(w.one_shot(simple()).status(), 200);
+    let mut sleeper = w.connect();
+    sleeper.send(&request_frames(head("GET", "/stuck", "4", BodyKind::Empty), b""));
+    let mut spinner = w.connect();
+    spinner.send(&request_frames(head("GET", "/spin", "4", BodyKind::Empty), b""));
+    let mut seen = false;
+    for _ in 0..25 {
+        std::thread::sleep(Duration::from_millis(100));
+        signal(&w, Signal::SIGUSR2);
+        std::thread::sleep(Duration::from_millis(20));
+        let log = w.stderr();
+        if log.contains("in stuck_here") && log.contains("in spin_here") {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "no stack dump naming both functions:\n{}", w.stderr());
+    assert_eq!(sleeper.reply().text(), "unstuck", "{}", w.stderr());
+    assert_eq!(spinner.reply().text(), "spun", "{}", w.stderr());
+    assert_eq!(w.one_shot(simple()).status(), 200);
+    sigterm(&w);
+    let status = w.wait_exit(STEP).expect("worker should exit");
+    assert_eq!(status.code(), Some(0), "{}", w.stderr());
 }
 
 #[test]

@@ -173,6 +173,27 @@ def sleep(environ, start_response):
     return _text(start_response, b'slept')
 
 
+def stuck_here(seconds):
+    time.sleep(seconds)
+
+
+def stuck(environ, start_response):
+    stuck_here(float(environ.get('QUERY_STRING') or '30'))
+    return _text(start_response, b'unstuck')
+
+
+def spin_here(seconds):
+    # Holds the GIL except at the interpreter's switch interval: a stack dump must still work.
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def spin(environ, start_response):
+    spin_here(float(environ.get('QUERY_STRING') or '30'))
+    return _text(start_response, b'spun')
+
+
 def file_wrapper(environ, start_response):
     import io
     start_response('200 OK', [('Content-Type', 'text/plain')])

@@ -17,6 +17,30 @@ pub const TEST_APPS: &str = include_str!("../apps/testapps.py");
 /// Longest any single test step may take before the test fails instead of hanging.
 pub const STEP: Duration = Duration::from_secs(30);
 
+/// A tempdir holding the test apps.
+pub fn test_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("testapps.py"), TEST_APPS).expect("write apps");
+    dir
+}
+
+/// The worker's command line without a listening socket; stderr goes to `dir/stderr.log`.
+pub fn command(dir: &Path, threads: u16, app: &str) -> Command {
+    let stderr = File::create(dir.join("stderr.log")).expect("stderr file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paddock-worker"));
+    cmd.args(["--tenant", "test", "--app", app, "--threads", &threads.to_string()])
+        .arg("--python-path")
+        .arg(dir)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    cmd
+}
+
 pub struct Worker {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
@@ -36,25 +60,13 @@ impl Worker {
         extra: &[&str],
         prepare: impl FnOnce(&Path),
     ) -> Worker {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("testapps.py"), TEST_APPS).expect("write apps");
+        let dir = test_dir();
         prepare(dir.path());
         let socket = dir.path().join("worker.sock");
-        let stderr = File::create(dir.path().join("stderr.log")).expect("stderr file");
-        let child = Command::new(env!("CARGO_BIN_EXE_paddock-worker"))
-            .args(["--tenant", "test", "--app", app, "--threads", &threads.to_string()])
-            .arg("--python-path")
-            .arg(dir.path())
+        let child = command(dir.path(), threads, app)
             .arg("--listen-path")
             .arg(&socket)
             .args(extra)
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
             .spawn()
             .expect("spawn paddock-worker");
         Worker { dir, socket, child }
@@ -103,7 +115,8 @@ impl Worker {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Short, so that tests can time the exit itself.
+            std::thread::sleep(Duration::from_millis(2));
         }
         None
     }
