@@ -37,6 +37,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
@@ -56,7 +57,7 @@ pub const MAX_QUEUED: usize = 1024;
 /// One entry is queued per request line, in order: `Some(original target)` when the adapter
 /// percent-encoded bytes in it, `None` when it left the target alone. Clones share the queue.
 #[derive(Clone, Debug, Default)]
-pub struct RawTargets(Arc<Mutex<VecDeque<Option<Vec<u8>>>>>);
+pub struct RawTargets(Arc<Mutex<VecDeque<Option<Vec<u8>>>>>, Arc<AtomicBool>);
 
 impl RawTargets {
     pub fn new() -> Self {
@@ -84,6 +85,17 @@ impl RawTargets {
             tracing::debug!(%uri, "raw request-target does not match the parsed one; ignored");
             None
         }
+    }
+
+    /// The client sent a head with both `Content-Length` and `Transfer-Encoding`. hyper lets
+    /// the latter win and drops the former, but such a request is how requests are smuggled
+    /// past other proxies, so the front door refuses it (and closes the connection).
+    pub fn framing_conflict(&self) -> bool {
+        self.1.load(Ordering::Acquire)
+    }
+
+    fn set_framing_conflict(&self) {
+        self.1.store(true, Ordering::Release);
     }
 
     /// Number of entries not yet popped.
@@ -606,6 +618,9 @@ impl Scanner {
     }
 
     fn end_of_head(&mut self) {
+        if self.chunked.is_some() && self.content_length.is_some() {
+            self.targets.set_framing_conflict();
+        }
         match (self.chunked, self.content_length) {
             (Some(true), None) if !self.http10 => self.begin(State::ChunkSize),
             (Some(_), _) => self.pass(),

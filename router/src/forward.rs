@@ -35,8 +35,25 @@ pub enum ForwardError {
     Timeout(std::time::Duration),
     #[error("protocol error from the worker: {0}")]
     Protocol(String),
+    #[error("oversized response headers from worker {pid}: {size} bytes, limit {limit} (max_response_head_bytes)")]
+    HeadTooLarge { size: usize, limit: usize, pid: u32 },
     #[error("the request body exceeds the limit of {0} bytes")]
     BodyTooLarge(u64),
+}
+
+/// Attempts for a request whose worker closed the connection before starting it.
+const RETRIES: u32 = 3;
+
+/// A request ran past `request_timeout`: have the worker print every thread's Python stack
+/// (operators always ask where it was stuck), and replace that process once its other
+/// requests are done.
+fn stuck(pool: &Pool, pid: u32, timeout: std::time::Duration) {
+    tracing::warn!(tenant = %pool.spec.name, pid, "request exceeded request_timeout ({timeout:?}); the Python stacks of the worker follow, and it will be replaced");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGUSR2,
+    );
+    pool.recycle_pid(pid, crate::supervisor::Reason::Timeout);
 }
 
 /// Headers that describe one hop and must not be passed on.
@@ -57,9 +74,8 @@ pub async fn forward(
     head: RequestHead,
     body: Incoming,
     permit: OwnedSemaphorePermit,
+    max_head: usize,
 ) -> Result<Response<Body>, ForwardError> {
-    let stream = UnixStream::connect(&pool.socket_path).await.map_err(ForwardError::Connect)?;
-    let (rd, wr) = stream.into_split();
     let has_body = head.body != paddock_proto::BodyKind::Empty;
     let mut preamble = Vec::with_capacity(1024);
     encode(
@@ -71,13 +87,33 @@ pub async fn forward(
         encode(&Frame::End, &mut preamble);
     }
     let limit = pool.spec.settings.max_body;
-    let writer = tokio::spawn(write_request(wr, preamble, has_body.then_some(body), limit));
-
-    let mut reader = FrameReader { rd, buf: Vec::with_capacity(16 * 1024), start: 0 };
     let timeout = pool.spec.settings.request_timeout;
-    let first = tokio::time::timeout(timeout, read_head(&mut reader)).await;
-    let head = match first {
-        Err(_) => return Err(ForwardError::Timeout(timeout)),
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut body = has_body.then_some(body);
+    let mut attempt = 0;
+    let (mut reader, pid, writer) = loop {
+        attempt += 1;
+        let stream = UnixStream::connect(&pool.socket_path).await.map_err(ForwardError::Connect)?;
+        let (rd, wr) = stream.into_split();
+        let writer = tokio::spawn(write_request(wr, preamble.clone(), body.take(), limit));
+        let mut reader = FrameReader { rd, buf: Vec::with_capacity(16 * 1024), start: 0 };
+        match tokio::time::timeout_at(deadline, read_hello(&mut reader)).await {
+            Err(_) => return Err(ForwardError::Timeout(timeout)),
+            // The worker closed before its Hello: it never started this request (a process
+            // retiring at that moment). Safe to send again when there is no body to replay.
+            Ok(Err(ForwardError::WorkerGone)) if !has_body && attempt < RETRIES => {
+                tracing::debug!(tenant = %pool.spec.name, attempt, "worker closed before answering; retrying");
+                continue;
+            }
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(pid)) => break (reader, pid, writer),
+        }
+    };
+    let head = match tokio::time::timeout_at(deadline, read_head(&mut reader)).await {
+        Err(_) => {
+            stuck(pool, pid, timeout);
+            return Err(ForwardError::Timeout(timeout));
+        }
         Ok(Err(e)) => {
             // A body over the limit makes the writer stop; report that rather than its effect.
             if writer.is_finished() {
@@ -89,6 +125,11 @@ pub async fn forward(
         }
         Ok(Ok(h)) => h,
     };
+    let head_size: usize =
+        head.reason.len() + head.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
+    if head_size > max_head {
+        return Err(ForwardError::HeadTooLarge { size: head_size, limit: max_head, pid });
+    }
     let mut resp = Response::builder().status(
         StatusCode::from_u16(head.status)
             .map_err(|_| ForwardError::Protocol(format!("invalid status {}", head.status)))?,
@@ -144,20 +185,19 @@ async fn write_request(
     Ok(wr)
 }
 
-async fn read_head(reader: &mut FrameReader) -> Result<paddock_proto::ResponseHead, ForwardError> {
+/// The worker's `Hello`: its pid, which says which process serves this request.
+async fn read_hello(reader: &mut FrameReader) -> Result<u32, ForwardError> {
     match reader.next().await? {
-        Some(Frame::Hello(h)) if h.version == paddock_proto::VERSION => {}
+        Some(Frame::Hello(h)) if h.version == paddock_proto::VERSION => Ok(h.pid),
         Some(Frame::Hello(h)) => {
-            return Err(ForwardError::Protocol(format!(
-                "worker speaks protocol version {}",
-                h.version
-            )))
+            Err(ForwardError::Protocol(format!("worker speaks protocol version {}", h.version)))
         }
-        Some(f) => {
-            return Err(ForwardError::Protocol(format!("expected hello, got {:?}", f.frame_type())))
-        }
-        None => return Err(ForwardError::WorkerGone),
+        Some(f) => Err(ForwardError::Protocol(format!("expected hello, got {:?}", f.frame_type()))),
+        None => Err(ForwardError::WorkerGone),
     }
+}
+
+async fn read_head(reader: &mut FrameReader) -> Result<paddock_proto::ResponseHead, ForwardError> {
     match reader.next().await? {
         Some(Frame::Response(h)) => Ok(h),
         Some(Frame::Abort(a)) if a.kind == AbortKind::AppError => {

@@ -14,32 +14,37 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use paddock_proto::{BodyKind, RequestHead};
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, Overrides};
+use crate::diag::Diagnostics;
 use crate::eightbit::EightBit;
 use crate::forward::{self, Body};
+use crate::forwarded;
 use crate::index;
 use crate::path::Target;
+use crate::pool::PoolError;
 use crate::registry::Registry;
 use crate::respond;
 use crate::route::{self, Decision, Routed};
 use crate::rules::{FsProbe, RequestInfo};
-
-/// Longest time a client may take to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest request head (request line plus headers) accepted; larger gets 431.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+use crate::supervisor::Reason;
 
 /// Shared by every connection.
 pub struct State {
     config: RwLock<Arc<Config>>,
     probe: RwLock<Arc<FsProbe>>,
-    pub registry: Registry,
+    overrides: Overrides,
+    pub registry: Arc<Registry>,
 }
 
 impl State {
-    pub fn new(config: Config, registry: Registry) -> Self {
+    pub fn new(config: Config, overrides: Overrides, registry: Arc<Registry>) -> Self {
         let probe = Arc::new(FsProbe::new(config.file_roots.clone()));
-        State { config: RwLock::new(Arc::new(config)), probe: RwLock::new(probe), registry }
+        State {
+            config: RwLock::new(Arc::new(config)),
+            probe: RwLock::new(probe),
+            overrides,
+            registry,
+        }
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -48,6 +53,31 @@ impl State {
 
     fn probe(&self) -> Arc<FsProbe> {
         self.probe.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-read the configuration (SIGHUP). A bad file is refused with its errors and the
+    /// running configuration stays; pools whose settings changed are replaced gracefully, and
+    /// pools of tenants that no longer exist are stopped.
+    pub fn reload(&self) -> Result<(), Diagnostics> {
+        let old = self.config();
+        let new = match &old.source {
+            Some(path) => Config::load(path, &self.overrides)?,
+            None => Config::from_overrides(&self.overrides)?,
+        };
+        let probe = Arc::new(FsProbe::new(new.file_roots.clone()));
+        let new = Arc::new(new);
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+        *self.probe.write().unwrap_or_else(|e| e.into_inner()) = probe;
+        for pool in self.registry.pools() {
+            match new.tenant(&pool.spec.name) {
+                None => self.registry.remove(&pool.spec.name),
+                Some(spec) if spec != pool.spec => {
+                    self.registry.replace_gracefully(spec, Reason::Reload)
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -84,12 +114,19 @@ pub async fn serve(
         let svc = service_fn(move |req: Request<Incoming>| {
             let st = st.clone();
             let raw = raw_targets.pop_for(req.uri());
-            async move { Ok::<_, Infallible>(handle(st, req, raw, peer, local).await) }
+            let smuggling = raw_targets.framing_conflict();
+            async move {
+                if smuggling {
+                    return Ok::<_, Infallible>(conflicting_framing());
+                }
+                Ok::<_, Infallible>(handle(st, req, raw, peer, local).await)
+            }
         });
+        let cfg = state.config();
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(MAX_HEAD_BYTES)
+            .header_read_timeout(cfg.header_read_timeout)
+            .max_buf_size(cfg.max_header_bytes)
             .serve_connection(TokioIo::new(io), svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -155,7 +192,8 @@ async fn dispatch(
         return (None, respond::page(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."));
     }
     let host = host_header(req.headers());
-    let remote = peer.ip().to_string();
+    let client = forwarded::resolve(&cfg.trusted_proxies, peer.ip(), req.headers());
+    let remote = client.addr.to_string();
     let server = server_name(&host, local);
     let info = RequestInfo {
         path: &target.normalised,
@@ -164,7 +202,7 @@ async fn dispatch(
         host: host.as_bytes(),
         headers: req.headers(),
         remote_addr: remote.as_bytes(),
-        https: false,
+        https: client.https,
         server_name: server.as_bytes(),
         server_port: local.port(),
     };
@@ -192,7 +230,7 @@ async fn dispatch(
         Decision::BadRequest(why) => return (None, respond::page(StatusCode::BAD_REQUEST, why)),
     };
     let name = routed.spec.name.clone();
-    let conn = Conn { raw, host: &host, peer, local };
+    let conn = Conn { raw, host: &host, client, peer, local };
     (Some(name), to_tenant(st, *routed, req, &target, conn).await)
 }
 
@@ -201,6 +239,8 @@ struct Conn<'a> {
     /// The request target exactly as the client sent it.
     raw: &'a [u8],
     host: &'a str,
+    /// The client as reported to the app (behind trusted proxies, the original one).
+    client: forwarded::Client,
     peer: SocketAddr,
     local: SocketAddr,
 }
@@ -221,27 +261,54 @@ async fn to_tenant(
             return respond::page(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
         }
     }
-    let pool = match st.registry.get_or_start(routed.spec.clone()) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(tenant = %routed.spec.name, "{e}");
-            return respond::page(StatusCode::SERVICE_UNAVAILABLE, "The site is not available.");
-        }
+    let auth = routed.spec.settings.auth.as_ref();
+    let access = match crate::auth::shared().check(auth, &routed.path_info, req.headers()).await {
+        Ok(a) => a,
+        Err(challenge) => return challenge,
     };
-    let permit = match pool.admit().await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!("{e}");
-            return respond::pool_error(&e);
-        }
+    let (pool, permit) = match admit(st, &routed.spec).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
     };
     let (parts, incoming) = req.into_parts();
-    let head = request_head(&parts, routed, target, body, &conn);
-    match forward::forward(&pool, head, incoming, permit).await {
+    let mut head = request_head(&parts, routed, target, body, &conn);
+    access.apply(&mut head.environ);
+    match forward::forward(&pool, head, incoming, permit, st.config().max_response_head_bytes).await
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(tenant = %pool.spec.name, "{e}");
             respond::forward_error(&e)
+        }
+    }
+}
+
+/// Find (or start) the tenant's pool and take a slot in it. A pool stopped under our feet (a
+/// reload replaced it) is looked up again once, so a reload fails no request.
+async fn admit(
+    st: &State,
+    spec: &crate::tenant::TenantSpec,
+) -> Result<(Arc<crate::pool::Pool>, tokio::sync::OwnedSemaphorePermit), Response<Body>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let pool = match st.registry.get_or_start(spec.clone()).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(tenant = %spec.name, "{e}");
+                return Err(respond::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The site is not available.",
+                ));
+            }
+        };
+        match pool.admit().await {
+            Ok(permit) => return Ok((pool, permit)),
+            Err(PoolError::Stopped { .. }) if tries < 3 => continue,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return Err(respond::pool_error(&e));
+            }
         }
     }
 }
@@ -271,10 +338,10 @@ fn request_head(
             Version::HTTP_10 => b"HTTP/1.0".to_vec(),
             _ => b"HTTP/1.1".to_vec(),
         },
-        scheme: b"http".to_vec(),
+        scheme: if conn.client.https { b"https".to_vec() } else { b"http".to_vec() },
         server_name: server_name(conn.host, conn.local).into_bytes(),
         server_port: conn.local.port(),
-        remote_addr: conn.peer.ip().to_string().into_bytes(),
+        remote_addr: conn.client.addr.to_string().into_bytes(),
         remote_port: conn.peer.port(),
         body,
         headers: parts
@@ -284,6 +351,16 @@ fn request_head(
             .collect(),
         environ,
     }
+}
+
+/// Both `Content-Length` and `Transfer-Encoding`: how requests are smuggled past proxies that
+/// disagree on which one wins. Refused, and the connection closed.
+fn conflicting_framing() -> Response<Body> {
+    tracing::warn!(target: "paddock::access", "refused a request with both Content-Length and Transfer-Encoding");
+    let mut r =
+        respond::page(StatusCode::BAD_REQUEST, "Content-Length and Transfer-Encoding together.");
+    r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    r
 }
 
 /// How the client delimits its body. hyper has already refused conflicting framing.

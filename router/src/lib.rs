@@ -3,19 +3,24 @@
 //! The `paddock` binary is a thin wrapper around [`run`]. This crate never links Python: the
 //! worker processes it supervises do.
 
+pub mod auth;
 pub mod config;
+pub mod counters;
 pub mod diag;
 pub mod eightbit;
 pub mod forward;
+pub mod forwarded;
 pub mod front;
 pub mod identity;
 pub mod index;
+pub mod monitor;
 pub mod path;
 pub mod pool;
 pub mod registry;
 pub mod respond;
 pub mod route;
 pub mod rules;
+pub mod spawn;
 pub mod supervisor;
 mod sys;
 pub mod tenant;
@@ -41,8 +46,13 @@ pub enum StartError {
     WorkerMissing(PathBuf),
 }
 
-/// Serve until `shutdown` resolves, then drain connections and stop every pool.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+/// Serve until `shutdown` resolves, then drain connections and stop every pool. SIGHUP
+/// re-reads the configuration (with `overrides` applied again).
+pub async fn run(
+    config: Config,
+    overrides: config::Overrides,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let worker_bin = match &config.worker_bin {
         Some(p) => p.clone(),
         None => default_worker_bin(),
@@ -61,14 +71,38 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .map_err(|source| StartError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(%addr, sites = ?config.sites, mount = %config.mount, "paddock listening");
-    let registry =
-        registry::Registry::new(runtime.path().to_path_buf(), worker_bin, config.allow_root);
-    let state = Arc::new(front::State::new(config, registry));
+    let registry = Arc::new(registry::Registry::new(
+        runtime.path().to_path_buf(),
+        worker_bin,
+        config.allow_root,
+        config.max_workers_total,
+    ));
+    let state = Arc::new(front::State::new(config, overrides, registry.clone()));
+    let monitor = monitor::spawn(registry);
+    let reloader = tokio::spawn(reload_on_sighup(state.clone()));
     front::serve(listener, state.clone(), shutdown, DRAIN).await;
+    reloader.abort();
+    monitor.abort();
     tracing::info!("stopping worker pools");
     state.registry.stop_all().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn reload_on_sighup(state: Arc<front::State>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; reload is unavailable");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match state.reload() {
+            Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
+            Err(d) => tracing::error!(
+                "SIGHUP: configuration refused, the running one stays in force:\n{d}"
+            ),
+        }
+    }
 }
 
 /// `paddock-worker` next to the running `paddock` binary.

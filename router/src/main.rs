@@ -105,7 +105,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(paddock_router::run(config, shutdown_signal())) {
+    match rt.block_on(paddock_router::run(config, ov, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("paddock: {e}");

@@ -4,18 +4,26 @@
 //! hands the listening descriptor to every worker process; workers need no access to the
 //! directory and no other tenant can reach the socket. A pool exists only after the first
 //! request for its tenant: idle tenants cost nothing.
+//!
+//! Admission: at most processes × threads requests in flight; up to `queue_limit` more wait
+//! (each at most `queue_timeout`); beyond that, 503 at once. Memory stays bounded whatever
+//! the load.
 
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::identity::Identity;
-use crate::supervisor;
+use crate::supervisor::{self, Reason, SlotCmd};
 use crate::tenant::TenantSpec;
+
+pub use crate::counters::Counters;
+
+const NOT_PARKED: usize = usize::MAX;
 
 /// What requests see of a pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +45,10 @@ pub enum PoolError {
     Unavailable { tenant: String, reason: String },
     #[error("tenant `{tenant}`: no free worker within {waited:?}")]
     QueueTimeout { tenant: String, waited: Duration },
+    #[error("tenant `{tenant}`: {limit} requests already waiting (queue_limit)")]
+    QueueFull { tenant: String, limit: usize },
+    #[error("tenant `{tenant}`: the pool was stopped (reload or shutdown)")]
+    Stopped { tenant: String },
     #[error("tenant `{tenant}`: workers did not become ready within {waited:?}")]
     StartTimeout { tenant: String, waited: Duration },
 }
@@ -47,9 +59,14 @@ pub struct Pool {
     pub socket_path: PathBuf,
     pub(crate) listener: UnixListener,
     pub(crate) worker_bin: PathBuf,
+    pub counters: Counters,
     slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
     status_tx: watch::Sender<Status>,
     pub(crate) stop_tx: watch::Sender<bool>,
+    slot_cmds: Vec<mpsc::UnboundedSender<SlotCmd>>,
+    /// Slots kept running while parked (`NOT_PARKED`: all run).
+    parked_keep: AtomicUsize,
     inner: Mutex<Inner>,
     epoch: Instant,
     last_used_ms: AtomicU64,
@@ -58,7 +75,8 @@ pub struct Pool {
 
 #[derive(Default)]
 struct Inner {
-    ready_pids: Vec<u32>,
+    /// `(slot, pid)` of every ready process.
+    ready: Vec<(usize, u32)>,
     last_error: Option<Arc<str>>,
 }
 
@@ -83,22 +101,36 @@ impl Pool {
         let slots = spec.settings.processes * spec.settings.threads;
         let (status_tx, _) = watch::channel(Status::Starting);
         let (stop_tx, _) = watch::channel(false);
+        let mut receivers = Vec::new();
+        let slot_cmds = (0..spec.settings.processes)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                receivers.push(rx);
+                tx
+            })
+            .collect();
         let pool = Arc::new(Pool {
             spec,
             identity,
             socket_path,
             listener,
             worker_bin,
+            counters: Counters::default(),
             slots: Arc::new(Semaphore::new(slots)),
+            waiting: AtomicUsize::new(0),
             status_tx,
             stop_tx,
+            slot_cmds,
+            parked_keep: AtomicUsize::new(NOT_PARKED),
             inner: Mutex::new(Inner::default()),
             epoch: Instant::now(),
             last_used_ms: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
         });
-        let tasks = (0..pool.spec.settings.processes)
-            .map(|slot| tokio::spawn(supervisor::run_slot(pool.clone(), slot)))
+        let tasks = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(slot, rx)| tokio::spawn(supervisor::run_slot(pool.clone(), slot, rx)))
             .collect();
         *pool.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         Ok(pool)
@@ -108,20 +140,57 @@ impl Pool {
         self.status_tx.borrow().clone()
     }
 
-    /// Take an in-flight slot, waiting in the queue up to `queue_timeout`, then wait until a
-    /// worker is ready. The permit is held until the response is complete.
+    /// Take an in-flight slot, waiting in the bounded queue up to `queue_timeout`, then wait
+    /// until a worker is ready. The permit is held until the response is complete.
     pub async fn admit(self: &Arc<Self>) -> Result<OwnedSemaphorePermit, PoolError> {
         self.touch();
-        let s = &self.spec.settings;
-        let permit = tokio::time::timeout(s.queue_timeout, self.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| PoolError::QueueTimeout {
-                tenant: self.spec.name.clone(),
-                waited: s.queue_timeout,
-            })?
-            .map_err(|_| self.unavailable("the pool is shutting down"))?;
+        if self.parked_keep.swap(NOT_PARKED, Ordering::AcqRel) != NOT_PARKED {
+            for tx in &self.slot_cmds {
+                let _ = tx.send(SlotCmd::Unpark);
+            }
+        }
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(self.stopped()),
+            Err(tokio::sync::TryAcquireError::NoPermits) => self.queue().await?,
+        };
+        if let Status::Ready = *self.status_tx.borrow() {
+            return Ok(permit);
+        }
         self.wait_ready().await?;
         Ok(permit)
+    }
+
+    /// Wait in the queue; the guard keeps the count right even if the client goes away and
+    /// this future is dropped.
+    async fn queue(&self) -> Result<OwnedSemaphorePermit, PoolError> {
+        let s = &self.spec.settings;
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= s.queue_limit {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.counters.rejected_queue_full();
+            return Err(PoolError::QueueFull {
+                tenant: self.spec.name.clone(),
+                limit: s.queue_limit,
+            });
+        }
+        let _guard = Waiting(&self.waiting);
+        match tokio::time::timeout(s.queue_timeout, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(self.stopped()),
+            Err(_) => {
+                self.counters.rejected_queue_timeout();
+                Err(PoolError::QueueTimeout {
+                    tenant: self.spec.name.clone(),
+                    waited: s.queue_timeout,
+                })
+            }
+        }
     }
 
     async fn wait_ready(&self) -> Result<(), PoolError> {
@@ -133,17 +202,21 @@ impl Pool {
                 match st {
                     Status::Ready => return Ok(()),
                     Status::Failed(why) => return Err(self.unavailable(&why)),
-                    Status::Stopped => return Err(self.unavailable("the pool was stopped")),
+                    Status::Stopped => return Err(self.stopped()),
                     Status::Starting => {}
                 }
                 if rx.changed().await.is_err() {
-                    return Err(self.unavailable("the pool was stopped"));
+                    return Err(self.stopped());
                 }
             }
         };
         tokio::time::timeout(waited, fut)
             .await
             .map_err(|_| PoolError::StartTimeout { tenant: self.spec.name.clone(), waited })?
+    }
+
+    fn stopped(&self) -> PoolError {
+        PoolError::Stopped { tenant: self.spec.name.clone() }
     }
 
     fn unavailable(&self, why: &str) -> PoolError {
@@ -166,10 +239,80 @@ impl Pool {
         total.saturating_sub(self.slots.available_permits())
     }
 
+    /// Requests waiting for a slot right now.
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Replace the process `pid` with a fresh one (no pause); false if it is not ours.
+    pub fn recycle_pid(&self, pid: u32, reason: Reason) -> bool {
+        let slot = self.lock().ready.iter().find(|(_, p)| *p == pid).map(|(s, _)| *s);
+        match slot.and_then(|s| self.slot_cmds.get(s)) {
+            Some(tx) => tx.send(SlotCmd::Recycle(reason)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Replace every process, one successor started before each old one retires.
+    pub fn recycle_all(&self, reason: Reason) {
+        for tx in &self.slot_cmds {
+            let _ = tx.send(SlotCmd::Recycle(reason));
+        }
+    }
+
+    /// Idle scale-down: stop the processes beyond `min_processes`; the next request restarts
+    /// them.
+    pub fn park_extra(&self) {
+        self.park(self.spec.settings.min_processes);
+    }
+
+    /// Stop every process (to make room for another pool); the next request restarts them.
+    pub fn park_all(&self) {
+        self.park(0);
+    }
+
+    fn park(&self, keep: usize) {
+        let keep = keep.min(self.slot_cmds.len());
+        if self.parked_keep.swap(keep, Ordering::AcqRel) != NOT_PARKED {
+            return;
+        }
+        for tx in &self.slot_cmds[keep..] {
+            let _ = tx.send(SlotCmd::Park);
+        }
+    }
+
+    pub fn is_parked(&self) -> bool {
+        self.parked_keep.load(Ordering::Acquire) != NOT_PARKED
+    }
+
+    /// Processes this pool may run now: all of them, or those kept while parked.
+    pub fn process_budget(&self) -> usize {
+        match self.parked_keep.load(Ordering::Acquire) {
+            NOT_PARKED => self.spec.settings.processes,
+            keep => keep,
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Status> {
+        self.status_tx.subscribe()
+    }
+
     /// Stop accepting work and tell every worker to finish and exit.
     pub fn stop(&self) {
         self.slots.close();
         self.status_tx.send_replace(Status::Stopped);
+        self.stop_tx.send_replace(true);
+    }
+
+    /// Graceful stop: take no new requests (those queued are sent to the successor pool), let
+    /// the ones in flight finish (up to `graceful_timeout`), then stop the workers.
+    pub async fn drain_and_stop(&self) {
+        self.slots.close();
+        self.status_tx.send_replace(Status::Stopped);
+        let deadline = Instant::now() + self.spec.settings.graceful_timeout;
+        while self.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.stop_tx.send_replace(true);
     }
 
@@ -185,16 +328,16 @@ impl Pool {
         *self.stop_tx.borrow()
     }
 
-    pub(crate) fn worker_ready(&self, pid: u32) {
+    pub(crate) fn worker_ready(&self, slot: usize, pid: u32) {
         let mut inner = self.lock();
-        inner.ready_pids.push(pid);
+        inner.ready.push((slot, pid));
         inner.last_error = None;
         self.publish(&inner);
     }
 
     pub(crate) fn worker_gone(&self, pid: u32) {
         let mut inner = self.lock();
-        inner.ready_pids.retain(|&p| p != pid);
+        inner.ready.retain(|&(_, p)| p != pid);
         self.publish(&inner);
     }
 
@@ -206,14 +349,14 @@ impl Pool {
 
     /// Pids of the workers that are ready.
     pub fn ready_pids(&self) -> Vec<u32> {
-        self.lock().ready_pids.clone()
+        self.lock().ready.iter().map(|&(_, p)| p).collect()
     }
 
     fn publish(&self, inner: &Inner) {
         if self.is_stopping() {
             return;
         }
-        let st = if !inner.ready_pids.is_empty() {
+        let st = if !inner.ready.is_empty() {
             Status::Ready
         } else if let Some(e) = &inner.last_error {
             Status::Failed(e.clone())

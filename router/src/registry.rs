@@ -1,51 +1,188 @@
-//! Running pools by tenant name. A pool is created by the first request for its tenant and
-//! replaced when the tenant's resolved settings change.
+//! Running pools by tenant name. A pool is created by the first request for its tenant,
+//! replaced gracefully when the tenant's resolved settings change, scaled down when idle, and
+//! kept within the global process budget (`max_workers_total`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
 use crate::identity;
-use crate::pool::Pool;
+use crate::pool::{Pool, Status};
+use crate::supervisor::Reason;
 use crate::tenant::TenantSpec;
 
 pub struct Registry {
     pools: DashMap<String, Arc<Pool>>,
+    /// Tenants whose pool is being replaced: requests keep using the old one meanwhile.
+    replacing: DashMap<String, ()>,
     runtime_dir: PathBuf,
     worker_bin: PathBuf,
     allow_root: bool,
+    max_workers_total: usize,
 }
 
 impl Registry {
-    pub fn new(runtime_dir: PathBuf, worker_bin: PathBuf, allow_root: bool) -> Self {
-        Registry { pools: DashMap::new(), runtime_dir, worker_bin, allow_root }
+    pub fn new(
+        runtime_dir: PathBuf,
+        worker_bin: PathBuf,
+        allow_root: bool,
+        max_workers_total: usize,
+    ) -> Self {
+        Registry {
+            pools: DashMap::new(),
+            replacing: DashMap::new(),
+            runtime_dir,
+            worker_bin,
+            allow_root,
+            max_workers_total,
+        }
     }
 
     /// The running pool for `spec`, started now if there is none (or its settings changed).
-    /// The error is for the log; the client gets a plain 503.
-    pub fn get_or_start(&self, spec: TenantSpec) -> Result<Arc<Pool>, String> {
+    /// Waits up to `queue_timeout` for room in the global budget. The error is for the log;
+    /// the client gets a plain 503.
+    pub async fn get_or_start(&self, spec: TenantSpec) -> Result<Arc<Pool>, String> {
         if let Some(p) = self.pools.get(&spec.name) {
-            if p.spec == spec && !p.is_stopping() {
-                return Ok(p.clone());
+            let current = p.spec == spec || self.replacing.contains_key(&spec.name);
+            if current && !p.is_stopping() {
+                let p = p.clone();
+                if p.is_parked() {
+                    self.make_room(&p.spec, Some(&p)).await?;
+                }
+                return Ok(p);
             }
         }
+        self.make_room(&spec, None).await?;
         let identity = identity::resolve(&spec, self.allow_root)?;
         let name = spec.name.clone();
         // The entry lock makes two first requests for one tenant start one pool, not two.
         let mut entry = self.pools.entry(name.clone()).or_try_insert_with(|| {
             tracing::info!(tenant = %name, user = %identity.user_name, "starting pool");
-            Pool::start(spec.clone(), identity.clone(), &self.runtime_dir, self.worker_bin.clone())
-                .map_err(|e| format!("tenant `{name}`: cannot create its socket: {e}"))
+            self.start(spec.clone(), identity.clone())
         })?;
         if entry.spec != spec || entry.is_stopping() {
             tracing::info!(tenant = %name, "settings changed; replacing pool");
             entry.stop();
-            let fresh = Pool::start(spec, identity, &self.runtime_dir, self.worker_bin.clone())
-                .map_err(|e| format!("tenant `{name}`: cannot create its socket: {e}"))?;
-            *entry = fresh;
+            *entry = self.start(spec, identity)?;
         }
         Ok(entry.clone())
+    }
+
+    fn start(&self, spec: TenantSpec, identity: identity::Identity) -> Result<Arc<Pool>, String> {
+        let name = spec.name.clone();
+        Pool::start(spec, identity, &self.runtime_dir, self.worker_bin.clone())
+            .map_err(|e| format!("tenant `{name}`: cannot create its socket: {e}"))
+    }
+
+    /// Processes the running pools may have.
+    fn budget_used(&self, except: Option<&Arc<Pool>>) -> usize {
+        self.pools
+            .iter()
+            .filter(|p| !except.is_some_and(|e| Arc::ptr_eq(e, p.value())))
+            .map(|p| p.process_budget())
+            .sum()
+    }
+
+    /// Make room for `spec`'s processes under `max_workers_total`: stop idle pools, least
+    /// recently used first; if none is idle, wait (up to `queue_timeout`) for one to become so.
+    async fn make_room(&self, spec: &TenantSpec, except: Option<&Arc<Pool>>) -> Result<(), String> {
+        if self.max_workers_total == 0 {
+            return Ok(());
+        }
+        let need = spec.settings.processes;
+        if need > self.max_workers_total {
+            return Err(format!(
+                "tenant `{}` needs {need} processes but max_workers_total is {}",
+                spec.name, self.max_workers_total
+            ));
+        }
+        let deadline = Instant::now() + spec.settings.queue_timeout;
+        loop {
+            if self.budget_used(except) + need <= self.max_workers_total {
+                return Ok(());
+            }
+            let victim = self
+                .pools
+                .iter()
+                .filter(|p| p.spec.name != spec.name && p.process_budget() > 0)
+                .filter(|p| p.in_flight() == 0 && p.queued() == 0)
+                .max_by_key(|p| p.idle_for())
+                .map(|p| p.value().clone());
+            match victim {
+                Some(v) => {
+                    tracing::info!(tenant = %v.spec.name, for_tenant = %spec.name, "max_workers_total reached: stopping the least recently used idle pool");
+                    v.park_all();
+                }
+                None if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "max_workers_total ({}) reached and no pool is idle",
+                        self.max_workers_total
+                    ))
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Start a pool for `spec` next to the running one and switch over once it is ready
+    /// (or has failed, or `startup_timeout` passed): requests never see a pool-less moment.
+    pub fn replace_gracefully(self: &Arc<Self>, spec: TenantSpec, reason: Reason) {
+        let name = spec.name.clone();
+        let Some(old) = self.pools.get(&name).map(|p| p.clone()) else { return };
+        let identity = match identity::resolve(&spec, self.allow_root) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(tenant = %name, "cannot replace pool: {e}");
+                return;
+            }
+        };
+        let fresh = match self.start(spec, identity) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(tenant = %name, "{e}");
+                return;
+            }
+        };
+        self.replacing.insert(name.clone(), ());
+        let reg = self.clone();
+        tokio::spawn(async move {
+            let waited = fresh.spec.settings.startup_timeout;
+            let mut rx = fresh.subscribe();
+            let _ = tokio::time::timeout(waited, rx.wait_for(|s| *s != Status::Starting)).await;
+            tracing::info!(tenant = %name, reason = reason.as_str(), status = ?fresh.status(), "switching to the new pool");
+            reg.pools.insert(name.clone(), fresh);
+            reg.replacing.remove(&name);
+            old.drain_and_stop().await;
+            old.wait_stopped().await;
+        });
+    }
+
+    /// Stop and forget the pool of a tenant that no longer exists.
+    pub fn remove(&self, name: &str) {
+        if let Some((_, p)) = self.pools.remove(name) {
+            tracing::info!(tenant = %name, "tenant gone; stopping its pool");
+            tokio::spawn(async move {
+                p.drain_and_stop().await;
+                p.wait_stopped().await;
+            });
+        }
+    }
+
+    /// Scale down pools idle for longer than their `idle_timeout`.
+    pub fn reap_idle(&self) {
+        for p in self.pools.iter() {
+            let s = &p.spec.settings;
+            if !p.is_parked()
+                && p.in_flight() == 0
+                && p.queued() == 0
+                && p.idle_for() >= s.idle_timeout
+            {
+                tracing::info!(tenant = %p.spec.name, idle = ?p.idle_for(), keep = s.min_processes, "pool idle; stopping its extra processes");
+                p.park_extra();
+            }
+        }
     }
 
     /// Stop every pool and wait for its workers to exit.

@@ -68,10 +68,12 @@ fn unavailable(detail: &str) -> Response<Body> {
 
 pub fn pool_error(e: &PoolError) -> Response<Body> {
     match e {
-        PoolError::QueueTimeout { .. } => {
+        PoolError::QueueTimeout { .. } | PoolError::QueueFull { .. } => {
             unavailable("The site is busy. Please try again shortly.")
         }
-        PoolError::StartTimeout { .. } | PoolError::Unavailable { .. } => {
+        PoolError::StartTimeout { .. }
+        | PoolError::Unavailable { .. }
+        | PoolError::Stopped { .. } => {
             unavailable("The site is temporarily unavailable. Please try again shortly.")
         }
     }
@@ -80,7 +82,9 @@ pub fn pool_error(e: &PoolError) -> Response<Body> {
 pub fn forward_error(e: &ForwardError) -> Response<Body> {
     match e {
         ForwardError::Connect(_) => unavailable("The site is temporarily unavailable."),
-        ForwardError::WorkerGone | ForwardError::Protocol(_) => {
+        ForwardError::WorkerGone
+        | ForwardError::Protocol(_)
+        | ForwardError::HeadTooLarge { .. } => {
             page(StatusCode::BAD_GATEWAY, "The site's worker failed while handling this request.")
         }
         ForwardError::AppError(_) => page(

@@ -1,110 +1,252 @@
-//! Spawns and watches the worker processes of a pool: one task per process slot, restarting
-//! its process with jittered exponential back-off when it dies.
+//! Spawns and watches the worker processes of a pool: one task per process slot.
+//!
+//! A slot keeps one ready process. To replace it (max_requests, request timeout, memory limit,
+//! reload, changed script) the slot starts the successor first and waits for its `Ready`; only
+//! then is the old process told to finish its requests and exit, so even `processes = 1`
+//! never pauses. A process that dies is restarted with jittered exponential back-off; a slot
+//! whose processes fail at start-up marks the pool failing, so requests get 503 at once
+//! instead of causing a spawn storm.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use paddock_proto::{decode, Frame};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
+use paddock_proto::Frame;
+use tokio::process::Child;
+use tokio::sync::{mpsc, watch};
 
 use crate::pool::Pool;
-use crate::sys::{self, ChildSetup};
+use crate::spawn::{spawn, Control};
 
 /// A process that lived this long is considered healthy: its next failure starts the back-off
 /// again from the beginning.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
-/// Time a stopping worker gets to finish its requests before SIGKILL.
-const GRACE: Duration = Duration::from_secs(20);
+
+/// Why a process is replaced or stopped; logged and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    MaxRequests,
+    Timeout,
+    Memory,
+    Reload,
+    ScriptChanged,
+    Idle,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MaxRequests => "max_requests",
+            Reason::Timeout => "request_timeout",
+            Reason::Memory => "memory_limit",
+            Reason::Reload => "reload",
+            Reason::ScriptChanged => "script_changed",
+            Reason::Idle => "idle",
+        }
+    }
+}
+
+/// Orders a slot takes from its pool.
+#[derive(Debug, Clone, Copy)]
+pub enum SlotCmd {
+    /// Replace the process with a fresh one, with no pause.
+    Recycle(Reason),
+    /// Stop the process and wait for `Unpark` (idle scale-down).
+    Park,
+    Unpark,
+}
+
+/// A running worker process.
+struct Worker {
+    child: Child,
+    pid: u32,
+    control: Control,
+}
 
 /// Keep one worker process running for `slot` until the pool stops.
-pub async fn run_slot(pool: Arc<Pool>, slot: usize) {
+pub async fn run_slot(pool: Arc<Pool>, slot: usize, mut cmds: mpsc::UnboundedReceiver<SlotCmd>) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut stop = pool.stop_tx.subscribe();
+    let mut parked = false;
     while !pool.is_stopping() {
+        if parked {
+            parked = wait_unpark(&mut cmds, &mut stop).await;
+            continue;
+        }
         let started = Instant::now();
-        match run_once(&pool, slot, &mut stop).await {
-            Ok(()) => {}
+        let worker = match start_ready(&pool, slot, &mut stop).await {
+            Ok(Some(w)) => w,
+            Ok(None) => break,
             Err(why) => {
                 tracing::error!(tenant = %pool.spec.name, slot, "{why}");
                 pool.start_failed(why);
+                sleep_or_stop(backoff.next(), &mut stop).await;
+                continue;
             }
-        }
-        if pool.is_stopping() {
-            break;
-        }
-        if started.elapsed() >= HEALTHY_AFTER {
-            backoff.reset();
-        }
-        let wait = backoff.next();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
+        };
+        match serve(&pool, slot, worker, &mut cmds, &mut stop).await {
+            Ended::Parked => parked = true,
+            Ended::Stopped => break,
+            Ended::Died => {
+                if started.elapsed() >= HEALTHY_AFTER {
+                    backoff.reset();
+                }
+                sleep_or_stop(backoff.next(), &mut stop).await;
+            }
         }
     }
 }
 
-/// Spawn one process, wait for it to be ready, then until it exits or the pool stops.
-/// `Err` means it failed before it became ready.
-async fn run_once(
+enum Ended {
+    Died,
+    Parked,
+    Stopped,
+}
+
+/// Run `w` until it dies, the slot is parked or the pool stops; replace it on demand.
+async fn serve(
     pool: &Arc<Pool>,
     slot: usize,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-) -> Result<(), String> {
-    let (mut child, control) = spawn(pool)
-        .map_err(|e| format!("cannot start a worker for tenant `{}`: {e}", pool.spec.name))?;
+    mut w: Worker,
+    cmds: &mut mpsc::UnboundedReceiver<SlotCmd>,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    pool.worker_ready(slot, w.pid);
+    loop {
+        let reason = tokio::select! {
+            status = w.child.wait() => {
+                pool.worker_gone(w.pid);
+                if !pool.is_stopping() {
+                    pool.counters.crashed();
+                    let status = status.map(describe).unwrap_or_else(|e| e.to_string());
+                    tracing::warn!(tenant = %pool.spec.name, slot, pid = w.pid, "worker {status}; restarting it");
+                }
+                return Ended::Died;
+            }
+            frame = w.control.next() => match frame {
+                Some(Frame::Retire(_)) => Reason::MaxRequests,
+                _ => continue,
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(SlotCmd::Recycle(r)) => {
+                    // Coalesce a burst (a script saved several times): one replacement.
+                    while let Ok(SlotCmd::Recycle(_)) = cmds.try_recv() {}
+                    r
+                }
+                Some(SlotCmd::Park) => {
+                    pool.worker_gone(w.pid);
+                    retire(pool, w, Reason::Idle).await;
+                    return Ended::Parked;
+                }
+                Some(SlotCmd::Unpark) => continue,
+                None => {
+                    pool.worker_gone(w.pid);
+                    retire(pool, w, Reason::Idle).await;
+                    return Ended::Stopped;
+                }
+            },
+            _ = stop.changed() => {
+                pool.worker_gone(w.pid);
+                retire(pool, w, Reason::Reload).await;
+                return Ended::Stopped;
+            }
+        };
+        match start_ready(pool, slot, stop).await {
+            Ok(Some(fresh)) => {
+                pool.worker_ready(slot, fresh.pid);
+                pool.worker_gone(w.pid);
+                let old = std::mem::replace(&mut w, fresh);
+                tracing::info!(tenant = %pool.spec.name, slot, old = old.pid, new = w.pid, reason = reason.as_str(), "worker recycled");
+                let p = pool.clone();
+                tokio::spawn(async move { retire(&p, old, reason).await });
+            }
+            Ok(None) => {
+                pool.worker_gone(w.pid);
+                retire(pool, w, Reason::Reload).await;
+                return Ended::Stopped;
+            }
+            // The old process keeps serving; the next Retire or command tries again.
+            Err(why) => {
+                tracing::error!(tenant = %pool.spec.name, slot, "replacement failed, keeping pid {}: {why}", w.pid)
+            }
+        }
+    }
+}
+
+/// Wait for `Unpark`; false if the pool stopped meanwhile.
+async fn wait_unpark(
+    cmds: &mut mpsc::UnboundedReceiver<SlotCmd>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    loop {
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                Some(SlotCmd::Unpark) => return false,
+                Some(_) => continue,
+                None => return true,
+            },
+            _ = stop.changed() => return true,
+        }
+    }
+}
+
+async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// Spawn a process and wait for its `Ready`. `Ok(None)`: the pool stopped meanwhile.
+async fn start_ready(
+    pool: &Arc<Pool>,
+    slot: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<Worker>, String> {
+    let name = &pool.spec.name;
+    let (mut child, mut control) =
+        spawn(pool, slot).map_err(|e| format!("cannot start a worker for tenant `{name}`: {e}"))?;
     let pid = child.id().unwrap_or(0);
+    pool.counters.spawned();
     let timeout = pool.spec.settings.startup_timeout;
     tokio::select! {
-        r = wait_ready(control) => if let Err(e) = r {
-            let status = child.wait().await.map(describe).unwrap_or_else(|e| e.to_string());
-            return Err(format!("worker {pid} of tenant `{}` {status} before it was ready ({e}); its output is logged above", pool.spec.name));
+        r = control.wait_ready() => match r {
+            Ok(()) => {
+                tracing::info!(tenant = %name, slot, pid, "worker ready");
+                Ok(Some(Worker { child, pid, control }))
+            }
+            Err(e) => {
+                let status = child.wait().await.map(describe).unwrap_or_else(|e| e.to_string());
+                Err(format!("worker {pid} of tenant `{name}` {status} before it was ready ({e}); its output is logged above"))
+            }
         },
-        status = child.wait() => {
-            let status = status.map(describe).unwrap_or_else(|e| e.to_string());
-            return Err(format!("worker {pid} of tenant `{}` {status} before it was ready; its output is logged above", pool.spec.name));
-        }
         _ = tokio::time::sleep(timeout) => {
             let _ = child.start_kill();
             let _ = child.wait().await;
-            return Err(format!("worker {pid} of tenant `{}` was not ready within {timeout:?} (startup_timeout)", pool.spec.name));
+            Err(format!("worker {pid} of tenant `{name}` was not ready within {timeout:?} (startup_timeout)"))
         }
         _ = stop.changed() => {
-            terminate(&mut child, pid).await;
-            return Ok(());
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            Ok(None)
         }
     }
-    tracing::info!(tenant = %pool.spec.name, slot, pid, "worker ready");
-    pool.worker_ready(pid);
-    tokio::select! {
-        status = child.wait() => {
-            pool.worker_gone(pid);
-            let status = status.map(describe).unwrap_or_else(|e| e.to_string());
-            if !pool.is_stopping() {
-                tracing::warn!(tenant = %pool.spec.name, slot, pid, "worker {status}; restarting it");
-            }
-        }
-        _ = stop.changed() => {
-            pool.worker_gone(pid);
-            terminate(&mut child, pid).await;
-        }
-    }
-    Ok(())
 }
 
-/// SIGTERM, then SIGKILL after the grace period.
-async fn terminate(child: &mut Child, pid: u32) {
-    if pid != 0 {
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+/// SIGTERM: the process stops accepting, finishes what it accepted and exits; SIGKILL after
+/// `graceful_timeout`.
+async fn retire(pool: &Pool, mut w: Worker, reason: Reason) {
+    pool.counters.exited(reason);
+    if w.pid != 0 {
+        let _ = kill(Pid::from_raw(w.pid as i32), Signal::SIGTERM);
     }
-    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
+    let grace = pool.spec.settings.graceful_timeout;
+    if tokio::time::timeout(grace, w.child.wait()).await.is_err() {
+        tracing::warn!(tenant = %pool.spec.name, pid = w.pid, "worker still busy after {grace:?} (graceful_timeout); killing it");
+        let _ = w.child.start_kill();
+        let _ = w.child.wait().await;
     }
 }
 
@@ -116,90 +258,6 @@ fn describe(s: ExitStatus) -> String {
         (None, Some(sig)) => format!("was killed by signal {sig}"),
         _ => "exited".to_string(),
     }
-}
-
-/// Read the control pipe until the worker's `Ready` frame (or EOF: it died).
-async fn wait_ready(control: OwnedFd) -> Result<(), String> {
-    let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(control)
-        .map_err(|e| format!("control pipe: {e}"))?;
-    let mut buf = Vec::with_capacity(64);
-    loop {
-        match decode(&buf) {
-            Ok(Some((Frame::Ready(_), _))) => return Ok(()),
-            Ok(Some((other, _))) => {
-                return Err(format!("unexpected control frame {:?}", other.frame_type()))
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("bad control frame: {e}")),
-        }
-        let mut chunk = [0u8; 256];
-        let n = rx.read(&mut chunk).await.map_err(|e| format!("control pipe: {e}"))?;
-        if n == 0 {
-            return Err("it closed its control pipe".to_string());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Start one `paddock-worker` for `pool`, as the tenant's user, with the listening socket on
-/// fd 3 and the control pipe on fd 4.
-fn spawn(pool: &Arc<Pool>) -> std::io::Result<(Child, OwnedFd)> {
-    let spec = &pool.spec;
-    let s = &spec.settings;
-    let (ctl_read, ctl_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    // High, close-on-exec copies, so the dup2 onto 3 and 4 in the child never clobbers a source.
-    let listen_fd = sys::dup_high(pool.listener.as_raw_fd())?;
-    let ctl_fd = sys::dup_high(ctl_write.as_raw_fd())?;
-    drop(ctl_write);
-
-    let mut cmd = Command::new(&pool.worker_bin);
-    cmd.arg("--tenant").arg(&spec.name);
-    cmd.arg("--app").arg(&s.app);
-    cmd.arg("--threads").arg(s.threads.to_string());
-    cmd.arg("--processes").arg(s.processes.to_string());
-    cmd.args(["--listen-fd", "3", "--control-fd", "4"]);
-    for p in &s.python_path {
-        cmd.arg("--python-path").arg(p);
-    }
-    if let Some(v) = &s.virtualenv {
-        cmd.arg("--virtualenv").arg(v);
-    }
-    cmd.env_clear();
-    cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
-    cmd.env("HOME", &spec.dir);
-    cmd.env("USER", &pool.identity.user_name);
-    cmd.env("LOGNAME", &pool.identity.user_name);
-    cmd.env("LANG", &s.lang);
-    cmd.env("PYTHON_EGG_CACHE", spec.dir.join(".egg-cache"));
-    cmd.env("PADDOCK_TENANT", &spec.name);
-    if let Ok(level) = std::env::var("PADDOCK_WORKER_LOG") {
-        cmd.env("PADDOCK_LOG", level);
-    }
-    cmd.envs(&s.env);
-    cmd.current_dir(&spec.dir);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    cmd.kill_on_drop(true);
-    sys::prepare(
-        &mut cmd,
-        ChildSetup {
-            creds: pool.identity.creds(),
-            umask: s.umask,
-            fds: vec![(listen_fd.as_raw_fd(), 3), (ctl_fd.as_raw_fd(), 4)],
-        },
-    );
-    let mut child = cmd.spawn()?;
-    drop((listen_fd, ctl_fd));
-    if let Some(err) = child.stderr.take() {
-        let tenant = spec.name.clone();
-        let pid = child.id().unwrap_or(0);
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(err).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(target: "paddock::worker", tenant = %tenant, pid, "{line}");
-            }
-        });
-    }
-    Ok((child, ctl_read))
 }
 
 /// Exponential back-off with jitter, so many failing pools do not retry in lock-step.
@@ -222,13 +280,7 @@ impl Backoff {
         let exp = self.base.saturating_mul(1u32 << self.attempt.min(16));
         self.attempt = self.attempt.saturating_add(1);
         let capped = exp.min(self.max);
-        // Jitter in [50%, 100%] from the clock's low bits: no RNG dependency needed.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let frac = 0.5 + f64::from(nanos % 1000) / 2000.0;
-        capped.mul_f64(frac)
+        capped.mul_f64(0.5 + crate::spawn::jitter_fraction() / 2.0)
     }
 }
 

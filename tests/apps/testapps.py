@@ -6,7 +6,9 @@ the server (the request then fails with a 500 and the test sees it).
 import hashlib
 import json
 import os
+import socket
 import sys
+import time
 from wsgiref.validate import validator
 
 
@@ -71,6 +73,60 @@ def _umask():
     return m
 
 
+def _qs(environ):
+    return dict(p.split("=", 1) for p in environ.get("QUERY_STRING", "").split("&") if "=" in p)
+
+
+def stuck_in_sleep(seconds):
+    """A recognisable frame for the stack dump a request timeout produces."""
+    time.sleep(seconds)
+
+
+def _sleep(environ, start_response):
+    """?s=SECONDS[&pidfile=PATH]: write this process's pid, then sleep."""
+    qs = _qs(environ)
+    if "pidfile" in qs:
+        with open(qs["pidfile"], "w") as f:
+            f.write(str(os.getpid()))
+    stuck_in_sleep(float(qs.get("s", "1")))
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+def _pid(environ, start_response):
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+def _probe(environ, start_response):
+    """?read=PATH or ?connect=PATH or ?list=PATH: what this tenant may touch."""
+    qs = _qs(environ)
+    try:
+        if "read" in qs:
+            with open(qs["read"], "rb") as f:
+                f.read(1)
+        elif "connect" in qs:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(qs["connect"])
+            s.close()
+        elif "list" in qs:
+            os.listdir(qs["list"])
+        result = "allowed"
+    except OSError as e:
+        result = "denied: %s" % type(e).__name__
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [result.encode()]
+
+
+def _bighead(environ, start_response):
+    """?kb=N: a response header of N KiB (mod_wsgi's "oversized response headers" case)."""
+    kb = int(_qs(environ).get("kb", "100"))
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Big", "x" * (kb * 1024))])
+    return [b"big"]
+
+
 def _fail(environ, start_response):
     raise RuntimeError("deliberate failure for the test")
 
@@ -83,6 +139,14 @@ def app(environ, start_response):
         return _stream(environ, start_response)
     if path.startswith("/whoami"):
         return _whoami(environ, start_response)
+    if path.startswith("/sleep"):
+        return _sleep(environ, start_response)
+    if path.startswith("/pid"):
+        return _pid(environ, start_response)
+    if path.startswith("/probe"):
+        return _probe(environ, start_response)
+    if path.startswith("/bighead"):
+        return _bighead(environ, start_response)
     if path.startswith("/fail"):
         return _fail(environ, start_response)
     return _environ(environ, start_response)

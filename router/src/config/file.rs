@@ -41,6 +41,15 @@ pub struct FileConfig {
     /// Most worker processes across all tenants (0: no limit); idle pools are stopped, least
     /// recently used first, to make room.
     pub max_workers_total: Option<Spanned<i64>>,
+    /// Proxies (addresses or networks) whose `X-Forwarded-*`/`Forwarded` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// Time a client may take to send its request head (slow clients are cut off).
+    pub header_read_timeout: Option<Spanned<String>>,
+    /// Largest request head accepted (larger: 431), e.g. `"64K"`.
+    pub max_header_bytes: Option<Spanned<String>>,
+    /// Largest response head accepted from a worker (larger: 502), e.g. `"64K"`.
+    pub max_response_head_bytes: Option<Spanned<String>>,
     /// Pool settings for every tenant.
     pub defaults: Option<TenantSection>,
     /// Per-tenant settings, keyed by tenant name. (Not `Spanned`: toml cannot span tables that
@@ -114,6 +123,8 @@ pub struct TenantSection {
     pub env: Option<BTreeMap<String, String>>,
     /// WSGI environ entries added to every request (`trac.env_path`, ...).
     pub environ: Option<BTreeMap<String, String>>,
+    /// HTTP Basic authentication of some paths (`[defaults.auth]`, `[tenants.NAME.auth]`).
+    pub auth: Option<crate::auth::AuthSection>,
 }
 
 impl TenantSection {
@@ -164,6 +175,7 @@ impl TenantSection {
             max_body: self.max_body.clone().or_else(|| base.max_body.clone()),
             env: merge(&self.env, &base.env),
             environ: merge(&self.environ, &base.environ),
+            auth: crate::auth::AuthSection::merge(&self.auth, &base.auth),
         }
     }
 }

@@ -16,6 +16,9 @@ use crate::diag::{line_of, Diagnostic, Diagnostics};
 use crate::rules::{self, RuleSet};
 use crate::tenant;
 
+const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const DEFAULT_MAX_HEAD: usize = 64 * 1024;
+
 /// Default front-door address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -40,6 +43,10 @@ pub struct Config {
     pub allow_root: bool,
     /// Most worker processes across all tenants; 0: no limit.
     pub max_workers_total: usize,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub header_read_timeout: std::time::Duration,
+    pub max_header_bytes: usize,
+    pub max_response_head_bytes: usize,
     /// Settings for discovered tenants.
     pub defaults: PoolSettings,
     /// Explicitly configured tenants.
@@ -233,6 +240,7 @@ impl Validator<'_> {
         }
 
         let max_workers_total = self.max_workers(&f);
+        let front = self.front_limits(&f);
         if sites.is_none() && tenants.is_empty() {
             self.err(None, "nothing to serve: give `sites` (or --sites DIR) or at least one [tenants.NAME] with `dir`");
         }
@@ -260,9 +268,54 @@ impl Validator<'_> {
                 .or_else(|| f.worker_bin.as_ref().map(|w| abs(w.get_ref()))),
             allow_root: ov.allow_root || f.allow_root.unwrap_or(false),
             max_workers_total,
+            trusted_proxies: front.0,
+            header_read_timeout: front.1,
+            max_header_bytes: front.2,
+            max_response_head_bytes: front.3,
             defaults,
             tenants,
         })
+    }
+
+    /// Trusted proxies and the front door's limits.
+    fn front_limits(
+        &mut self,
+        f: &FileConfig,
+    ) -> (Vec<ipnet::IpNet>, std::time::Duration, usize, usize) {
+        let mut nets = Vec::new();
+        for p in &f.trusted_proxies {
+            match crate::forwarded::parse_nets(std::slice::from_ref(p.get_ref())) {
+                Ok(n) => nets.extend(n),
+                Err(e) => self.err(Some(p.span()), format!("`trusted_proxies`: {e}")),
+            }
+        }
+        let timeout = match &f.header_read_timeout {
+            Some(t) => units::parse_duration(t.get_ref()).unwrap_or_else(|e| {
+                self.err(Some(t.span()), format!("`header_read_timeout`: {e}"));
+                DEFAULT_HEADER_READ_TIMEOUT
+            }),
+            None => DEFAULT_HEADER_READ_TIMEOUT,
+        };
+        let mut size = |field: &Option<toml::Spanned<String>>, name: &str, min: u64| -> usize {
+            match field {
+                Some(v) => match units::parse_size(v.get_ref()) {
+                    Ok(n) if n >= min => n as usize,
+                    Ok(_) => {
+                        self.err(Some(v.span()), format!("`{name}` must be at least {min} bytes"));
+                        DEFAULT_MAX_HEAD
+                    }
+                    Err(e) => {
+                        self.err(Some(v.span()), format!("`{name}`: {e}"));
+                        DEFAULT_MAX_HEAD
+                    }
+                },
+                None => DEFAULT_MAX_HEAD,
+            }
+        };
+        // hyper needs room for at least one read buffer.
+        let head = size(&f.max_header_bytes, "max_header_bytes", 8192);
+        let resp = size(&f.max_response_head_bytes, "max_response_head_bytes", 1024);
+        (nets, timeout, head, resp)
     }
 
     fn max_workers(&mut self, f: &FileConfig) -> usize {

@@ -40,6 +40,8 @@ pub struct PoolSettings {
     pub env: BTreeMap<String, String>,
     /// WSGI environ entries; an entry with an empty value is removed (to drop a default).
     pub environ: BTreeMap<String, String>,
+    /// HTTP Basic authentication; `None` when off.
+    pub auth: Option<crate::auth::AuthSettings>,
 }
 
 /// The defaults every section is merged over: Trac's entry point with `trac.env_path`.
@@ -149,6 +151,11 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
             );
         }
     }
+    let base = super::Config::base_dir(Some(v.file));
+    let (auth, problems) = crate::auth::validate(s.auth.as_ref(), &base);
+    for (span, msg) in problems {
+        v.err(span, msg);
+    }
     PoolSettings {
         processes: count(v, &s.processes, "processes", 256),
         threads: count(v, &s.threads, "threads", 1024),
@@ -173,6 +180,7 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         max_body,
         env: s.env.clone().unwrap_or_default(),
         environ: s.environ.clone().unwrap_or_default(),
+        auth,
     }
 }
 
@@ -196,6 +204,7 @@ impl PoolSettings {
             virtualenv: self.virtualenv.as_deref().map(x),
             env: map(&self.env),
             environ: map(&self.environ),
+            auth: self.auth.as_ref().map(|a| a.expand(&x)),
             ..self.clone()
         }
     }

@@ -1,0 +1,166 @@
+//! htpasswd files read on demand and kept while they do not change.
+//!
+//! Every lookup `stat`s the file (about a microsecond; only protected requests look up) and
+//! re-reads it when its device, inode, size, mtime or ctime differ from the cached copy, so a
+//! user added or removed while serving counts from the next request. A file modified less than
+//! [`RACY`] before it was read might change again within the same timestamp tick; such a copy
+//! is not trusted and the file is read again on each lookup until it is older.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use super::htpasswd::{self, Stored};
+
+const RACY: Duration = Duration::from_secs(2);
+/// Problems remembered so each is logged once; forgotten past this many.
+const MAX_WARNED: usize = 10_000;
+
+/// What identifies one version of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Version {
+    fn of(m: &std::fs::Metadata) -> Version {
+        Version {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// One parsed version of a file.
+#[derive(Debug)]
+pub struct Loaded {
+    version: Version,
+    /// Modified so recently that a later change might keep the same version.
+    racy: bool,
+    pub users: HashMap<String, Stored>,
+}
+
+/// Cache of htpasswd files by path.
+#[derive(Default)]
+pub struct Files {
+    loaded: Mutex<HashMap<PathBuf, Arc<Loaded>>>,
+    /// Last error per file, so a failing file is logged when its state changes, not per hit.
+    errors: Mutex<HashMap<PathBuf, String>>,
+    warned: Mutex<HashSet<String>>,
+}
+
+impl Files {
+    /// The current contents of `path`; `None` (logged) when it cannot be read.
+    pub fn get(&self, path: &Path) -> Option<Arc<Loaded>> {
+        match self.try_get(path) {
+            Ok(l) => {
+                if lock(&self.errors).remove(path).is_some() {
+                    tracing::info!(file = %path.display(), "htpasswd file readable again");
+                }
+                Some(l)
+            }
+            Err(e) => {
+                let e = e.to_string();
+                let mut errors = lock(&self.errors);
+                if errors.get(path) != Some(&e) {
+                    tracing::error!(
+                        file = %path.display(),
+                        "cannot read htpasswd file: {e}; protected pages refuse every login until it is fixed"
+                    );
+                    errors.insert(path.to_path_buf(), e);
+                }
+                lock(&self.loaded).remove(path);
+                None
+            }
+        }
+    }
+
+    fn try_get(&self, path: &Path) -> std::io::Result<Arc<Loaded>> {
+        let version = Version::of(&std::fs::metadata(path)?);
+        if let Some(l) = lock(&self.loaded).get(path) {
+            if l.version == version && !l.racy {
+                return Ok(l.clone());
+            }
+        }
+        // Read through an open file and stat that, so contents and version belong together.
+        let mut f = std::fs::File::open(path)?;
+        let meta = f.metadata()?;
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.size()).unwrap_or(0));
+        std::io::Read::read_to_end(&mut f, &mut bytes)?;
+        let parsed = htpasswd::parse(&bytes);
+        self.warn_once(path, &parsed.problems);
+        let age = meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok());
+        let loaded = Arc::new(Loaded {
+            version: Version::of(&meta),
+            racy: age.is_none_or(|a| a < RACY),
+            users: parsed.users,
+        });
+        lock(&self.loaded).insert(path.to_path_buf(), loaded.clone());
+        tracing::debug!(file = %path.display(), users = loaded.users.len(), "htpasswd file loaded");
+        Ok(loaded)
+    }
+
+    fn warn_once(&self, path: &Path, problems: &[String]) {
+        let mut warned = lock(&self.warned);
+        for p in problems {
+            let key = format!("{}\0{p}", path.display());
+            if warned.len() >= MAX_WARNED {
+                warned.clear();
+            }
+            if warned.insert(key) {
+                tracing::warn!(file = %path.display(), "htpasswd: {p}");
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rereads_on_change_and_forgets_missing_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users");
+        let files = Files::default();
+        assert!(files.get(&path).is_none(), "missing file");
+        std::fs::write(&path, "a:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").expect("write");
+        let first = files.get(&path).expect("loaded");
+        assert!(first.users.contains_key("a") && first.racy);
+        // Same length, same second: only a racy copy guarantees the change is seen.
+        std::fs::write(&path, "b:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").expect("write");
+        let second = files.get(&path).expect("loaded");
+        assert!(second.users.contains_key("b") && !second.users.contains_key("a"));
+        std::fs::remove_file(&path).expect("rm");
+        assert!(files.get(&path).is_none());
+        assert!(lock(&files.loaded).is_empty());
+    }
+
+    #[test]
+    fn settled_files_are_not_reread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users");
+        std::fs::write(&path, "a:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").expect("write");
+        let old = SystemTime::now() - Duration::from_secs(60);
+        let f = std::fs::File::options().write(true).open(&path).expect("open");
+        f.set_modified(old).expect("set mtime");
+        let files = Files::default();
+        let first = files.get(&path).expect("loaded");
+        assert!(!first.racy);
+        let again = files.get(&path).expect("loaded");
+        assert!(Arc::ptr_eq(&first, &again), "unchanged file is served from the cache");
+    }
+}

@@ -1,0 +1,54 @@
+//! Per-pool event counters (spawns, exits by reason, rejections). Plain atomics: the metrics
+//! endpoint reads them; nothing on the request path waits on them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::supervisor::Reason;
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub spawns: AtomicU64,
+    pub crashes: AtomicU64,
+    pub recycles_max_requests: AtomicU64,
+    pub recycles_timeout: AtomicU64,
+    pub recycles_memory: AtomicU64,
+    pub recycles_reload: AtomicU64,
+    pub recycles_script: AtomicU64,
+    pub idle_stops: AtomicU64,
+    pub rejected_queue_full: AtomicU64,
+    pub rejected_queue_timeout: AtomicU64,
+}
+
+impl Counters {
+    pub fn spawned(&self) {
+        self.spawns.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn crashed(&self) {
+        self.crashes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn exited(&self, reason: Reason) {
+        let c = match reason {
+            Reason::MaxRequests => &self.recycles_max_requests,
+            Reason::Timeout => &self.recycles_timeout,
+            Reason::Memory => &self.recycles_memory,
+            Reason::Reload => &self.recycles_reload,
+            Reason::ScriptChanged => &self.recycles_script,
+            Reason::Idle => &self.idle_stops,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejected_queue_full(&self) {
+        self.rejected_queue_full.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejected_queue_timeout(&self) {
+        self.rejected_queue_timeout.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}

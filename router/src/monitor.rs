@@ -1,0 +1,133 @@
+//! Periodic housekeeping of running pools: idle scale-down, the memory limit, and restarting a
+//! pool whose WSGI script or `conf/trac.ini` changed (as mod_wsgi's script reloading does).
+//! One task for the whole server; it only looks at pools that exist, so idle tenants cost
+//! nothing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::pool::Pool;
+use crate::registry::Registry;
+use crate::supervisor::Reason;
+
+const TICK: Duration = Duration::from_secs(1);
+/// Memory is sampled every this many ticks; a process must stay over the limit for
+/// `MEMORY_STRIKES` samples in a row to be recycled (a short peak is not a leak).
+const MEMORY_EVERY: u64 = 5;
+const MEMORY_STRIKES: u32 = 3;
+
+#[derive(Default)]
+pub struct Monitor {
+    /// Last seen modification stamp of each watched file, per pool instance.
+    stamps: HashMap<(usize, PathBuf), Option<(SystemTime, u64)>>,
+    strikes: HashMap<u32, u32>,
+    ticks: u64,
+}
+
+/// Run until the returned task is aborted.
+pub fn spawn(registry: Arc<Registry>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut m = Monitor::default();
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            m.tick(&registry);
+        }
+    })
+}
+
+impl Monitor {
+    pub fn tick(&mut self, registry: &Registry) {
+        self.ticks += 1;
+        registry.reap_idle();
+        let pools = registry.pools();
+        for p in &pools {
+            self.check_files(p);
+        }
+        if self.ticks % MEMORY_EVERY == 0 {
+            self.check_memory(&pools);
+        }
+        let live: Vec<usize> = pools.iter().map(|p| Arc::as_ptr(p) as usize).collect();
+        self.stamps.retain(|(id, _), _| live.contains(id));
+    }
+
+    fn check_files(&mut self, p: &Arc<Pool>) {
+        let id = Arc::as_ptr(p) as usize;
+        for f in watched_files(p) {
+            let now = stamp(&f);
+            match self.stamps.insert((id, f.clone()), now) {
+                Some(before) if before != now && !p.is_stopping() => {
+                    tracing::info!(tenant = %p.spec.name, file = %f.display(), "watched file changed; restarting the pool's processes");
+                    p.recycle_all(Reason::ScriptChanged);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn check_memory(&mut self, pools: &[Arc<Pool>]) {
+        let mut seen = Vec::new();
+        for p in pools {
+            let limit = p.spec.settings.memory_limit;
+            if limit == 0 {
+                continue;
+            }
+            for pid in p.ready_pids() {
+                seen.push(pid);
+                let Some(rss) = rss_bytes(pid) else { continue };
+                let strikes = self.strikes.entry(pid).or_insert(0);
+                *strikes = if rss > limit { *strikes + 1 } else { 0 };
+                if *strikes >= MEMORY_STRIKES {
+                    tracing::warn!(tenant = %p.spec.name, pid, rss, limit, "worker over memory_limit; recycling it");
+                    p.recycle_pid(pid, Reason::Memory);
+                    *strikes = 0;
+                }
+            }
+        }
+        self.strikes.retain(|pid, _| seen.contains(pid));
+    }
+}
+
+/// The files whose change restarts `p`: configured, or the app script (if the app is a file)
+/// and `conf/trac.ini`.
+fn watched_files(p: &Pool) -> Vec<PathBuf> {
+    let s = &p.spec.settings;
+    if let Some(list) = &s.watch_files {
+        return list.iter().map(PathBuf::from).collect();
+    }
+    let mut out = Vec::new();
+    if s.app.contains('/') {
+        let app = Path::new(&s.app);
+        out.push(if app.is_absolute() { app.to_path_buf() } else { p.spec.dir.join(app) });
+    }
+    out.push(p.spec.dir.join("conf/trac.ini"));
+    out
+}
+
+fn stamp(f: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(f).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Resident set size of `pid`, from `/proc/PID/statm` (pages × page size).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page =
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
+    Some(pages * page as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_of_this_process_is_plausible() {
+        let rss = rss_bytes(std::process::id()).expect("own statm");
+        assert!(rss > 1 << 20 && rss < 16 << 30, "{rss}");
+    }
+}
