@@ -64,6 +64,7 @@ pub async fn run(
     // A private (0700) directory per server instance: only the router reaches the sockets.
     let runtime = tempfile::Builder::new()
         .prefix("paddock-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir_in(&base)
         .map_err(|source| StartError::RuntimeDir { dir: base.clone(), source })?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -125,3 +125,58 @@ fn configured_user_wins_over_the_directory_owner() {
     assert_eq!(field(&r.text(), "uid"), uid.to_string());
     assert_eq!(field(&r.text(), "umask"), "23");
 }
+
+#[test]
+fn a_tenant_cannot_read_another_tenants_files_or_reach_its_socket() {
+    if !nix_is_root() {
+        return;
+    }
+    let (uid_a, _) = ensure_user();
+    let other = "paddock-e2e2";
+    let script = format!("id -u {other} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {other}");
+    let st = Command::new("flock")
+        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
+        .status()
+        .expect("useradd");
+    assert!(st.success());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).expect("mkdir");
+    std::fs::create_dir_all(&b).expect("mkdir");
+    let secret = b.join("secret.txt");
+    std::fs::write(&secret, "b's secret").expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    chown(&a, &format!("{TEST_USER}:"));
+    chown(&b, &format!("{other}:"));
+    let apps = repo_root().join("tests/apps");
+    let cfg = dir.path().join("paddock.toml");
+    let runtime = dir.path().join("run");
+    std::fs::create_dir_all(&runtime).expect("mkdir");
+    write(
+        &cfg,
+        &format!(
+            "index = false\nruntime_dir = \"{run}\"\n[tenants.a]\ndir = \"{a}\"\nmount = \"/a\"\napp = \"testapps:application\"\npython_path = [\"{apps}\"]\nprocesses = 1\n[tenants.b]\ndir = \"{b}\"\nmount = \"/b\"\napp = \"testapps:application\"\npython_path = [\"{apps}\"]\nprocesses = 1\n",
+            run = runtime.display(),
+            a = a.display(),
+            b = b.display(),
+            apps = apps.display()
+        ),
+    );
+    let server = Server::start_with(&["--config", cfg.to_str().expect("utf-8")], false, &[]);
+    assert_eq!(server.get("/b/env").status, 200, "b's pool runs, so its socket exists");
+    let r = server.get("/a/whoami");
+    assert_eq!(field(&r.text(), "uid"), uid_a.to_string());
+    let read = server.get(&format!("/a/probe?read={}", secret.display())).text();
+    assert!(read.starts_with("denied"), "a read b's 0600 file: {read}");
+    // The private runtime directory holds every socket; a tenant cannot even list it, and
+    // connecting to any socket in it fails.
+    let private =
+        std::fs::read_dir(&runtime).expect("runtime").flatten().next().expect("private dir").path();
+    let listed = server.get(&format!("/a/probe?list={}", private.display())).text();
+    assert!(listed.starts_with("denied"), "a listed the socket directory: {listed}");
+    for sock in std::fs::read_dir(&private).expect("sockets").flatten() {
+        let r = server.get(&format!("/a/probe?connect={}", sock.path().display())).text();
+        assert!(r.starts_with("denied"), "a connected to {}: {r}", sock.path().display());
+    }
+}

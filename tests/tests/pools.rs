@@ -319,3 +319,32 @@ fn touching_the_wsgi_script_restarts_the_pool_gracefully() {
         server.get("/s/").text().starts_with("v2")
     });
 }
+
+#[test]
+fn a_client_that_leaves_while_queued_never_reaches_the_app() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&config(
+        dir.path(),
+        "",
+        &[("g", "processes = 1\nthreads = 1\nqueue_timeout = \"20s\"")],
+    ));
+    assert_eq!(server.get("/g/env").status, 200);
+    let busy_pid = dir.path().join("busy.pid");
+    let ghost = dir.path().join("ghost.pid");
+    let slow = format!("/g/sleep?s=3&pidfile={}", busy_pid.display());
+    std::thread::scope(|s| {
+        let busy = s.spawn(|| server.get(&slow));
+        eventually("slow request running", Duration::from_secs(30), || busy_pid.exists());
+        let mut c = std::net::TcpStream::connect(server.addr).expect("connect");
+        let req =
+            format!("GET /g/sleep?s=0&pidfile={} HTTP/1.1\r\nHost: x\r\n\r\n", ghost.display());
+        std::io::Write::write_all(&mut c, req.as_bytes()).expect("write");
+        std::thread::sleep(Duration::from_millis(300));
+        drop(c);
+        assert_eq!(busy.join().expect("thread").status, 200);
+    });
+    // The slot is free again: a new request is served, the abandoned one never ran.
+    assert_eq!(server.get("/g/env").status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!ghost.exists(), "a request whose client left while queued reached the app");
+}
