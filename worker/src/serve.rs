@@ -36,7 +36,8 @@ pub struct Shared {
     pub listener: UnixListener,
     /// Read end of the shutdown self-pipe: readable once SIGTERM arrived.
     pub wake: OwnedFd,
-    /// Longest wait for the router's bytes inside a request (a body that never arrives).
+    /// Longest wait for the router's bytes: its `Hello` and first request on a connection just
+    /// accepted, or the rest of a request (a body that never arrives).
     pub read_timeout: Duration,
     /// The control pipe and the count of completed requests (`--max-requests`).
     pub control: Control,
