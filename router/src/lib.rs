@@ -3,6 +3,7 @@
 //! The `paddock` binary is a thin wrapper around [`run`]. This crate never links Python: the
 //! worker processes it supervises do.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod counters;
@@ -81,7 +82,22 @@ pub async fn run(
     let state = Arc::new(front::State::new(config, overrides, registry.clone()));
     let monitor = monitor::spawn(registry);
     let reloader = tokio::spawn(reload_on_sighup(state.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin = match state.config().admin.clone() {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a.listen)
+                .await
+                .map_err(|source| StartError::Listen { addr: a.listen, source })?;
+            tracing::info!(addr = %l.local_addr().unwrap_or(a.listen), "admin listening");
+            Some(tokio::spawn(admin::serve(l, state.clone(), stop_rx)))
+        }
+        None => None,
+    };
     front::serve(listener, state.clone(), shutdown, DRAIN).await;
+    let _ = stop_tx.send(true);
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
     reloader.abort();
     monitor.abort();
     tracing::info!("stopping worker pools");

@@ -41,6 +41,9 @@ struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long)]
     listen: Option<String>,
+    /// Address of the admin listener (API, signup page, /metrics) [default: off, or [admin]].
+    #[arg(long)]
+    admin: Option<String>,
     /// Virtualenv for every tenant's workers (Trac installed there).
     #[arg(long)]
     virtualenv: Option<PathBuf>,
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> ExitCode {
     let ov = Overrides {
         listen: args.listen,
+        admin: args.admin,
         sites: args.sites,
         virtualenv: args.virtualenv,
         worker_bin: args.worker,

@@ -50,12 +50,26 @@ pub struct FileConfig {
     pub max_header_bytes: Option<Spanned<String>>,
     /// Largest response head accepted from a worker (larger: 502), e.g. `"64K"`.
     pub max_response_head_bytes: Option<Spanned<String>>,
+    /// The admin listener (API, signup page, `/metrics`); absent: no admin listener.
+    pub admin: Option<AdminSection>,
     /// Pool settings for every tenant.
     pub defaults: Option<TenantSection>,
     /// Per-tenant settings, keyed by tenant name. (Not `Spanned`: toml cannot span tables that
     /// are only defined implicitly, such as `tenants.x` in `[tenants.x.environ]`.)
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantSection>,
+}
+
+/// `[admin]`: the operator's listener.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin listener; default `127.0.0.1:9180` (loopback only).
+    pub listen: Option<Spanned<String>>,
+    /// File of bearer tokens, one per line (`#` comments); required for the API.
+    pub tokens_file: Option<Spanned<String>>,
+    /// Require a token for `/metrics` too (default: scrapeable without one).
+    pub metrics_token: Option<bool>,
 }
 
 /// One `[[rules]]` entry: the argument parts of Apache `RewriteCond` lines and a `RewriteRule`.

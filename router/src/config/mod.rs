@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub use file::{FileConfig, RuleEntry, TenantSection};
+pub use file::{AdminSection, FileConfig, RuleEntry, TenantSection};
 pub use settings::PoolSettings;
 
 use crate::diag::{line_of, Diagnostic, Diagnostics};
@@ -47,11 +47,24 @@ pub struct Config {
     pub header_read_timeout: std::time::Duration,
     pub max_header_bytes: usize,
     pub max_response_head_bytes: usize,
+    /// The admin listener, if any.
+    pub admin: Option<AdminConfig>,
     /// Settings for discovered tenants.
     pub defaults: PoolSettings,
     /// Explicitly configured tenants.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
+
+/// `[admin]` after validation.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub tokens_file: Option<PathBuf>,
+    pub metrics_token: bool,
+}
+
+/// Default admin address: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
 
 /// One `[tenants.NAME]` after validation.
 #[derive(Debug, Clone)]
@@ -66,6 +79,8 @@ pub struct TenantConfig {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Option<String>,
+    /// `--admin ADDR`: enable the admin listener there.
+    pub admin: Option<String>,
     pub sites: Option<PathBuf>,
     pub virtualenv: Option<PathBuf>,
     pub worker_bin: Option<PathBuf>,
@@ -240,6 +255,7 @@ impl Validator<'_> {
         }
 
         let max_workers_total = self.max_workers(&f);
+        let admin = self.admin(&f, ov, &abs);
         let front = self.front_limits(&f);
         if sites.is_none() && tenants.is_empty() {
             self.err(None, "nothing to serve: give `sites` (or --sites DIR) or at least one [tenants.NAME] with `dir`");
@@ -268,6 +284,7 @@ impl Validator<'_> {
                 .or_else(|| f.worker_bin.as_ref().map(|w| abs(w.get_ref()))),
             allow_root: ov.allow_root || f.allow_root.unwrap_or(false),
             max_workers_total,
+            admin,
             trusted_proxies: front.0,
             header_read_timeout: front.1,
             max_header_bytes: front.2,
@@ -316,6 +333,37 @@ impl Validator<'_> {
         let head = size(&f.max_header_bytes, "max_header_bytes", 8192);
         let resp = size(&f.max_response_head_bytes, "max_response_head_bytes", 1024);
         (nets, timeout, head, resp)
+    }
+
+    fn admin(
+        &mut self,
+        f: &FileConfig,
+        ov: &Overrides,
+        abs: &dyn Fn(&str) -> PathBuf,
+    ) -> Option<AdminConfig> {
+        let section =
+            f.admin.clone().or_else(|| ov.admin.as_ref().map(|_| AdminSection::default()))?;
+        let text = ov
+            .admin
+            .clone()
+            .or_else(|| section.listen.as_ref().map(|l| l.get_ref().clone()))
+            .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string());
+        let listen = match text.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                let span = section.listen.as_ref().map(|l| l.span());
+                self.err(
+                    span,
+                    format!("admin `listen`: `{text}` is not an address such as 127.0.0.1:9180"),
+                );
+                return None;
+            }
+        };
+        Some(AdminConfig {
+            listen,
+            tokens_file: section.tokens_file.as_ref().map(|t| abs(t.get_ref())),
+            metrics_token: section.metrics_token.unwrap_or(false),
+        })
     }
 
     fn max_workers(&mut self, f: &FileConfig) -> usize {

