@@ -4,7 +4,7 @@
 # locales an example config names with localedef). Needs root; skips what is there.
 set -euo pipefail
 need=()
-for pkg in python3.11 python3.11-dev python3.11-venv python3-pip libpython3.11 locales; do
+for pkg in python3.11 python3.11-dev python3.11-venv python3-pip libpython3.11 locales prometheus; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -20,6 +20,7 @@ use crate::eightbit::EightBit;
 use crate::forward::{self, Body};
 use crate::forwarded;
 use crate::index;
+use crate::metrics::{Metrics, Reject, RequestMeta};
 use crate::path::Target;
 use crate::pool::PoolError;
 use crate::registry::Registry;
@@ -34,12 +35,19 @@ pub struct State {
     probe: RwLock<Arc<FsProbe>>,
     overrides: Overrides,
     pub registry: Arc<Registry>,
+    /// Prometheus metrics (`/metrics` on the admin listener).
+    pub metrics: Metrics,
 }
 
 impl State {
     pub fn new(config: Config, overrides: Overrides, registry: Arc<Registry>) -> Self {
         let probe = Arc::new(FsProbe::new(config.file_roots.clone()));
+        let max_tenants = config
+            .admin
+            .as_ref()
+            .map_or(crate::config::DEFAULT_METRICS_MAX_TENANTS, |a| a.metrics_max_tenants);
         State {
+            metrics: Metrics::new(max_tenants),
             config: RwLock::new(Arc::new(config)),
             probe: RwLock::new(probe),
             overrides,
@@ -117,6 +125,9 @@ pub async fn serve(
             let smuggling = raw_targets.framing_conflict();
             async move {
                 if smuggling {
+                    let m = st.metrics.no_tenant();
+                    m.reject(Reject::BadRequest);
+                    m.observe(400, Duration::ZERO);
                     return Ok::<_, Infallible>(conflicting_framing());
                 }
                 Ok::<_, Infallible>(handle(st, req, raw, peer, local).await)
@@ -129,8 +140,12 @@ pub async fn serve(
             .max_buf_size(cfg.max_header_bytes)
             .serve_connection(TokioIo::new(io), svc);
         let conn = graceful.watch(conn);
+        let st = state.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
+                if e.is_parse_too_large() {
+                    st.metrics.no_tenant().reject(Reject::HeadTooLarge);
+                }
                 tracing::debug!(client = %peer, "connection ended: {e}");
             }
         });
@@ -158,15 +173,20 @@ async fn handle(
             .unwrap_or_else(|| b"/".to_vec())
     });
     let target_text = String::from_utf8_lossy(&raw).into_owned();
-    let (tenant, resp) = dispatch(&st, req, &raw, peer, local).await;
+    let mut meta = RequestMeta::default();
+    let (tenant, resp) = dispatch(&st, req, &raw, peer, local, &mut meta).await;
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    st.metrics.for_request(tenant.as_deref()).record(status, elapsed, &meta);
     tracing::info!(
         target: "paddock::access",
         client = %peer.ip(),
         method = %method,
         target = %target_text,
         tenant = tenant.as_deref().unwrap_or("-"),
-        status = resp.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
+        status,
+        ms = elapsed.as_millis() as u64,
+        queue_ms = meta.queue_wait.unwrap_or_default().as_millis() as u64,
     );
     resp
 }
@@ -177,15 +197,17 @@ async fn dispatch(
     raw: &[u8],
     peer: SocketAddr,
     local: SocketAddr,
+    meta: &mut RequestMeta,
 ) -> (Option<String>, Response<Body>) {
     let cfg = st.config();
     let target = match Target::parse(raw) {
         Ok(t) => t,
         Err(e) => {
+            meta.rejected = Some(Reject::BadRequest);
             return (
                 None,
                 respond::page(StatusCode::BAD_REQUEST, &format!("Invalid request target: {e}.")),
-            )
+            );
         }
     };
     if req.method() == Method::CONNECT {
@@ -227,11 +249,14 @@ async fn dispatch(
         Decision::Redirect { status, location } => {
             return (None, respond::redirect(status, &location))
         }
-        Decision::BadRequest(why) => return (None, respond::page(StatusCode::BAD_REQUEST, why)),
+        Decision::BadRequest(why) => {
+            meta.rejected = Some(Reject::BadRequest);
+            return (None, respond::page(StatusCode::BAD_REQUEST, why));
+        }
     };
     let name = routed.spec.name.clone();
     let conn = Conn { raw, host: &host, client, peer, local };
-    (Some(name), to_tenant(st, *routed, req, &target, conn).await)
+    (Some(name), to_tenant(st, *routed, req, &target, conn, meta).await)
 }
 
 /// What the request head needs to know beyond hyper's request.
@@ -251,22 +276,32 @@ async fn to_tenant(
     req: Request<Incoming>,
     target: &Target,
     conn: Conn<'_>,
+    meta: &mut RequestMeta,
 ) -> Response<Body> {
     let body = match body_kind(req.headers()) {
         Ok(b) => b,
-        Err(status) => return respond::page(status, "Invalid request body framing."),
+        Err(status) => {
+            meta.rejected = Some(Reject::BadRequest);
+            return respond::page(status, "Invalid request body framing.");
+        }
     };
     if let BodyKind::Length(n) = body {
         if n > routed.spec.settings.max_body {
+            meta.rejected = Some(Reject::BodyTooLarge);
             return respond::page(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
         }
     }
     let auth = routed.spec.settings.auth.as_ref();
     let access = match crate::auth::shared().check(auth, &routed.path_info, req.headers()).await {
         Ok(a) => a,
-        Err(challenge) => return challenge,
+        Err(challenge) => {
+            if challenge.status() == StatusCode::UNAUTHORIZED {
+                meta.rejected = Some(Reject::Unauthorized);
+            }
+            return challenge;
+        }
     };
-    let (pool, permit) = match admit(st, &routed.spec).await {
+    let (pool, permit) = match admit(st, &routed.spec, meta).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
@@ -284,10 +319,12 @@ async fn to_tenant(
 }
 
 /// Find (or start) the tenant's pool and take a slot in it. A pool stopped under our feet (a
-/// reload replaced it) is looked up again once, so a reload fails no request.
+/// reload replaced it) is looked up again once, so a reload fails no request. The time spent
+/// in `Pool::admit` goes to `meta.queue_wait`.
 async fn admit(
     st: &State,
     spec: &crate::tenant::TenantSpec,
+    meta: &mut RequestMeta,
 ) -> Result<(Arc<crate::pool::Pool>, tokio::sync::OwnedSemaphorePermit), Response<Body>> {
     let mut tries = 0;
     loop {
@@ -296,16 +333,24 @@ async fn admit(
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(tenant = %spec.name, "{e}");
+                meta.rejected = Some(Reject::Unavailable);
                 return Err(respond::page(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The site is not available.",
                 ));
             }
         };
-        match pool.admit().await {
+        let waiting = Instant::now();
+        let admitted = pool.admit().await;
+        *meta.queue_wait.get_or_insert(Duration::ZERO) += waiting.elapsed();
+        match admitted {
             Ok(permit) => return Ok((pool, permit)),
             Err(PoolError::Stopped { .. }) if tries < 3 => continue,
             Err(e) => {
+                // Queue rejections are counted by the pool itself.
+                if !matches!(e, PoolError::QueueFull { .. } | PoolError::QueueTimeout { .. }) {
+                    meta.rejected = Some(Reject::Unavailable);
+                }
                 tracing::warn!("{e}");
                 return Err(respond::pool_error(&e));
             }

@@ -14,6 +14,7 @@ pub mod forwarded;
 pub mod front;
 pub mod identity;
 pub mod index;
+pub mod metrics;
 pub mod monitor;
 pub mod path;
 pub mod pool;

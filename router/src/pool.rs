@@ -59,7 +59,8 @@ pub struct Pool {
     pub socket_path: PathBuf,
     pub(crate) listener: UnixListener,
     pub(crate) worker_bin: PathBuf,
-    pub counters: Counters,
+    /// The tenant's counters; shared by its successive pools so they never go backwards.
+    pub counters: Arc<Counters>,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     status_tx: watch::Sender<Status>,
@@ -87,6 +88,7 @@ impl Pool {
         identity: Identity,
         runtime_dir: &Path,
         worker_bin: PathBuf,
+        counters: Arc<Counters>,
     ) -> std::io::Result<Arc<Pool>> {
         // Unique per pool instance: a replaced pool's cleanup must not remove its successor's.
         static SERIAL: AtomicU64 = AtomicU64::new(0);
@@ -115,7 +117,7 @@ impl Pool {
             socket_path,
             listener,
             worker_bin,
-            counters: Counters::default(),
+            counters,
             slots: Arc::new(Semaphore::new(slots)),
             waiting: AtomicUsize::new(0),
             status_tx,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
+use crate::counters::Counters;
 use crate::identity;
 use crate::pool::{Pool, Status};
 use crate::supervisor::Reason;
@@ -17,6 +18,9 @@ pub struct Registry {
     pools: DashMap<String, Arc<Pool>>,
     /// Tenants whose pool is being replaced: requests keep using the old one meanwhile.
     replacing: DashMap<String, ()>,
+    /// Each tenant's counters, kept across pool replacements (for `/metrics`): a few atomics
+    /// per tenant that ever had a pool.
+    counters: DashMap<String, Arc<Counters>>,
     runtime_dir: PathBuf,
     worker_bin: PathBuf,
     allow_root: bool,
@@ -33,6 +37,7 @@ impl Registry {
         Registry {
             pools: DashMap::new(),
             replacing: DashMap::new(),
+            counters: DashMap::new(),
             runtime_dir,
             worker_bin,
             allow_root,
@@ -72,7 +77,8 @@ impl Registry {
 
     fn start(&self, spec: TenantSpec, identity: identity::Identity) -> Result<Arc<Pool>, String> {
         let name = spec.name.clone();
-        Pool::start(spec, identity, &self.runtime_dir, self.worker_bin.clone())
+        let counters = self.counters.entry(name.clone()).or_default().clone();
+        Pool::start(spec, identity, &self.runtime_dir, self.worker_bin.clone(), counters)
             .map_err(|e| format!("tenant `{name}`: cannot create its socket: {e}"))
     }
 
@@ -200,5 +206,10 @@ impl Registry {
     /// Pools that exist right now.
     pub fn pools(&self) -> Vec<Arc<Pool>> {
         self.pools.iter().map(|p| p.clone()).collect()
+    }
+
+    /// Counters of every tenant that ever had a pool.
+    pub fn counters(&self) -> Vec<(String, Arc<Counters>)> {
+        self.counters.iter().map(|c| (c.key().clone(), c.value().clone())).collect()
     }
 }

@@ -52,6 +52,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
 async fn handle(_st: Arc<State>, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
     match req.uri().path() {
         "/healthz" => respond::page(StatusCode::OK, "ok"),
+        "/metrics" => crate::metrics::respond(&_st).await,
         _ => respond::page(StatusCode::NOT_FOUND, "No such admin resource."),
     }
 }

@@ -70,6 +70,9 @@ pub struct AdminSection {
     pub tokens_file: Option<Spanned<String>>,
     /// Require a token for `/metrics` too (default: scrapeable without one).
     pub metrics_token: Option<bool>,
+    /// Tenants with their own `tenant` label in `/metrics` (first come); the rest are
+    /// aggregated as `tenant="_other"`. Default 100.
+    pub metrics_max_tenants: Option<Spanned<i64>>,
 }
 
 /// One `[[rules]]` entry: the argument parts of Apache `RewriteCond` lines and a `RewriteRule`.

@@ -61,10 +61,15 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     pub tokens_file: Option<PathBuf>,
     pub metrics_token: bool,
+    /// Tenants that get their own `tenant` label in `/metrics`; the rest are `_other`.
+    pub metrics_max_tenants: usize,
 }
 
 /// Default admin address: loopback only.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
+
+/// Default bound on tenants labelled in `/metrics`.
+pub const DEFAULT_METRICS_MAX_TENANTS: usize = 100;
 
 /// One `[tenants.NAME]` after validation.
 #[derive(Debug, Clone)]
@@ -359,10 +364,19 @@ impl Validator<'_> {
                 return None;
             }
         };
+        let metrics_max_tenants = match &section.metrics_max_tenants {
+            Some(n) if *n.get_ref() >= 0 => *n.get_ref() as usize,
+            Some(n) => {
+                self.err(Some(n.span()), "admin `metrics_max_tenants` must be 0 or more");
+                DEFAULT_METRICS_MAX_TENANTS
+            }
+            None => DEFAULT_METRICS_MAX_TENANTS,
+        };
         Some(AdminConfig {
             listen,
             tokens_file: section.tokens_file.as_ref().map(|t| abs(t.get_ref())),
             metrics_token: section.metrics_token.unwrap_or(false),
+            metrics_max_tenants,
         })
     }
 

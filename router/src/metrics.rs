@@ -1,0 +1,567 @@
+//! Prometheus metrics, served in the text format at `/metrics` on the admin listener.
+//!
+//! Two kinds of figures:
+//! - request figures (requests by status class, request duration, queue wait, front-door
+//!   rejections) are recorded on the request path through label handles resolved once per
+//!   tenant ([`TenantMetrics`]): a map look-up and a few atomic adds per request, no
+//!   allocation;
+//! - pool figures (in flight, queued, workers, RSS, spawns and exits, queue rejections) and
+//!   tenant counts are read at scrape time from the registry, the pools and their
+//!   [`Counters`], so the supervisor never touches Prometheus.
+//!
+//! Cardinality: at most `max_tenants` tenants get their own `tenant` label, chosen first come
+//! (a tenant keeps its label for the life of the process); every later tenant is aggregated
+//! into `tenant="_other"`. Requests that belong to no tenant (unknown site, index page,
+//! malformed request) are `tenant="_none"`. Tenant names start with a letter or digit, so
+//! neither value can collide with a tenant.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use http::{header, Response, StatusCode};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry as PromRegistry, TextEncoder,
+};
+
+use crate::config::Config;
+use crate::counters::Counters;
+use crate::forward::Body;
+use crate::registry::Registry;
+use crate::respond;
+
+/// The `tenant` label of tenants beyond the bound.
+pub const OTHER: &str = "_other";
+/// The `tenant` label of requests that reached no tenant.
+pub const NONE: &str = "_none";
+/// How long the count of known tenants (a directory scan) is reused.
+const KNOWN_TTL: Duration = Duration::from_secs(5);
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const DURATION_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const WAIT_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Why the router itself refused a request (the reasons counted on the request path; the
+/// pool's `queue_full` and `queue_timeout` come from its [`Counters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// 400: malformed target, bad body framing, smuggling attempt, path naming two tenants.
+    BadRequest,
+    /// 401: authentication required or failed.
+    Unauthorized,
+    /// 413: body over `max_body`.
+    BodyTooLarge,
+    /// 431 (or 414): request head over `max_header_bytes`, refused by the HTTP parser.
+    HeadTooLarge,
+    /// 503: the pool cannot start, its workers fail, or the global budget is exhausted.
+    Unavailable,
+}
+
+impl Reject {
+    const ALL: [Reject; 5] = [
+        Reject::BadRequest,
+        Reject::Unauthorized,
+        Reject::BodyTooLarge,
+        Reject::HeadTooLarge,
+        Reject::Unavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::BadRequest => "bad_request",
+            Reject::Unauthorized => "unauthorized",
+            Reject::BodyTooLarge => "body_too_large",
+            Reject::HeadTooLarge => "header_too_large",
+            Reject::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// How a signup ended (`paddock_signups_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signup {
+    /// 201: the tenant was provisioned.
+    Created,
+    /// 409: the name is taken (or another signup for it won).
+    Conflict,
+    /// 400/422: bad input, invalid or reserved name.
+    Invalid,
+    /// 429: too many signups from this client.
+    RateLimited,
+    /// The provisioning command failed or timed out; nothing was kept.
+    Failed,
+}
+
+impl Signup {
+    const ALL: [Signup; 5] =
+        [Signup::Created, Signup::Conflict, Signup::Invalid, Signup::RateLimited, Signup::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signup::Created => "created",
+            Signup::Conflict => "conflict",
+            Signup::Invalid => "invalid",
+            Signup::RateLimited => "rate_limited",
+            Signup::Failed => "failed",
+        }
+    }
+}
+
+/// What the request path learns about one request besides its tenant and status.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestMeta {
+    /// Time spent getting a slot in the pool (`Pool::admit`), if the request reached one.
+    pub queue_wait: Option<Duration>,
+    /// Set when the router refused the request itself.
+    pub rejected: Option<Reject>,
+}
+
+/// Label handles of one `tenant` label value, resolved once.
+pub struct TenantMetrics {
+    label: Arc<str>,
+    requests: [IntCounter; 5],
+    duration: Histogram,
+    queue_wait: Histogram,
+    rejected: [IntCounter; 5],
+}
+
+impl TenantMetrics {
+    /// The `tenant` label value: the tenant's name, `_other` or `_none`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Count one answered request and its duration (until the response head).
+    pub fn observe(&self, status: u16, duration: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests[class].inc();
+        self.duration.observe(duration.as_secs_f64());
+    }
+
+    pub fn queue_wait(&self, wait: Duration) {
+        self.queue_wait.observe(wait.as_secs_f64());
+    }
+
+    pub fn reject(&self, why: Reject) {
+        self.rejected[why as usize].inc();
+    }
+
+    /// Record what the request path saw: rejection, queue wait, status and duration.
+    pub fn record(&self, status: u16, duration: Duration, meta: &RequestMeta) {
+        if let Some(r) = meta.rejected {
+            self.reject(r);
+        }
+        if let Some(w) = meta.queue_wait {
+            self.queue_wait(w);
+        }
+        self.observe(status, duration);
+    }
+}
+
+/// Figures of one label value gathered at scrape time.
+#[derive(Default)]
+struct PoolSums {
+    in_flight: u64,
+    queued: u64,
+    ready: u64,
+    starting: u64,
+    rss: u64,
+}
+
+/// Counter totals of one label value gathered at scrape time.
+#[derive(Default)]
+struct CounterSums {
+    spawns: u64,
+    /// In the order of [`EXIT_REASONS`].
+    exits: [u64; 7],
+    queue_full: u64,
+    queue_timeout: u64,
+}
+
+/// `paddock_worker_exits_total{reason}` values.
+const EXIT_REASONS: [&str; 7] = [
+    "crash",
+    "max_requests",
+    "request_timeout",
+    "memory_limit",
+    "reload",
+    "script_changed",
+    "idle",
+];
+
+impl CounterSums {
+    fn add(&mut self, c: &Counters) {
+        let g = Counters::get;
+        self.spawns += g(&c.spawns);
+        let exits = [
+            &c.crashes,
+            &c.recycles_max_requests,
+            &c.recycles_timeout,
+            &c.recycles_memory,
+            &c.recycles_reload,
+            &c.recycles_script,
+            &c.idle_stops,
+        ];
+        for (sum, c) in self.exits.iter_mut().zip(exits) {
+            *sum += g(c);
+        }
+        self.queue_full += g(&c.rejected_queue_full);
+        self.queue_timeout += g(&c.rejected_queue_timeout);
+    }
+}
+
+/// Scrape-time state; its mutex also serialises scrapes.
+#[derive(Default)]
+struct Scrape {
+    /// Known tenants and when they were counted.
+    known: Option<(Instant, usize)>,
+}
+
+/// Every metric, in one Prometheus registry.
+pub struct Metrics {
+    prom: PromRegistry,
+    max_tenants: usize,
+    /// Tenants given their own label so far; its lock makes the first-come choice race-free.
+    labelled: Mutex<usize>,
+    /// Label handles by tenant name (tenants beyond the bound share `other`'s).
+    tenants: DashMap<String, Arc<TenantMetrics>>,
+    other: Arc<TenantMetrics>,
+    none: Arc<TenantMetrics>,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    queue_wait: HistogramVec,
+    rejected: IntCounterVec,
+    in_flight: IntGaugeVec,
+    queued: IntGaugeVec,
+    workers: IntGaugeVec,
+    rss: IntGaugeVec,
+    spawns: IntCounterVec,
+    exits: IntCounterVec,
+    tenants_known: IntGauge,
+    tenants_active: IntGauge,
+    tenants_labelled: IntGauge,
+    signups: IntCounterVec,
+    scrape: Mutex<Scrape>,
+}
+
+fn counter_vec(prom: &PromRegistry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    prom.register(Box::new(v.clone())).expect("unique metric");
+    v
+}
+
+fn gauge_vec(prom: &PromRegistry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    prom.register(Box::new(v.clone())).expect("unique metric");
+    v
+}
+
+fn gauge(prom: &PromRegistry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    prom.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram_vec(prom: &PromRegistry, name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    let v = HistogramVec::new(opts, &["tenant"]).expect("valid metric");
+    prom.register(Box::new(v.clone())).expect("unique metric");
+    v
+}
+
+/// Raise counter `c` to `total` (scrape-time counters mirror monotonic atomics).
+fn raise(c: &IntCounter, total: u64) {
+    let cur = c.get();
+    if total > cur {
+        c.inc_by(total - cur);
+    }
+}
+
+impl Metrics {
+    /// All metrics, at most `max_tenants` of them labelled by tenant.
+    pub fn new(max_tenants: usize) -> Metrics {
+        let prom = PromRegistry::new();
+        let p = &prom;
+        let build =
+            gauge_vec(p, "paddock_build_info", "Paddock's version (always 1).", &["version"]);
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let requests = counter_vec(
+            p,
+            "paddock_requests_total",
+            "Requests answered, by tenant and status class.",
+            &["tenant", "class"],
+        );
+        let duration = histogram_vec(
+            p,
+            "paddock_request_duration_seconds",
+            "Time from the request's arrival to its response head, by tenant.",
+            DURATION_BUCKETS,
+        );
+        let queue_wait = histogram_vec(
+            p,
+            "paddock_queue_wait_seconds",
+            "Time a request waited for a slot in its tenant's pool, by tenant.",
+            WAIT_BUCKETS,
+        );
+        let rejected = counter_vec(
+            p,
+            "paddock_rejected_requests_total",
+            "Requests refused by the router itself, by tenant and reason.",
+            &["tenant", "reason"],
+        );
+        let signups = counter_vec(
+            p,
+            "paddock_signups_total",
+            "Self-service signups, by outcome.",
+            &["outcome"],
+        );
+        for s in Signup::ALL {
+            signups.with_label_values(&[s.as_str()]);
+        }
+        Metrics {
+            max_tenants,
+            labelled: Mutex::new(0),
+            tenants: DashMap::new(),
+            other: Arc::new(handles(OTHER, &requests, &duration, &queue_wait, &rejected)),
+            none: Arc::new(handles(NONE, &requests, &duration, &queue_wait, &rejected)),
+            in_flight: gauge_vec(
+                p,
+                "paddock_in_flight_requests",
+                "Requests being served by a worker now, by tenant.",
+                &["tenant"],
+            ),
+            queued: gauge_vec(
+                p,
+                "paddock_queued_requests",
+                "Requests waiting for a slot now, by tenant.",
+                &["tenant"],
+            ),
+            workers: gauge_vec(
+                p,
+                "paddock_workers",
+                "Worker processes by tenant and state (ready; starting: a slot without a \
+                 ready process, being started or restarted).",
+                &["tenant", "state"],
+            ),
+            rss: gauge_vec(
+                p,
+                "paddock_worker_rss_bytes",
+                "Resident memory of the ready worker processes, summed by tenant.",
+                &["tenant"],
+            ),
+            spawns: counter_vec(
+                p,
+                "paddock_worker_spawns_total",
+                "Worker processes started, by tenant.",
+                &["tenant"],
+            ),
+            exits: counter_vec(
+                p,
+                "paddock_worker_exits_total",
+                "Worker processes that ended, by tenant and reason.",
+                &["tenant", "reason"],
+            ),
+            tenants_known: gauge(
+                p,
+                "paddock_tenants_known",
+                "Tenants that exist: discovered directories plus configured tenants.",
+            ),
+            tenants_active: gauge(p, "paddock_tenants_active", "Tenants with a running pool."),
+            tenants_labelled: gauge(
+                p,
+                "paddock_metrics_labelled_tenants",
+                "Tenants with their own `tenant` label (the rest are `_other`).",
+            ),
+            requests,
+            duration,
+            queue_wait,
+            rejected,
+            signups,
+            scrape: Mutex::new(Scrape::default()),
+            prom,
+        }
+    }
+
+    /// Label handles for tenant `name`: its own the first `max_tenants` times a new name is
+    /// seen, `_other`'s after that. Cheap once resolved (one map look-up).
+    pub fn tenant(&self, name: &str) -> Arc<TenantMetrics> {
+        if let Some(h) = self.tenants.get(name) {
+            return h.clone();
+        }
+        let mut labelled = self.labelled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = self.tenants.get(name) {
+            return h.clone();
+        }
+        let h = if *labelled < self.max_tenants {
+            *labelled += 1;
+            self.tenants_labelled.set(*labelled as i64);
+            Arc::new(handles(
+                name,
+                &self.requests,
+                &self.duration,
+                &self.queue_wait,
+                &self.rejected,
+            ))
+        } else {
+            self.other.clone()
+        };
+        self.tenants.insert(name.to_string(), h.clone());
+        h
+    }
+
+    /// Label handles for requests that reached no tenant.
+    pub fn no_tenant(&self) -> &Arc<TenantMetrics> {
+        &self.none
+    }
+
+    /// Handles for an optional tenant name.
+    pub fn for_request(&self, tenant: Option<&str>) -> Arc<TenantMetrics> {
+        match tenant {
+            Some(t) => self.tenant(t),
+            None => self.none.clone(),
+        }
+    }
+
+    /// Count a signup outcome.
+    pub fn signup(&self, outcome: Signup) {
+        self.signups.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Read the pools and counters, then encode every metric in the text format. Blocking
+    /// (reads `/proc` and, every few seconds, the sites directory).
+    pub fn render(&self, registry: &Registry, config: &Config) -> String {
+        let mut scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.collect_pools(registry);
+        self.collect_counters(registry);
+        let known = match scrape.known {
+            Some((at, n)) if at.elapsed() < KNOWN_TTL => n,
+            _ => {
+                let n = count_known(config);
+                scrape.known = Some((Instant::now(), n));
+                n
+            }
+        };
+        self.tenants_known.set(known as i64);
+        let mut out = String::new();
+        if let Err(e) = TextEncoder::new().encode_utf8(&self.prom.gather(), &mut out) {
+            tracing::error!("cannot encode metrics: {e}");
+        }
+        out
+    }
+
+    fn collect_pools(&self, registry: &Registry) {
+        let mut sums: HashMap<Arc<str>, PoolSums> = HashMap::new();
+        let mut active = 0;
+        for p in registry.pools() {
+            if p.is_stopping() {
+                continue;
+            }
+            active += 1;
+            let h = self.tenant(&p.spec.name);
+            let s = sums.entry(h.label.clone()).or_default();
+            let ready = p.ready_pids();
+            s.in_flight += p.in_flight() as u64;
+            s.queued += p.queued() as u64;
+            s.ready += ready.len() as u64;
+            s.starting += p.process_budget().saturating_sub(ready.len()) as u64;
+            s.rss += ready.iter().filter_map(|&pid| crate::monitor::rss_bytes(pid)).sum::<u64>();
+        }
+        self.tenants_active.set(active);
+        // Tenants whose pool stopped lose their series instead of showing stale figures.
+        for v in [&self.in_flight, &self.queued, &self.workers, &self.rss] {
+            v.reset();
+        }
+        let g = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+        for (label, s) in sums {
+            let l: &str = &label;
+            self.in_flight.with_label_values(&[l]).set(g(s.in_flight));
+            self.queued.with_label_values(&[l]).set(g(s.queued));
+            self.workers.with_label_values(&[l, "ready"]).set(g(s.ready));
+            self.workers.with_label_values(&[l, "starting"]).set(g(s.starting));
+            self.rss.with_label_values(&[l]).set(g(s.rss));
+        }
+    }
+
+    fn collect_counters(&self, registry: &Registry) {
+        let mut sums: HashMap<Arc<str>, CounterSums> = HashMap::new();
+        for (name, c) in registry.counters() {
+            let h = self.tenant(&name);
+            sums.entry(h.label.clone()).or_default().add(&c);
+        }
+        for (label, s) in sums {
+            let l: &str = &label;
+            raise(&self.spawns.with_label_values(&[l]), s.spawns);
+            for (reason, n) in EXIT_REASONS.iter().zip(s.exits) {
+                raise(&self.exits.with_label_values(&[l, reason]), n);
+            }
+            raise(&self.rejected.with_label_values(&[l, "queue_full"]), s.queue_full);
+            raise(&self.rejected.with_label_values(&[l, "queue_timeout"]), s.queue_timeout);
+        }
+    }
+}
+
+/// Resolve (and so create at zero) every request series of one label value.
+fn handles(
+    label: &str,
+    requests: &IntCounterVec,
+    duration: &HistogramVec,
+    queue_wait: &HistogramVec,
+    rejected: &IntCounterVec,
+) -> TenantMetrics {
+    TenantMetrics {
+        label: Arc::from(label),
+        requests: CLASSES.map(|c| requests.with_label_values(&[label, c])),
+        duration: duration.with_label_values(&[label]),
+        queue_wait: queue_wait.with_label_values(&[label]),
+        rejected: Reject::ALL.map(|r| rejected.with_label_values(&[label, r.as_str()])),
+    }
+}
+
+/// Discovered tenants (directories under `sites` holding the marker) plus configured ones.
+fn count_known(config: &Config) -> usize {
+    let mut names: HashSet<String> = config.tenants.keys().cloned().collect();
+    if let Some(sites) = &config.sites {
+        if let Ok(rd) = std::fs::read_dir(sites) {
+            for e in rd.flatten() {
+                let Ok(n) = e.file_name().into_string() else { continue };
+                if crate::tenant::valid_name(&n) && sites.join(&n).join(&config.marker).is_file() {
+                    names.insert(n);
+                }
+            }
+        }
+    }
+    names.len()
+}
+
+/// The `/metrics` response: everything in the Prometheus text format.
+pub async fn respond(st: &Arc<crate::front::State>) -> Response<Body> {
+    let st = st.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        let cfg = st.config();
+        st.metrics.render(&st.registry, &cfg)
+    })
+    .await;
+    match text {
+        Ok(text) => {
+            let mut r = Response::new(respond::full(text));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => {
+            tracing::error!("metrics collection failed: {e}");
+            respond::page(StatusCode::INTERNAL_SERVER_ERROR, "Metrics collection failed.")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

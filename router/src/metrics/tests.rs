@@ -1,0 +1,196 @@
+use std::path::PathBuf;
+
+use super::*;
+use crate::config::Overrides;
+
+fn empty_registry() -> Registry {
+    Registry::new(std::env::temp_dir(), PathBuf::from("/nonexistent/paddock-worker"), false, 0)
+}
+
+/// A config discovering tenants under a temporary sites directory.
+fn sites_config(sites: &std::path::Path) -> Config {
+    let ov = Overrides { sites: Some(sites.to_path_buf()), ..Overrides::default() };
+    Config::from_overrides(&ov).expect("valid config")
+}
+
+fn make_site(sites: &std::path::Path, name: &str, marker: bool) {
+    let dir = sites.join(name).join("conf");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    if marker {
+        std::fs::write(dir.join("trac.ini"), "").expect("write marker");
+    }
+}
+
+/// The value of the sample line `series` (name and labels exactly as encoded).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn first_tenants_get_labels_the_rest_are_other() {
+    let m = Metrics::new(2);
+    assert_eq!(m.tenant("a").label(), "a");
+    assert_eq!(m.tenant("b").label(), "b");
+    assert_eq!(m.tenant("c").label(), OTHER);
+    assert_eq!(m.tenant("d").label(), OTHER);
+    // Stable: a labelled tenant keeps its label, a late one stays aggregated.
+    assert_eq!(m.tenant("a").label(), "a");
+    assert_eq!(m.tenant("c").label(), OTHER);
+    assert!(Arc::ptr_eq(&m.tenant("a"), &m.tenant("a")));
+    assert!(Arc::ptr_eq(&m.tenant("c"), &m.tenant("d")));
+    assert_eq!(m.for_request(None).label(), NONE);
+    assert_eq!(m.tenants_labelled.get(), 2);
+}
+
+#[test]
+fn zero_bound_aggregates_everything() {
+    let m = Metrics::new(0);
+    assert_eq!(m.tenant("a").label(), OTHER);
+    assert_eq!(m.tenants_labelled.get(), 0);
+}
+
+#[test]
+fn the_bound_holds_under_concurrent_first_requests() {
+    let m = Metrics::new(10);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let m = &m;
+            s.spawn(move || {
+                for i in 0..50 {
+                    // Every thread sees the same names, in a different order.
+                    m.tenant(&format!("t{}", (i * 7 + t * 13) % 50));
+                }
+            });
+        }
+    });
+    let own: HashSet<String> = (0..50)
+        .map(|i| m.tenant(&format!("t{i}")).label().to_string())
+        .filter(|l| l != OTHER)
+        .collect();
+    assert_eq!(own.len(), 10);
+    assert_eq!(m.tenants_labelled.get(), 10);
+    let text = m.render(&empty_registry(), &sites_config(&std::env::temp_dir()));
+    let labels: HashSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("paddock_requests_total{"))
+        .filter_map(|l| l.split("tenant=\"").nth(1)?.split('"').next())
+        .collect();
+    // Ten tenants, `_other` and `_none`: never more series than the bound allows.
+    assert_eq!(labels.len(), 12, "{labels:?}");
+}
+
+#[test]
+fn status_classes() {
+    let m = Metrics::new(5);
+    let t = m.tenant("a");
+    for s in [101, 200, 204, 301, 404, 401, 500, 503, 999] {
+        t.observe(s, Duration::from_millis(1));
+    }
+    let got: Vec<u64> = t.requests.iter().map(IntCounter::get).collect();
+    assert_eq!(got, [1, 2, 1, 2, 3]);
+}
+
+#[test]
+fn text_output_has_every_family_and_the_recorded_values() {
+    let sites = tempfile::tempdir().expect("tempdir");
+    make_site(sites.path(), "one", true);
+    make_site(sites.path(), "two", true);
+    make_site(sites.path(), "nomarker", false);
+    make_site(sites.path(), "_hidden", true);
+    let cfg = sites_config(sites.path());
+    let m = Metrics::new(1);
+    let meta = RequestMeta { queue_wait: Some(Duration::from_millis(3)), rejected: None };
+    m.tenant("one").record(200, Duration::from_millis(20), &meta);
+    m.tenant("one").record(200, Duration::from_millis(40), &meta);
+    m.tenant("two").record(404, Duration::from_millis(2), &meta);
+    let full = RequestMeta { queue_wait: None, rejected: Some(Reject::BodyTooLarge) };
+    m.tenant("two").record(413, Duration::from_millis(1), &full);
+    let bad = RequestMeta { queue_wait: None, rejected: Some(Reject::BadRequest) };
+    m.for_request(None).record(400, Duration::ZERO, &bad);
+    m.signup(Signup::Created);
+    let text = m.render(&empty_registry(), &cfg);
+
+    for family in [
+        "paddock_build_info",
+        "paddock_requests_total",
+        "paddock_request_duration_seconds",
+        "paddock_queue_wait_seconds",
+        "paddock_rejected_requests_total",
+        "paddock_signups_total",
+        "paddock_tenants_known",
+        "paddock_tenants_active",
+        "paddock_metrics_labelled_tenants",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing:\n{text}");
+        assert!(text.contains(&format!("# HELP {family} ")), "{family} help missing");
+    }
+    assert!(text.contains("# TYPE paddock_requests_total counter"));
+    assert!(text.contains("# TYPE paddock_request_duration_seconds histogram"));
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(sample(&text, &format!("paddock_build_info{{version=\"{version}\"}}")), Some(1.0));
+    assert_eq!(sample(&text, r#"paddock_requests_total{class="2xx",tenant="one"}"#), Some(2.0));
+    assert_eq!(sample(&text, r#"paddock_requests_total{class="5xx",tenant="one"}"#), Some(0.0));
+    assert_eq!(sample(&text, r#"paddock_requests_total{class="4xx",tenant="_other"}"#), Some(2.0));
+    assert_eq!(sample(&text, r#"paddock_requests_total{class="4xx",tenant="_none"}"#), Some(1.0));
+    assert!(!text.contains("tenant=\"two\""), "`two` is beyond the bound:\n{text}");
+    assert_eq!(sample(&text, r#"paddock_request_duration_seconds_count{tenant="one"}"#), Some(2.0));
+    assert_eq!(
+        sample(&text, r#"paddock_request_duration_seconds_bucket{tenant="one",le="0.025"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"paddock_request_duration_seconds_bucket{tenant="one",le="+Inf"}"#),
+        Some(2.0)
+    );
+    assert_eq!(sample(&text, r#"paddock_queue_wait_seconds_count{tenant="_other"}"#), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            r#"paddock_rejected_requests_total{reason="body_too_large",tenant="_other"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"paddock_rejected_requests_total{reason="bad_request",tenant="_none"}"#),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, r#"paddock_signups_total{outcome="created"}"#), Some(1.0));
+    assert_eq!(sample(&text, r#"paddock_signups_total{outcome="conflict"}"#), Some(0.0));
+    assert_eq!(sample(&text, "paddock_tenants_known"), Some(2.0));
+    assert_eq!(sample(&text, "paddock_tenants_active"), Some(0.0));
+    assert_eq!(sample(&text, "paddock_metrics_labelled_tenants"), Some(1.0));
+    // No pool runs: no stale per-pool series.
+    assert!(!text.contains("paddock_in_flight_requests{"), "{text}");
+
+    // The directory count is cached for a few seconds.
+    make_site(sites.path(), "three", true);
+    let again = m.render(&empty_registry(), &cfg);
+    assert_eq!(sample(&again, "paddock_tenants_known"), Some(2.0));
+}
+
+#[test]
+fn counters_are_summed_and_mirrored_monotonically() {
+    let a = Counters::default();
+    let b = Counters::default();
+    a.spawned();
+    a.spawned();
+    b.spawned();
+    a.crashed();
+    b.exited(crate::supervisor::Reason::Reload);
+    b.exited(crate::supervisor::Reason::Idle);
+    a.rejected_queue_full();
+    b.rejected_queue_timeout();
+    let mut s = CounterSums::default();
+    s.add(&a);
+    s.add(&b);
+    assert_eq!(s.spawns, 3);
+    assert_eq!(s.exits, [1, 0, 0, 0, 1, 0, 1]);
+    assert_eq!((s.queue_full, s.queue_timeout), (1, 1));
+
+    let c = IntCounter::new("x", "x").expect("counter");
+    raise(&c, 5);
+    raise(&c, 3); // never backwards
+    assert_eq!(c.get(), 5);
+    raise(&c, 8);
+    assert_eq!(c.get(), 8);
+}
