@@ -15,3 +15,17 @@ if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Headless Chromium and its WebDriver, for the signup page's browser test
+# (tests/tests/signup_browser.rs). Without recommends: no desktop services come along.
+browser=()
+for pkg in chromium chromium-driver; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || browser+=("$pkg")
+done
+if ((${#browser[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing Debian packages: ${browser[*]} (run as root: apt-get install --no-install-recommends ${browser[*]})" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${browser[@]}" >/dev/null
+fi

@@ -255,6 +255,10 @@ async fn dispatch(
         }
     };
     let name = routed.spec.name.clone();
+    if crate::discovery::is_disabled(&routed.spec) {
+        let why = "This site is disabled by its host.";
+        return (Some(name), respond::page(StatusCode::SERVICE_UNAVAILABLE, why));
+    }
     let conn = Conn { raw, host: &host, client, peer, local };
     (Some(name), to_tenant(st, *routed, req, &target, conn, meta).await)
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod counters;
 pub mod diag;
+pub mod discovery;
 pub mod eightbit;
 pub mod forward;
 pub mod forwarded;
@@ -81,7 +82,7 @@ pub async fn run(
         config.max_workers_total,
     ));
     let state = Arc::new(front::State::new(config, overrides, registry.clone()));
-    let monitor = monitor::spawn(registry);
+    let monitor = monitor::spawn(registry, discovery::served_by(state.clone()));
     let reloader = tokio::spawn(reload_on_sighup(state.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin = match state.config().admin.clone() {

@@ -26,17 +26,30 @@ pub struct Monitor {
     ticks: u64,
 }
 
+/// Whether a tenant still exists and may keep its pool (see `discovery::still_served`).
+pub type Served = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Run until the returned task is aborted.
-pub fn spawn(registry: Arc<Registry>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(registry: Arc<Registry>, served: Served) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut m = Monitor::default();
         let mut every = tokio::time::interval(TICK);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
+            stop_gone(&registry, &served);
             m.tick(&registry);
         }
     })
+}
+
+/// Stop the pools of tenants whose directory went away or that were disabled.
+fn stop_gone(registry: &Registry, served: &Served) {
+    for p in registry.pools() {
+        if !p.is_stopping() && !served(&p.spec.name) {
+            registry.remove(&p.spec.name);
+        }
+    }
 }
 
 impl Monitor {

@@ -18,6 +18,14 @@ use crate::forward::Body;
 use crate::front::State;
 use crate::respond;
 
+pub mod api;
+mod owner;
+mod page;
+mod ratelimit;
+pub mod signup;
+mod tenants;
+pub mod tokens;
+
 /// Serve the admin listener until `shutdown` turns true.
 pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     loop {
@@ -52,6 +60,14 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
 async fn handle(_st: Arc<State>, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
     match req.uri().path() {
         "/healthz" => respond::page(StatusCode::OK, "ok"),
+        "/signup" => page::handle(_st, req, _peer).await,
+        p if p.starts_with("/api/") => api::handle(_st, req, _peer).await,
+        "/metrics" if _st.config().admin.as_ref().is_some_and(|a| a.metrics_token) => {
+            match api::authorize(&_st.config(), req.headers()) {
+                Ok(()) => crate::metrics::respond(&_st).await,
+                Err(denied) => *denied,
+            }
+        }
         "/metrics" => crate::metrics::respond(&_st).await,
         _ => respond::page(StatusCode::NOT_FOUND, "No such admin resource."),
     }

@@ -73,6 +73,26 @@ pub struct AdminSection {
     /// Tenants with their own `tenant` label in `/metrics` (first come); the rest are
     /// aggregated as `tenant="_other"`. Default 100.
     pub metrics_max_tenants: Option<Spanned<i64>>,
+    /// Public base URL of the front door, for links to new sites; default `http://<listen>`.
+    pub public_url: Option<Spanned<String>>,
+    /// Serve the public signup page (`/signup`, no token, rate-limited); default true.
+    pub signup: Option<bool>,
+    /// Where deleted tenants' directories are moved; default `<sites>/.archive`.
+    pub archive_dir: Option<Spanned<String>>,
+    /// Commands that provision a new tenant, each an argv list with placeholders.
+    pub provision: Option<Spanned<Vec<Vec<String>>>>,
+    /// Time the provisioning commands may take, all together.
+    pub provision_timeout: Option<Spanned<String>>,
+    /// Unix user that owns new tenants and runs their provisioning (when paddock is root).
+    pub signup_user: Option<Spanned<String>>,
+    /// Unix group of new tenants (default: `signup_user`'s primary group).
+    pub signup_group: Option<Spanned<String>>,
+    /// Public signups per client address per `signup_window` (0: no limit).
+    pub signup_limit: Option<Spanned<i64>>,
+    /// Window of `signup_limit`, e.g. `"10m"`.
+    pub signup_window: Option<Spanned<String>>,
+    /// Names no one may sign up for, besides the built-in ones.
+    pub reserved_names: Option<Vec<String>>,
 }
 
 /// One `[[rules]]` entry: the argument parts of Apache `RewriteCond` lines and a `RewriteRule`.

@@ -3,6 +3,7 @@
 
 mod file;
 mod settings;
+mod signup;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use file::{AdminSection, FileConfig, RuleEntry, TenantSection};
 pub use settings::PoolSettings;
+pub use signup::{default_provision, SignupConfig};
 
 use crate::diag::{line_of, Diagnostic, Diagnostics};
 use crate::rules::{self, RuleSet};
@@ -63,6 +65,8 @@ pub struct AdminConfig {
     pub metrics_token: bool,
     /// Tenants that get their own `tenant` label in `/metrics`; the rest are `_other`.
     pub metrics_max_tenants: usize,
+    /// Tenant management and self-service signup.
+    pub signup: SignupConfig,
 }
 
 /// Default admin address: loopback only.
@@ -377,6 +381,7 @@ impl Validator<'_> {
             tokens_file: section.tokens_file.as_ref().map(|t| abs(t.get_ref())),
             metrics_token: section.metrics_token.unwrap_or(false),
             metrics_max_tenants,
+            signup: signup::validate(self, &section, abs),
         })
     }
 

@@ -1,0 +1,225 @@
+//! The operator's JSON API under `/api/v1`, described in `docs/openapi.yaml`. Every request
+//! needs `Authorization: Bearer TOKEN` (401 without, 403 with a token not in `tokens_file`).
+//! Errors are `{"error": "..."}`. Each changing request is logged (`paddock::admin`), never
+//! with its token or password.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use super::signup::{self, SignupRequest};
+use super::tenants;
+use super::tokens::{Denied, Tokens};
+use crate::config::Config;
+use crate::forward::Body;
+use crate::front::State;
+use crate::respond;
+
+/// Largest request body the API reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+fn tokens() -> &'static Tokens {
+    static T: OnceLock<Tokens> = OnceLock::new();
+    T.get_or_init(Tokens::default)
+}
+
+/// Check the bearer token for an admin resource (also usable for `/metrics`): `Err` holds
+/// the 401 or 403 answer.
+pub fn authorize(cfg: &Config, headers: &http::HeaderMap) -> Result<(), Box<Response<Body>>> {
+    let file = cfg.admin.as_ref().and_then(|a| a.tokens_file.as_deref());
+    match tokens().check(file, headers) {
+        Ok(()) => Ok(()),
+        Err(Denied::Missing) => {
+            let mut r = error(StatusCode::UNAUTHORIZED, "a bearer token is required");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"paddock\""),
+            );
+            Err(Box::new(r))
+        }
+        Err(Denied::Wrong) => {
+            Err(Box::new(error(StatusCode::FORBIDDEN, "this token is not accepted")))
+        }
+    }
+}
+
+pub async fn handle(st: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let cfg = st.config();
+    if let Err(r) = authorize(&cfg, req.headers()) {
+        return *r;
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = route(&st, &cfg, req, &method, &path).await;
+    if method != Method::GET {
+        tracing::info!(target: "paddock::admin", client = %peer.ip(), %method, path, status = resp.status().as_u16());
+    }
+    resp
+}
+
+async fn route(
+    st: &State,
+    cfg: &Config,
+    req: Request<Incoming>,
+    method: &Method,
+    path: &str,
+) -> Response<Body> {
+    let rest = path.strip_prefix("/api/v1").unwrap_or("");
+    let segs: Vec<&str> = rest.trim_end_matches('/').split('/').skip(1).collect();
+    let m = method.clone();
+    match (segs.as_slice(), m) {
+        (["tenants"], Method::GET) => list(st, cfg),
+        (["tenants"], Method::POST) => match read_json::<SignupRequest>(req).await {
+            Ok(r) => create(st, &r).await,
+            Err(e) => {
+                st.metrics.signup(crate::metrics::Signup::Invalid);
+                *e
+            }
+        },
+        (["tenants", name], Method::GET) => with_tenant(cfg, name, |t| ok(info(st, cfg, &t))),
+        (["tenants", name], Method::DELETE) => tenants::delete(st, cfg, name).await,
+        (["tenants", name, "disable"], Method::POST) => tenants::set_disabled(st, cfg, name, true),
+        (["tenants", name, "enable"], Method::POST) => tenants::set_disabled(st, cfg, name, false),
+        (["tenants", name, "restart"], Method::POST) => tenants::restart(st, cfg, name),
+        (["reload"], Method::POST) => match st.reload() {
+            Ok(()) => ok(json!({ "reloaded": true })),
+            Err(d) => error(StatusCode::UNPROCESSABLE_ENTITY, &d.to_string()),
+        },
+        (["tenants"], _) => not_allowed("GET, POST"),
+        (["tenants", _], _) => not_allowed("GET, DELETE"),
+        (["tenants", _, "disable" | "enable" | "restart"] | ["reload"], _) => not_allowed("POST"),
+        _ => error(StatusCode::NOT_FOUND, "no such API resource"),
+    }
+}
+
+fn list(st: &State, cfg: &Config) -> Response<Body> {
+    let all: Vec<Value> =
+        crate::discovery::all_tenants(cfg).iter().map(|t| info(st, cfg, t)).collect();
+    ok(json!({ "tenants": all }))
+}
+
+async fn create(st: &State, r: &SignupRequest) -> Response<Body> {
+    match signup::create(st, r).await {
+        Ok(spec) => {
+            let cfg = st.config();
+            json_response(StatusCode::CREATED, &info(st, &cfg, &spec))
+        }
+        Err(e) => signup_error(&e),
+    }
+}
+
+/// The JSON error for a failed signup (with `Retry-After` when rate-limited).
+pub fn signup_error(e: &signup::SignupError) -> Response<Body> {
+    let mut r = error(e.status(), &e.to_string());
+    if let signup::SignupError::RateLimited(secs) = e {
+        if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    r
+}
+
+/// Run `f` on the tenant `name`, or answer 404.
+pub fn with_tenant(
+    cfg: &Config,
+    name: &str,
+    f: impl FnOnce(crate::tenant::TenantSpec) -> Response<Body>,
+) -> Response<Body> {
+    match cfg.tenant(name) {
+        Some(t) => f(t),
+        None => error(StatusCode::NOT_FOUND, &format!("no tenant named `{name}`")),
+    }
+}
+
+/// A tenant as the API shows it: where it lives, whether it is disabled, and its pool (null
+/// when no pool runs: tenants cost nothing until their first request).
+pub fn info(st: &State, cfg: &Config, t: &crate::tenant::TenantSpec) -> Value {
+    let pool = st.registry.pools().into_iter().find(|p| p.spec.name == t.name);
+    let pool = pool.map(|p| {
+        let (status, error) = match p.status() {
+            crate::pool::Status::Starting => ("starting", None),
+            crate::pool::Status::Ready => ("ready", None),
+            crate::pool::Status::Failed(why) => ("failed", Some(why.to_string())),
+            crate::pool::Status::Stopped => ("stopped", None),
+        };
+        json!({
+            "status": status,
+            "error": error,
+            "processes": p.spec.settings.processes,
+            "threads": p.spec.settings.threads,
+            "ready_pids": p.ready_pids(),
+            "in_flight": p.in_flight(),
+            "queued": p.queued(),
+            "parked": p.is_parked(),
+            "user": p.identity.user_name,
+        })
+    });
+    json!({
+        "name": t.name,
+        "dir": t.dir.display().to_string(),
+        "mount": t.mount,
+        "url": format!("{}{}/", public_url(cfg), t.mount),
+        "configured": cfg.tenants.contains_key(&t.name),
+        "disabled": crate::discovery::is_disabled(t),
+        "pool": pool,
+    })
+}
+
+/// Public base URL of the front door (no trailing slash).
+pub fn public_url(cfg: &Config) -> String {
+    cfg.admin
+        .as_ref()
+        .and_then(|a| a.signup.public_url.clone())
+        .unwrap_or_else(|| format!("http://{}", cfg.listen))
+}
+
+/// Read a JSON body of at most [`MAX_BODY`] bytes: 400 if it is not valid JSON of the
+/// expected shape, 413 if too large.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, Box<Response<Body>>> {
+    let bytes = read_body(req).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"))))
+}
+
+pub async fn read_body(req: Request<Incoming>) -> Result<Bytes, Box<Response<Body>>> {
+    let status = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => return Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large".to_string())
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")),
+    };
+    Err(Box::new(error(status.0, &status.1)))
+}
+
+pub fn ok(v: Value) -> Response<Body> {
+    json_response(StatusCode::OK, &v)
+}
+
+pub fn error(status: StatusCode, msg: &str) -> Response<Body> {
+    json_response(status, &json!({ "error": msg }))
+}
+
+fn not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
+    r.headers_mut().insert(header::ALLOW, http::HeaderValue::from_static(allow));
+    r
+}
+
+pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut text = v.to_string();
+    text.push('\n');
+    let mut r = Response::new(respond::full(text));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    r
+}

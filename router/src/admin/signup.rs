@@ -1,0 +1,460 @@
+//! Creating a tenant (the API's `POST /api/v1/tenants` and the public signup page).
+//!
+//! 1. The name must be a lowercase DNS label, not reserved and not taken.
+//! 2. The name is claimed by creating `<sites>/.creating-NAME` with `mkdir`, which is atomic:
+//!    of two signups for one name, exactly one gets the directory and the other 409. A set of
+//!    names being created in this process tells a claim left behind by a crash (removed) from
+//!    one in progress.
+//! 3. The provisioning commands run in that directory, as the user who will own the tenant,
+//!    with a scrubbed environment and one deadline for them all; on timeout the whole process
+//!    group is killed. Their output is kept for the error message.
+//! 4. The admin user's bcrypt entry goes into `htpasswd`, then the directory is renamed to
+//!    `<sites>/NAME` (never replacing anything). Discovery sees it from the next request on.
+//!
+//! Any failure removes the claimed directory: nothing half-made stays behind.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Mutex, OnceLock};
+
+use http::StatusCode;
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, SignupConfig};
+use crate::front::State;
+use crate::metrics::Signup;
+use crate::sys::{ChildSetup, Creds};
+use crate::tenant::TenantSpec;
+
+/// Names no one may sign up for: they collide with paths or roles people expect.
+pub const RESERVED: [&str; 18] = [
+    "admin", "api", "www", "static", "chrome", "login", "logout", "signup", "metrics", "healthz",
+    "paddock", "trac", "root", "mail", "about", "help", "prefs", "register",
+];
+/// Provisioning commands running at once; more signups wait their turn.
+const CONCURRENT_PROVISIONING: usize = 2;
+/// bcrypt cost of the admin user's htpasswd entry (about 80 ms to check).
+const BCRYPT_COST: u32 = 10;
+/// Characters of a failed command's output kept in the error.
+const OUTPUT_TAIL: usize = 1500;
+
+/// What the client asks for.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    pub name: String,
+    pub admin_user: String,
+    pub password: String,
+}
+
+/// Why a signup failed; each maps to one status.
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the name `{0}` is already taken")]
+    Taken(String),
+    #[error("too many signups from this address; try again in {0} s")]
+    RateLimited(u64),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("provisioning failed: {0}")]
+    Provision(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SignupError {
+    /// The `outcome` label of `paddock_signups_total`.
+    pub fn outcome(&self) -> Signup {
+        match self {
+            SignupError::Invalid(_) => Signup::Invalid,
+            SignupError::Taken(_) => Signup::Conflict,
+            SignupError::RateLimited(_) => Signup::RateLimited,
+            SignupError::Unavailable(_) | SignupError::Provision(_) | SignupError::Internal(_) => {
+                Signup::Failed
+            }
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            SignupError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SignupError::Taken(_) => StatusCode::CONFLICT,
+            SignupError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            SignupError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SignupError::Provision(_) | SignupError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+/// Create the tenant `req.name`; the returned spec is live at once. The outcome is counted
+/// in `paddock_signups_total`.
+pub async fn create(st: &State, req: &SignupRequest) -> Result<TenantSpec, SignupError> {
+    let result = create_tenant(st, req).await;
+    st.metrics.signup(match &result {
+        Ok(_) => Signup::Created,
+        Err(e) => e.outcome(),
+    });
+    result
+}
+
+async fn create_tenant(st: &State, req: &SignupRequest) -> Result<TenantSpec, SignupError> {
+    let cfg = st.config();
+    let sc =
+        cfg.admin.as_ref().map(|a| &a.signup).ok_or_else(|| {
+            SignupError::Unavailable("the admin listener is not configured".into())
+        })?;
+    check_name(&req.name, &sc.reserved)?;
+    check_user(&req.admin_user)?;
+    check_password(&req.password)?;
+    let sites = cfg.sites.clone().ok_or_else(|| {
+        SignupError::Unavailable("no `sites` directory is configured for new tenants".into())
+    })?;
+    let name = req.name.as_str();
+    if taken(&cfg, &sites, name) {
+        return Err(SignupError::Taken(name.into()));
+    }
+    let owner = super::owner::resolve(sc, cfg.allow_root).map_err(SignupError::Unavailable)?;
+    let claim = Claim::take(&sites, name)?;
+    if std::fs::symlink_metadata(sites.join(name)).is_ok() {
+        return Err(SignupError::Taken(name.into()));
+    }
+    if let Some(c) = &owner {
+        std::os::unix::fs::chown(&claim.dir, Some(c.uid), Some(c.gid))
+            .map_err(|e| internal(format!("cannot chown {}: {e}", claim.dir.display())))?;
+    }
+    let _permit = permits().acquire().await.map_err(|_| internal("shutting down".into()))?;
+    let vars = Vars::new(&cfg, sc, &claim.dir, &sites, req);
+    provision(sc, &vars, &claim.dir, owner.clone()).await.inspect_err(|e| {
+        tracing::error!(tenant = %name, "signup: {e}");
+    })?;
+    if !claim.dir.join(&cfg.marker).is_file() {
+        let m = cfg.marker.display();
+        return Err(SignupError::Provision(format!("the commands did not create {m}")));
+    }
+    write_htpasswd(&claim.dir, &req.admin_user, &req.password, owner.as_ref()).await?;
+    claim.commit(&sites.join(name))?;
+    let spec = cfg.tenant(name).ok_or_else(|| internal(format!("`{name}` does not resolve")))?;
+    tracing::info!(tenant = %name, admin_user = %req.admin_user, "signup: tenant created");
+    Ok(spec)
+}
+
+fn internal(msg: String) -> SignupError {
+    tracing::error!("signup: {msg}");
+    SignupError::Internal(msg)
+}
+
+fn permits() -> &'static Semaphore {
+    static P: OnceLock<Semaphore> = OnceLock::new();
+    P.get_or_init(|| Semaphore::new(CONCURRENT_PROVISIONING))
+}
+
+/// A lowercase DNS label (1-63 of `[a-z0-9-]`, no `-` at either end), not reserved.
+pub fn check_name(name: &str, extra_reserved: &[String]) -> Result<(), SignupError> {
+    let bad = |why: &str| Err(SignupError::Invalid(format!("site name `{name}`: {why}")));
+    if name.is_empty() || name.len() > 63 {
+        return bad("use 1 to 63 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return bad("use lowercase letters, digits and `-` only");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return bad("it may not start or end with `-`");
+    }
+    if RESERVED.contains(&name) || extra_reserved.iter().any(|r| r == name) {
+        return bad("this name is reserved");
+    }
+    Ok(())
+}
+
+/// Trac user names: safe in htpasswd and on `trac-admin`'s command line; not a Trac group
+/// (`anonymous`, `authenticated`) nor an all-uppercase permission name.
+pub fn check_user(user: &str) -> Result<(), SignupError> {
+    let bad = |why: &str| Err(SignupError::Invalid(format!("admin user `{user}`: {why}")));
+    let b = user.as_bytes();
+    if b.is_empty() || b.len() > 64 {
+        return bad("use 1 to 64 characters");
+    }
+    if !b[0].is_ascii_alphanumeric()
+        || !b.iter().all(|c| c.is_ascii_alphanumeric() || b"._@-".contains(c))
+    {
+        return bad("use letters, digits, `.`, `_`, `@` and `-`, starting with a letter or digit");
+    }
+    if matches!(user, "anonymous" | "authenticated") || !b.iter().any(u8::is_ascii_lowercase) {
+        return bad("this name is reserved by Trac (use at least one lowercase letter)");
+    }
+    Ok(())
+}
+
+/// 8 to 72 bytes (bcrypt reads no further), no control characters.
+pub fn check_password(p: &str) -> Result<(), SignupError> {
+    if p.len() < 8 || p.len() > 72 || p.chars().any(char::is_control) {
+        return Err(SignupError::Invalid(
+            "password: use 8 to 72 bytes, without control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A tenant, a configured name, or anything at all at `<sites>/NAME`.
+fn taken(cfg: &Config, sites: &Path, name: &str) -> bool {
+    cfg.tenants.contains_key(name)
+        || cfg.tenant(name).is_some()
+        || std::fs::symlink_metadata(sites.join(name)).is_ok()
+}
+
+/// Names being created by this process.
+fn creating() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
+    static SET: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
+    SET.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `<sites>/.creating-NAME`, removed on drop unless committed.
+struct Claim {
+    name: String,
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Claim {
+    fn take(sites: &Path, name: &str) -> Result<Claim, SignupError> {
+        if !creating().insert(name.to_string()) {
+            return Err(SignupError::Taken(name.into()));
+        }
+        let mut claim = Claim {
+            name: name.into(),
+            dir: sites.join(format!(".creating-{name}")),
+            committed: false,
+        };
+        let mk = || std::fs::DirBuilder::new().mode(0o755).create(&claim.dir);
+        match mk() {
+            Ok(()) => Ok(claim),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Not ours (we hold the name): left behind by a paddock that died mid-signup.
+                tracing::warn!(dir = %claim.dir.display(), "removing a signup directory left behind");
+                let _ = std::fs::remove_dir_all(&claim.dir);
+                mk().map_err(|e| {
+                    claim.committed = true; // not ours to remove
+                    internal(format!("cannot create {}: {e}", claim.dir.display()))
+                })?;
+                Ok(claim)
+            }
+            Err(e) => {
+                claim.committed = true;
+                Err(internal(format!("cannot create {}: {e}", claim.dir.display())))
+            }
+        }
+    }
+
+    /// Rename into place, never replacing what is there.
+    fn commit(mut self, to: &Path) -> Result<(), SignupError> {
+        use nix::fcntl::{renameat2, RenameFlags};
+        match renameat2(None, &self.dir, None, to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => {
+                self.committed = true;
+                Ok(())
+            }
+            Err(nix::errno::Errno::EEXIST) => Err(SignupError::Taken(self.name.clone())),
+            Err(e) => Err(internal(format!(
+                "cannot rename {} to {}: {e}",
+                self.dir.display(),
+                to.display()
+            ))),
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.committed {
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                tracing::error!(dir = %self.dir.display(), "cannot remove a failed signup's directory: {e}");
+            }
+        }
+        creating().remove(&self.name);
+    }
+}
+
+/// Placeholder values for the provisioning commands.
+struct Vars(Vec<(&'static str, String)>);
+
+impl Vars {
+    fn new(cfg: &Config, sc: &SignupConfig, dir: &Path, sites: &Path, req: &SignupRequest) -> Vars {
+        let final_dir = sites.join(&req.name);
+        let venv = cfg.defaults.expand(&req.name, &final_dir, Some(sites)).virtualenv;
+        let trac_admin = match &venv {
+            Some(v) => format!("{}/bin/trac-admin", v.trim_end_matches('/')),
+            None => "trac-admin".to_string(),
+        };
+        let _ = sc;
+        Vars(vec![
+            ("{name}", req.name.clone()),
+            ("{dir}", dir.display().to_string()),
+            ("{final_dir}", final_dir.display().to_string()),
+            ("{sites}", sites.display().to_string()),
+            ("{venv}", venv.unwrap_or_default()),
+            ("{trac_admin}", trac_admin),
+            ("{admin_user}", req.admin_user.clone()),
+        ])
+    }
+
+    fn expand(&self, arg: &str) -> String {
+        self.0.iter().fold(arg.to_string(), |s, (k, v)| s.replace(k, v))
+    }
+}
+
+/// Run every provisioning command in `dir` as `owner`, all within `provision_timeout`.
+async fn provision(
+    sc: &SignupConfig,
+    vars: &Vars,
+    dir: &Path,
+    owner: Option<Creds>,
+) -> Result<(), SignupError> {
+    let deadline = tokio::time::Instant::now() + sc.provision_timeout;
+    for argv in &sc.provision {
+        let argv: Vec<String> = argv.iter().map(|a| vars.expand(a)).collect();
+        let shown = argv.join(" ");
+        let Some((prog, args)) = argv.split_first() else { continue };
+        let mut cmd = tokio::process::Command::new(prog);
+        cmd.args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", dir)
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        crate::sys::prepare(
+            &mut cmd,
+            ChildSetup { creds: owner.clone(), umask: 0o022, fds: Vec::new() },
+        );
+        let child = cmd
+            .spawn()
+            .map_err(|e| SignupError::Provision(format!("cannot run `{shown}`: {e}")))?;
+        let pid = child.id();
+        match tokio::time::timeout_at(deadline, child.wait_with_output()).await {
+            Ok(Ok(out)) if out.status.success() => {}
+            Ok(Ok(out)) => {
+                let text = if out.stderr.is_empty() { &out.stdout } else { &out.stderr };
+                return Err(SignupError::Provision(format!(
+                    "`{shown}` failed ({}): {}",
+                    out.status,
+                    tail(&String::from_utf8_lossy(text))
+                )));
+            }
+            Ok(Err(e)) => return Err(SignupError::Provision(format!("`{shown}`: {e}"))),
+            Err(_) => {
+                // The command leads its own session (setsid): kill everything it started.
+                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                let t = sc.provision_timeout;
+                return Err(SignupError::Provision(format!(
+                    "`{shown}` timed out (provision_timeout = {t:?})"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The end of a command's output, trimmed to [`OUTPUT_TAIL`] characters.
+fn tail(s: &str) -> String {
+    let s = s.trim();
+    let n = s.chars().count();
+    if n <= OUTPUT_TAIL {
+        return s.to_string();
+    }
+    format!("…{}", s.chars().skip(n - OUTPUT_TAIL).collect::<String>())
+}
+
+async fn write_htpasswd(
+    dir: &Path,
+    user: &str,
+    password: &str,
+    owner: Option<&Creds>,
+) -> Result<(), SignupError> {
+    let pw = password.to_string();
+    let hash = tokio::task::spawn_blocking(move || bcrypt::hash(pw, BCRYPT_COST))
+        .await
+        .map_err(|e| internal(format!("bcrypt task failed: {e}")))?
+        .map_err(|e| internal(format!("bcrypt failed: {e}")))?;
+    let path = dir.join("htpasswd");
+    let write = || -> std::io::Result<()> {
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o640).open(&path)?;
+        writeln!(f, "{user}:{hash}")?;
+        if let Some(c) = owner {
+            std::os::unix::fs::chown(&path, Some(c.uid), Some(c.gid))?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| internal(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "demo-1", "0abc", &"x".repeat(63)] {
+            assert!(check_name(ok, &[]).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "é", "admin", "metrics", &"x".repeat(64)] {
+            assert!(check_name(bad, &[]).is_err(), "{bad}");
+        }
+        assert!(check_name("acme", &["acme".into()]).is_err());
+    }
+
+    #[test]
+    fn users_and_passwords() {
+        for ok in ["alice", "a.b@c-d_e", "Bob"] {
+            assert!(check_user(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a b", "a'b", "a:b", "anonymous", "TRAC_ADMIN", "ADMIN"] {
+            assert!(check_user(bad).is_err(), "{bad}");
+        }
+        assert!(check_password("long enough").is_ok());
+        assert!(check_password("short").is_err());
+        assert!(check_password("new\nline!").is_err());
+        assert!(check_password(&"x".repeat(73)).is_err());
+    }
+
+    #[test]
+    fn claims_are_exclusive_and_cleaned_up() {
+        let sites = tempfile::tempdir().expect("tempdir");
+        let a = Claim::take(sites.path(), "one").expect("first claim");
+        assert!(matches!(Claim::take(sites.path(), "one"), Err(SignupError::Taken(_))));
+        std::fs::write(a.dir.join("junk"), "x").expect("write");
+        drop(a);
+        assert!(!sites.path().join(".creating-one").exists(), "failed claim removed");
+        // Left behind by a crash: taken over.
+        std::fs::create_dir(sites.path().join(".creating-two")).expect("mkdir");
+        let b = Claim::take(sites.path(), "two").expect("stale claim taken over");
+        std::fs::create_dir(sites.path().join("two")).expect("mkdir");
+        std::fs::write(sites.path().join("two/x"), "x").expect("write");
+        assert!(matches!(b.commit(&sites.path().join("two")), Err(SignupError::Taken(_))));
+        assert!(!sites.path().join(".creating-two").exists());
+        let c = Claim::take(sites.path(), "three").expect("claim");
+        c.commit(&sites.path().join("three")).expect("commit");
+        assert!(sites.path().join("three").is_dir());
+    }
+
+    #[test]
+    fn output_tail_is_bounded() {
+        assert_eq!(tail(" ok \n"), "ok");
+        assert_eq!(tail(&"y".repeat(5000)).chars().count(), OUTPUT_TAIL + 1);
+    }
+}

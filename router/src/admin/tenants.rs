@@ -1,0 +1,153 @@
+//! API actions on one tenant: disable/enable, delete (archive), pool restart.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use super::api::{error, info, ok, with_tenant};
+use crate::config::Config;
+use crate::discovery::DISABLED_MARKER;
+use crate::forward::Body;
+use crate::front::State;
+use crate::supervisor::Reason;
+
+/// Disable: write the marker (requests get 503 from now on) and stop the pool. Enable: remove
+/// the marker; the next request starts the pool.
+pub fn set_disabled(st: &State, cfg: &Config, name: &str, disabled: bool) -> Response<Body> {
+    with_tenant(cfg, name, |t| {
+        let marker = t.dir.join(DISABLED_MARKER);
+        let done = if disabled {
+            let note =
+                format!("disabled through the admin API at {}\n", timestamp(SystemTime::now()));
+            std::fs::write(&marker, note)
+        } else {
+            match std::fs::remove_file(&marker) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
+        };
+        if let Err(e) = done {
+            tracing::error!(tenant = %name, "cannot change {}: {e}", marker.display());
+            let msg = format!("cannot change {}: {e}", marker.display());
+            return error(StatusCode::INTERNAL_SERVER_ERROR, &msg);
+        }
+        if disabled {
+            st.registry.remove(name);
+        }
+        tracing::info!(tenant = %name, disabled, "tenant {}", if disabled { "disabled" } else { "enabled" });
+        ok(info(st, cfg, &t))
+    })
+}
+
+/// Stop the pool and move the tenant directory to the archive: nothing is destroyed.
+pub async fn delete(st: &State, cfg: &Config, name: &str) -> Response<Body> {
+    let Some(t) = cfg.tenant(name) else {
+        return error(StatusCode::NOT_FOUND, &format!("no tenant named `{name}`"));
+    };
+    if cfg.tenants.contains_key(name) {
+        let msg = format!("`{name}` is configured in the configuration file: remove its [tenants.{name}] section and reload instead");
+        return error(StatusCode::CONFLICT, &msg);
+    }
+    let Some(archive) = cfg.admin.as_ref().and_then(|a| a.signup.archive_dir(cfg.sites.as_deref()))
+    else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no archive directory is configured");
+    };
+    st.registry.remove(name);
+    match archive_dir(&t.dir, &archive, name) {
+        Ok(to) => {
+            tracing::info!(tenant = %name, archived_to = %to.display(), "tenant deleted (archived)");
+            ok(json!({ "name": name, "archived_to": to.display().to_string() }))
+        }
+        Err(e) => {
+            tracing::error!(tenant = %name, "cannot archive {}: {e}", t.dir.display());
+            let hint = if e.raw_os_error() == Some(libc::EXDEV) {
+                " (archive_dir must be on the same file system as the sites directory)"
+            } else {
+                ""
+            };
+            let msg =
+                format!("cannot move {} to {}: {e}{hint}", t.dir.display(), archive.display());
+            error(StatusCode::INTERNAL_SERVER_ERROR, &msg)
+        }
+    }
+}
+
+/// Move `dir` to `<archive>/<name>.<UTC timestamp>[-N]`, never replacing anything.
+fn archive_dir(dir: &Path, archive: &Path, name: &str) -> std::io::Result<PathBuf> {
+    use nix::fcntl::{renameat2, RenameFlags};
+    std::fs::create_dir_all(archive)?;
+    let stamp = timestamp(SystemTime::now());
+    for n in 1..=100 {
+        let to = match n {
+            1 => archive.join(format!("{name}.{stamp}")),
+            n => archive.join(format!("{name}.{stamp}-{n}")),
+        };
+        match renameat2(None, dir, None, &to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(to),
+            Err(nix::errno::Errno::EEXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(std::io::Error::other("too many archived copies with this timestamp"))
+}
+
+/// Replace every process of the tenant's pool, one by one, with no pause.
+pub fn restart(st: &State, cfg: &Config, name: &str) -> Response<Body> {
+    with_tenant(cfg, name, |_| {
+        let pool = st.registry.pools().into_iter().find(|p| p.spec.name == name);
+        let running = pool.is_some();
+        if let Some(p) = pool {
+            tracing::info!(tenant = %name, "pool restart requested through the admin API");
+            p.recycle_all(Reason::Reload);
+        }
+        ok(json!({ "name": name, "restarted": running }))
+    })
+}
+
+/// `YYYYMMDDTHHMMSSZ` (UTC).
+pub fn timestamp(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(timestamp(UNIX_EPOCH), "19700101T000000Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_210_096); // 2024-02-29 12:34:56
+        assert_eq!(timestamp(t), "20240229T123456Z");
+    }
+
+    #[test]
+    fn archiving_never_replaces() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let archive = root.path().join("archive");
+        for _ in 0..2 {
+            std::fs::create_dir_all(root.path().join("site/conf")).expect("mkdir");
+            let to = archive_dir(&root.path().join("site"), &archive, "site").expect("archive");
+            assert!(to.join("conf").is_dir());
+        }
+        assert_eq!(std::fs::read_dir(&archive).expect("read").count(), 2);
+    }
+}
