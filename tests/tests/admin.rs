@@ -320,6 +320,35 @@ fn discovery_follows_directories_within_a_second() {
     assert!(a.server.log_text().contains("tenant gone; stopping its pool"));
 }
 
+#[test]
+fn thousands_of_tenants_cost_nothing_until_their_first_request() {
+    let a = Admin::start(Setup::default());
+    for i in 0..2000 {
+        write(&a.sites().join(format!("t{i:04}/conf/trac.ini")), "");
+    }
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", a.server.child.id()));
+        let status = status.expect("status");
+        let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"));
+        kb.and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).expect("VmRSS")
+    };
+    let before = rss();
+    let t0 = std::time::Instant::now();
+    let (s, list) = a.api("GET", "/api/v1/tenants", None);
+    assert_eq!(s, 200);
+    let tenants = list["tenants"].as_array().expect("tenants");
+    assert_eq!(tenants.len(), 2000);
+    assert!(tenants.iter().all(|t| t["pool"].is_null()));
+    assert!(t0.elapsed() < Duration::from_secs(5), "listing took {:?}", t0.elapsed());
+    assert!(a.server.worker_pids().is_empty(), "no worker before a request");
+    assert_eq!(a.server.get("/trac/t1234/").status, 200);
+    assert_eq!(a.server.get("/trac/").status, 200);
+    assert_eq!(a.server.worker_pids().len(), 1, "only the asked-for tenant's pool runs");
+    // Nothing is kept per tenant: memory does not grow with 2000 of them listed twice.
+    a.api("GET", "/api/v1/tenants", None);
+    assert!(rss() < before + 64 * 1024, "RSS grew from {before} kB to {} kB", rss());
+}
+
 /// Checks every answer recorded by `a` against docs/openapi.yaml.
 fn check_openapi(a: &Admin) {
     // Exercise what the lifecycle did not: a bad body, 404s, reload (good and refused).

@@ -3,6 +3,7 @@
 //! Errors are `{"error": "..."}`. Each changing request is logged (`paddock::admin`), never
 //! with its token or password.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -18,6 +19,7 @@ use super::tokens::{Denied, Tokens};
 use crate::config::Config;
 use crate::forward::Body;
 use crate::front::State;
+use crate::pool::Pool;
 use crate::respond;
 
 /// Largest request body the API reads.
@@ -98,8 +100,13 @@ async fn route(
 }
 
 fn list(st: &State, cfg: &Config) -> Response<Body> {
-    let all: Vec<Value> =
-        crate::discovery::all_tenants(cfg).iter().map(|t| info(st, cfg, t)).collect();
+    // One look at the running pools for the whole list: there may be thousands of tenants.
+    let pools: HashMap<String, Arc<Pool>> =
+        st.registry.pools().into_iter().map(|p| (p.spec.name.clone(), p)).collect();
+    let all: Vec<Value> = crate::discovery::all_tenants(cfg)
+        .iter()
+        .map(|t| describe(cfg, t, pools.get(&t.name)))
+        .collect();
     ok(json!({ "tenants": all }))
 }
 
@@ -140,6 +147,10 @@ pub fn with_tenant(
 /// when no pool runs: tenants cost nothing until their first request).
 pub fn info(st: &State, cfg: &Config, t: &crate::tenant::TenantSpec) -> Value {
     let pool = st.registry.pools().into_iter().find(|p| p.spec.name == t.name);
+    describe(cfg, t, pool.as_ref())
+}
+
+fn describe(cfg: &Config, t: &crate::tenant::TenantSpec, pool: Option<&Arc<Pool>>) -> Value {
     let pool = pool.map(|p| {
         let (status, error) = match p.status() {
             crate::pool::Status::Starting => ("starting", None),
