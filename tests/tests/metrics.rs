@@ -275,9 +275,16 @@ fn prometheus_scrapes_and_every_dashboard_query_has_data() {
     assert_eq!(server.get("/beta/").status, 200);
     assert_eq!(server.get("/nosuch/").status, 404);
     let addr = server.addr;
-    let sleeper = std::thread::spawn(move || get(addr, "/beta/sleep?s=3").status);
-    eventually("beta's only slot is busy", Duration::from_secs(20), || {
-        sample(&metrics().text(), r#"paddock_in_flight_requests{tenant="beta"}"#) == Some(1.0)
+    // The slow request itself says when it runs (a pidfile): the slot of the request before
+    // it may still be held for a moment after its client has the whole response.
+    let marker = tempfile::tempdir().expect("tempdir");
+    let pidfile = marker.path().join("sleeper.pid");
+    let slow = format!("/beta/sleep?s=3&pidfile={}", pidfile.display());
+    let sleeper = std::thread::spawn(move || get(addr, &slow).status);
+    eventually("beta's only slot is busy", Duration::from_secs(30), || {
+        pidfile.exists()
+            && sample(&metrics().text(), r#"paddock_in_flight_requests{tenant="beta"}"#)
+                == Some(1.0)
     });
     let full = server.get("/beta/");
     assert_eq!(full.status, 503, "{}", full.text());
