@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (Debian packages as root, a virtualenv with
-# Trac 1.6), then formatting, lints, unit, property and end-to-end tests.
+# Trac 1.6), then formatting, lints, unit, property and end-to-end tests, then Trac's own
+# functional tests (subset) in a browser against paddock.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -13,3 +14,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
+# Last: Trac 1.6's own functional suite, 72 of its 201 tests in headless Firefox, against
+# `paddock serve` hosting one Trac at / with Basic auth on /login (docs/trac-functional.md).
+# First use installs Firefox, geckodriver and Trac's sources (about 3 minutes). Fails the run
+# if any test fails; its last line is "N passed, N failed, N skipped".
+bash scripts/trac-functional.sh subset
