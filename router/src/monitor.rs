@@ -104,8 +104,11 @@ impl Monitor {
     }
 }
 
-/// The files whose change restarts `p`: configured, or the app script (if the app is a file)
-/// and `conf/trac.ini`.
+/// The files whose change restarts `p`: configured, or the app script if the app is a file
+/// (as mod_wsgi's script reloading). Not `conf/trac.ini` by default: Trac re-reads it by
+/// itself, writes it on every admin change, and restarting on each save loses state Trac
+/// keeps in its processes (one of Trac's own functional tests fails that way); list it in
+/// `watch_files` to restart on it anyway.
 fn watched_files(p: &Pool) -> Vec<PathBuf> {
     let s = &p.spec.settings;
     if let Some(list) = &s.watch_files {
@@ -116,7 +119,6 @@ fn watched_files(p: &Pool) -> Vec<PathBuf> {
         let app = Path::new(&s.app);
         out.push(if app.is_absolute() { app.to_path_buf() } else { p.spec.dir.join(app) });
     }
-    out.push(p.spec.dir.join("conf/trac.ini"));
     out
 }
 

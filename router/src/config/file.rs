@@ -146,7 +146,7 @@ pub struct TenantSection {
     /// Recycle a process whose resident memory stays above this (e.g. `"512M"`; 0: off).
     pub memory_limit: Option<Spanned<String>>,
     /// Files whose change restarts the pool gracefully (default: the app script, if the app is
-    /// a file, and `{tenant_dir}/conf/trac.ini`).
+    /// a file).
     pub watch_files: Option<Vec<String>>,
     /// Stop a pool after this long without requests.
     pub idle_timeout: Option<Spanned<String>>,
