@@ -10,12 +10,11 @@
 //! A disabled tenant keeps its directory and gets a marker file, [`DISABLED_MARKER`], in it:
 //! the flag survives restarts, needs no database, and costs one more `stat` per request.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::front::State;
-use crate::tenant::{valid_name, TenantSpec};
+use crate::tenant::TenantSpec;
 
 /// File in a tenant directory that switches the tenant off (503) until it is removed.
 pub const DISABLED_MARKER: &str = ".paddock-disabled";
@@ -40,22 +39,11 @@ pub fn served_by(state: Arc<State>) -> crate::monitor::Served {
 pub fn all_tenants(cfg: &Config) -> Vec<TenantSpec> {
     let mut names: Vec<String> = cfg.tenants.keys().cloned().collect();
     if let Some(sites) = &cfg.sites {
-        names.extend(scan(sites, &cfg.marker));
+        names.extend(crate::tenant::scan(sites, &cfg.marker));
     }
     names.sort();
     names.dedup();
     names.iter().filter_map(|n| cfg.tenant(n)).collect()
-}
-
-fn scan(sites: &Path, marker: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(sites) else {
-        tracing::warn!(sites = %sites.display(), "cannot read the sites directory");
-        return Vec::new();
-    };
-    rd.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| valid_name(n) && sites.join(n).join(marker).is_file())
-        .collect()
 }
 
 #[cfg(test)]

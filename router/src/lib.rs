@@ -10,6 +10,7 @@ pub mod counters;
 pub mod diag;
 pub mod discovery;
 pub mod eightbit;
+pub mod filestamp;
 pub mod forward;
 pub mod forwarded;
 pub mod front;

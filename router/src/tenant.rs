@@ -81,7 +81,7 @@ impl Config {
 }
 
 /// Names of the directories under `sites` that hold `marker`.
-fn scan(sites: &Path, marker: &Path) -> Vec<String> {
+pub(crate) fn scan(sites: &Path, marker: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(sites) else {
         tracing::warn!(sites = %sites.display(), "cannot read the sites directory");
         return Vec::new();

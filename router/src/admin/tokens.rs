@@ -7,11 +7,11 @@
 //! inode, size, mtime or ctime), so adding or revoking a token needs no reload. A missing or
 //! unreadable file refuses every token (logged once per state, never with file contents).
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::filestamp::FileVersion;
 use http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -28,30 +28,9 @@ pub enum Denied {
     Wrong,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Version {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Version {
-    fn of(m: &std::fs::Metadata) -> Version {
-        Version {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        }
-    }
-}
-
 struct Loaded {
     path: PathBuf,
-    version: Version,
+    version: FileVersion,
     racy: bool,
     digests: Arc<Vec<[u8; 32]>>,
 }
@@ -105,7 +84,7 @@ impl Tokens {
     }
 
     fn load(&self, file: &Path) -> std::io::Result<Arc<Vec<[u8; 32]>>> {
-        let version = Version::of(&std::fs::metadata(file)?);
+        let version = FileVersion::of(&std::fs::metadata(file)?);
         if let Some(l) = lock(&self.loaded).as_ref() {
             if l.path == file && l.version == version && !l.racy {
                 return Ok(l.digests.clone());
@@ -120,7 +99,7 @@ impl Tokens {
         tracing::debug!(file = %file.display(), tokens = digests.len(), "admin tokens loaded");
         *lock(&self.loaded) = Some(Loaded {
             path: file.to_path_buf(),
-            version: Version::of(&meta),
+            version: FileVersion::of(&meta),
             racy: age.is_none_or(|a| a < RACY),
             digests: digests.clone(),
         });

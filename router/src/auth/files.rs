@@ -7,43 +7,21 @@
 //! is not trusted and the file is read again on each lookup until it is older.
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::htpasswd::{self, Stored};
+use crate::filestamp::FileVersion;
 
 const RACY: Duration = Duration::from_secs(2);
 /// Problems remembered so each is logged once; forgotten past this many.
 const MAX_WARNED: usize = 10_000;
 
-/// What identifies one version of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Version {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Version {
-    fn of(m: &std::fs::Metadata) -> Version {
-        Version {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        }
-    }
-}
-
 /// One parsed version of a file.
 #[derive(Debug)]
 pub struct Loaded {
-    version: Version,
+    version: FileVersion,
     /// Modified so recently that a later change might keep the same version.
     racy: bool,
     pub users: HashMap<String, Stored>,
@@ -85,7 +63,7 @@ impl Files {
     }
 
     fn try_get(&self, path: &Path) -> std::io::Result<Arc<Loaded>> {
-        let version = Version::of(&std::fs::metadata(path)?);
+        let version = FileVersion::of(&std::fs::metadata(path)?);
         if let Some(l) = lock(&self.loaded).get(path) {
             if l.version == version && !l.racy {
                 return Ok(l.clone());
@@ -94,13 +72,13 @@ impl Files {
         // Read through an open file and stat that, so contents and version belong together.
         let mut f = std::fs::File::open(path)?;
         let meta = f.metadata()?;
-        let mut bytes = Vec::with_capacity(usize::try_from(meta.size()).unwrap_or(0));
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         std::io::Read::read_to_end(&mut f, &mut bytes)?;
         let parsed = htpasswd::parse(&bytes);
         self.warn_once(path, &parsed.problems);
         let age = meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok());
         let loaded = Arc::new(Loaded {
-            version: Version::of(&meta),
+            version: FileVersion::of(&meta),
             racy: age.is_none_or(|a| a < RACY),
             users: parsed.users,
         });
