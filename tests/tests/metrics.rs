@@ -16,20 +16,11 @@ use serde_json::Value;
 
 /// Tenant `alpha` (roomy) and `beta` (one slot, no queue: a second request gets 503).
 fn config(dir: &Path) -> PathBuf {
-    let mut text = String::from("index = false\n");
-    for (name, extra) in [("alpha", ""), ("beta", "processes = 1\nthreads = 1\nqueue_limit = 0\n")]
-    {
-        let tdir = dir.join(name);
-        std::fs::create_dir_all(&tdir).expect("mkdir");
-        text.push_str(&format!(
-            "[tenants.{name}]\ndir = \"{}\"\nmount = \"/{name}\"\napp = \"testapps:application\"\npython_path = [\"{}\"]\nwatch_files = []\n{extra}\n",
-            tdir.display(),
-            repo_root().join("tests/apps").display()
-        ));
-    }
-    let path = dir.join("paddock.toml");
-    write(&path, &text);
-    path
+    common::apps_config(
+        dir,
+        "",
+        &[("alpha", ""), ("beta", "processes = 1\nthreads = 1\nqueue_limit = 0\n")],
+    )
 }
 
 fn get(addr: SocketAddr, path: &str) -> Response {

@@ -8,23 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{eventually, repo_root, send_raw, signal, write, Server};
+use common::{eventually, send_raw, signal, write, Server};
 
-/// A config with one `[tenants.NAME]` per entry of `tenants`: (name, extra TOML lines).
 fn config(dir: &Path, top: &str, tenants: &[(&str, &str)]) -> PathBuf {
-    let mut text = format!("index = false\n{top}\n");
-    for (name, extra) in tenants {
-        let tdir = dir.join(name);
-        std::fs::create_dir_all(&tdir).expect("mkdir");
-        text.push_str(&format!(
-            "[tenants.{name}]\ndir = \"{}\"\nmount = \"/{name}\"\napp = \"testapps:application\"\npython_path = [\"{}\"]\nwatch_files = []\n{extra}\n",
-            tdir.display(),
-            repo_root().join("tests/apps").display()
-        ));
-    }
-    let path = dir.join("paddock.toml");
-    write(&path, &text);
-    path
+    common::apps_config(dir, top, tenants)
 }
 
 fn start(path: &Path) -> Server {

@@ -18,6 +18,16 @@ fn two_sites() -> tempfile::TempDir {
     dir
 }
 
+/// `paddock serve --sites DIR --virtualenv VENV`, no config file.
+fn serve(sites: &tempfile::TempDir) -> Server {
+    Server::start(&[
+        "--sites",
+        sites.path().to_str().expect("utf-8"),
+        "--virtualenv",
+        venv().to_str().expect("utf-8"),
+    ])
+}
+
 #[test]
 fn serves_two_trac_sites_started_on_demand() {
     let sites = two_sites();
@@ -61,12 +71,7 @@ fn serves_two_trac_sites_started_on_demand() {
 #[test]
 fn concurrent_requests_to_two_sites() {
     let sites = two_sites();
-    let server = Server::start(&[
-        "--sites",
-        sites.path().to_str().expect("utf-8"),
-        "--virtualenv",
-        venv().to_str().expect("utf-8"),
-    ]);
+    let server = serve(&sites);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
             .map(|i| {
@@ -93,12 +98,7 @@ fn concurrent_requests_to_two_sites() {
 #[test]
 fn traversal_and_encoded_slashes_never_cross_sites() {
     let sites = two_sites();
-    let server = Server::start(&[
-        "--sites",
-        sites.path().to_str().expect("utf-8"),
-        "--virtualenv",
-        venv().to_str().expect("utf-8"),
-    ]);
+    let server = serve(&sites);
     // Raw path names demo-2, normalised path demo-1: refused.
     assert_eq!(server.get("/trac/demo-2/../demo-1/wiki/WikiStart").status, 400);
     assert_eq!(server.get("/trac/demo-2/%2e%2e/demo-1/wiki").status, 400);
@@ -119,12 +119,7 @@ fn traversal_and_encoded_slashes_never_cross_sites() {
 #[test]
 fn trac_answers_raw_8bit_paths_itself() {
     let sites = two_sites();
-    let server = Server::start(&[
-        "--sites",
-        sites.path().to_str().expect("utf-8"),
-        "--virtualenv",
-        venv().to_str().expect("utf-8"),
-    ]);
+    let server = serve(&sites);
     let host = server.addr.to_string();
     // Raw UTF-8 in the request line: a wiki page name Trac can decode (and that does not exist).
     let r = server.request(

@@ -299,3 +299,21 @@ pub fn write(path: &Path, text: &str) {
     }
     std::fs::write(path, text).expect("write file");
 }
+
+/// Write `DIR/paddock.toml` with one test-app tenant (`tests/apps/testapps.py`) per entry of
+/// `tenants`: (name, extra TOML lines), mounted at `/NAME`, and `top` lines at the top level.
+pub fn apps_config(dir: &Path, top: &str, tenants: &[(&str, &str)]) -> PathBuf {
+    let mut text = format!("index = false\n{top}\n");
+    for (name, extra) in tenants {
+        let tdir = dir.join(name);
+        std::fs::create_dir_all(&tdir).expect("mkdir");
+        text.push_str(&format!(
+            "[tenants.{name}]\ndir = \"{}\"\nmount = \"/{name}\"\napp = \"testapps:application\"\npython_path = [\"{}\"]\nwatch_files = []\n{extra}\n",
+            tdir.display(),
+            repo_root().join("tests/apps").display()
+        ));
+    }
+    let path = dir.join("paddock.toml");
+    write(&path, &text);
+    path
+}
