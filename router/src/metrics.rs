@@ -176,6 +176,7 @@ struct PoolSums {
 #[derive(Default)]
 struct CounterSums {
     spawns: u64,
+    connects: u64,
     /// In the order of [`EXIT_REASONS`].
     exits: [u64; 7],
     queue_full: u64,
@@ -197,6 +198,7 @@ impl CounterSums {
     fn add(&mut self, c: &Counters) {
         let g = Counters::get;
         self.spawns += g(&c.spawns);
+        self.connects += g(&c.connects);
         let exits = [
             &c.crashes,
             &c.recycles_max_requests,
@@ -240,6 +242,7 @@ pub struct Metrics {
     workers: IntGaugeVec,
     rss: IntGaugeVec,
     spawns: IntCounterVec,
+    connects: IntCounterVec,
     exits: IntCounterVec,
     tenants_known: IntGauge,
     tenants_active: IntGauge,
@@ -357,6 +360,12 @@ impl Metrics {
                 p,
                 "paddock_worker_spawns_total",
                 "Worker processes started, by tenant.",
+                &["tenant"],
+            ),
+            connects: counter_vec(
+                p,
+                "paddock_worker_connections_total",
+                "Connections opened to worker processes, by tenant; requests without a body reuse idle ones.",
                 &["tenant"],
             ),
             exits: counter_vec(
@@ -495,6 +504,7 @@ impl Metrics {
         for (label, s) in sums {
             let l: &str = &label;
             raise(&self.spawns.with_label_values(&[l]), s.spawns);
+            raise(&self.connects.with_label_values(&[l]), s.connects);
             for (reason, n) in EXIT_REASONS.iter().zip(s.exits) {
                 raise(&self.exits.with_label_values(&[l, reason]), n);
             }

@@ -171,10 +171,9 @@ fn first_request(
 }
 
 /// Wait for the next request head on a connection that served one already. `None` on end of
-/// stream, or when shutting down with no request's bytes buffered or readable (the router may
-/// retry a request it wrote just as the connection closed only if it stopped using this
-/// worker's connections before SIGTERM). An idle connection waits without a timeout: the router
-/// owns its lifetime.
+/// stream, or when shutting down with no request's bytes buffered or readable: then `Goodbye`
+/// goes out first, so a request the router wrote at that moment is known never to have
+/// started. An idle connection waits without a timeout: the router owns its lifetime.
 fn next_request(
     shared: &Shared,
     idle: &UnixStream,
@@ -186,6 +185,9 @@ fn next_request(
             let ready = sys::poll_in(&[idle.as_fd(), shared.wake.as_fd()], -1)?;
             if !ready[0] {
                 if ready[1] {
+                    // Say so before closing: a request the router writes from now on was never
+                    // read, and it may send it again to another process.
+                    let _ = lock(write).send_frame(&Frame::Goodbye);
                     return Ok(None);
                 }
                 continue;
