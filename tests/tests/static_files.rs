@@ -28,6 +28,7 @@ struct Setup {
 fn start(extra: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let sites = dir.path().join("sites");
+    std::fs::create_dir_all(&sites).expect("mkdir");
     trac_env(&sites.join("demo"), "Demo");
     trac_env(&sites.join("locked"), "Locked");
     write(&sites.join("locked/htpasswd"), BOB);
