@@ -76,7 +76,7 @@ impl Site {
     }
 }
 
-fn hv<'a>(h: &'a HeaderMap, name: header::HeaderName) -> &'a str {
+fn hv(h: &HeaderMap, name: header::HeaderName) -> &str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
