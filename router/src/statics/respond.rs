@@ -53,21 +53,7 @@ pub async fn file(
     set(&mut r, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(&mut r, header::ACCEPT_RANGES, "bytes");
     let ranged = if method == Method::GET { v.ranged(headers, len) } else { Ranged::Full };
-    let (start, count) = match ranged {
-        Ranged::Full => (0, len),
-        Ranged::Partial { start, end } => {
-            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
-            set(&mut r, header::CONTENT_RANGE, &format!("bytes {start}-{end}/{len}"));
-            (start, end - start + 1)
-        }
-        Ranged::Unsatisfiable => {
-            *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            set(&mut r, header::CONTENT_RANGE, &format!("bytes */{len}"));
-            r.headers_mut().remove(header::CONTENT_TYPE);
-            set(&mut r, header::CONTENT_LENGTH, "0");
-            return r;
-        }
-    };
+    let Some((start, count)) = apply_range(&mut r, ranged, len) else { return r };
     set(&mut r, header::CONTENT_LENGTH, &count.to_string());
     if method == Method::HEAD || count == 0 {
         return r;
@@ -76,11 +62,30 @@ pub async fn file(
     if start > 0 {
         if let Err(e) = file.seek(SeekFrom::Start(start)).await {
             tracing::warn!("cannot seek in a static file: {e}");
-            return super::respond::not_found();
+            return not_found();
         }
     }
     *r.body_mut() = FileBody::new(file, count).boxed();
     r
+}
+
+/// Status and `Content-Range` for `ranged`; the bytes to send, or `None` for a 416.
+fn apply_range(r: &mut Response<Body>, ranged: Ranged, len: u64) -> Option<(u64, u64)> {
+    match ranged {
+        Ranged::Full => Some((0, len)),
+        Ranged::Partial { start, end } => {
+            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+            set(r, header::CONTENT_RANGE, &format!("bytes {start}-{end}/{len}"));
+            Some((start, end - start + 1))
+        }
+        Ranged::Unsatisfiable => {
+            *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            set(r, header::CONTENT_RANGE, &format!("bytes */{len}"));
+            r.headers_mut().remove(header::CONTENT_TYPE);
+            set(r, header::CONTENT_LENGTH, "0");
+            None
+        }
+    }
 }
 
 fn cache_control(hit: &Hit) -> String {

@@ -28,13 +28,7 @@ impl Site {
         std::fs::write(htdocs.join("data.xyzzy"), "?").expect("write");
         std::fs::write(htdocs.join(".htaccess"), "secret").expect("write");
         std::fs::write(dir.path().join("outside.txt"), "outside the root").expect("write");
-        let text = format!(
-            "[tenants.t]\ndir = \"{}\"\nmount = \"/t\"\n{tenant_lines}",
-            dir.path().join("t").display()
-        );
-        let path = dir.path().join("paddock.toml");
-        std::fs::write(&path, text).expect("write config");
-        let cfg = Config::load(&path, &Overrides::default()).expect("valid config");
+        let cfg = load(dir.path(), tenant_lines);
         Site { dir, cfg }
     }
 
@@ -74,6 +68,17 @@ impl Site {
         let bytes = body.collect().await.expect("body").to_bytes().to_vec();
         (parts.status, parts.headers, bytes)
     }
+}
+
+/// A configuration with tenant `t` in `dir/t` and `tenant_lines` in its table.
+fn load(dir: &Path, tenant_lines: &str) -> Config {
+    let text = format!(
+        "[tenants.t]\ndir = \"{}\"\nmount = \"/t\"\n{tenant_lines}",
+        dir.join("t").display()
+    );
+    let path = dir.join("paddock.toml");
+    std::fs::write(&path, text).expect("write config");
+    Config::load(&path, &Overrides::default()).expect("valid config")
 }
 
 fn hv(h: &HeaderMap, name: header::HeaderName) -> &str {
@@ -315,4 +320,16 @@ fn bad_static_config_names_the_line() {
     assert!(has(6, "must be written `/a`"), "{msgs:?}");
     assert!(has(7, "no `virtualenv`"), "{msgs:?}");
     assert!(has(8, "unknown placeholder `{nope}`"), "{msgs:?}");
+}
+
+#[test]
+fn static_changes_leave_the_pool_spec_alone() {
+    // A reload replaces a pool only when its TenantSpec changed.
+    let site = Site::with("virtualenv = \"/venv\"\n");
+    let changed = load(
+        site.dir.path(),
+        "virtualenv = \"/venv\"\nstatic_max_age = \"0\"\nstatic = { \"/x\" = \"/srv/x\" }\n",
+    );
+    assert_eq!(site.cfg.tenant("t"), changed.tenant("t"));
+    assert_ne!(site.cfg.static_files("t"), changed.static_files("t"));
 }
