@@ -66,15 +66,19 @@ impl StaticSettings {
             return None;
         }
         let normalised = path::normalise(path_info);
-        let collapsed = collapse(path_info);
         let dotted = path_info.split(|&b| b == b'/').any(|s| s == b"." || s == b"..");
         for (prefix, _) in &self.mappings {
-            let p = prefix.as_bytes();
-            if let Some(rest) = below(&normalised, p) {
+            if let Some(rest) = below(&normalised, prefix.as_bytes()) {
                 return Some((prefix, rest.to_vec(), dotted));
             }
-            if dotted && below(&collapsed, p).is_some() {
-                return Some((prefix, Vec::new(), true));
+        }
+        if dotted {
+            // As sent, below a prefix that normalising left: refused, not handed to the app.
+            let collapsed = collapse(path_info);
+            for (prefix, _) in &self.mappings {
+                if below(&collapsed, prefix.as_bytes()).is_some() {
+                    return Some((prefix, Vec::new(), true));
+                }
             }
         }
         None
