@@ -248,6 +248,7 @@ pub struct Metrics {
     tenants_active: IntGauge,
     tenants_labelled: IntGauge,
     signups: IntCounterVec,
+    static_files: IntCounterVec,
     scrape: Mutex<Scrape>,
 }
 
@@ -325,6 +326,12 @@ impl Metrics {
         for s in Signup::ALL {
             signups.with_label_values(&[s.as_str()]);
         }
+        let static_files = counter_vec(
+            p,
+            "paddock_static_responses_total",
+            "Static files answered by the router itself (never reaching a pool), by status.",
+            &["status"],
+        );
         Metrics {
             max_tenants,
             labelled: Mutex::new(0),
@@ -390,6 +397,7 @@ impl Metrics {
             queue_wait,
             rejected,
             signups,
+            static_files,
             scrape: Mutex::new(Scrape::default()),
             prom,
         }
@@ -438,6 +446,11 @@ impl Metrics {
     /// Count a signup outcome.
     pub fn signup(&self, outcome: Signup) {
         self.signups.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Count a response of the static-file server (200, 206, 304, 404, 405, 416).
+    pub fn static_response(&self, status: u16) {
+        self.static_files.with_label_values(&[&status.to_string()]).inc();
     }
 
     /// Read the pools and counters, then encode every metric in the text format. Blocking

@@ -162,15 +162,21 @@ pub struct TenantSection {
     pub environ: Option<BTreeMap<String, String>>,
     /// HTTP Basic authentication of some paths (`[defaults.auth]`, `[tenants.NAME.auth]`).
     pub auth: Option<crate::auth::AuthSection>,
+    /// Static files served by the router: URL prefix below the mount → directory (an empty
+    /// value removes a default mapping).
+    #[serde(rename = "static")]
+    pub statics: Option<BTreeMap<String, Spanned<String>>>,
+    /// `Cache-Control: max-age` of static files, e.g. `"1h"`; `"0"` sends `no-cache`.
+    pub static_max_age: Option<Spanned<String>>,
 }
 
 impl TenantSection {
     /// `self` with every unset field taken from `base`; maps are merged key by key.
     pub fn over(&self, base: &TenantSection) -> TenantSection {
-        fn merge(
-            a: &Option<BTreeMap<String, String>>,
-            b: &Option<BTreeMap<String, String>>,
-        ) -> Option<BTreeMap<String, String>> {
+        fn merge<V: Clone>(
+            a: &Option<BTreeMap<String, V>>,
+            b: &Option<BTreeMap<String, V>>,
+        ) -> Option<BTreeMap<String, V>> {
             match (a, b) {
                 (None, None) => None,
                 _ => {
@@ -213,6 +219,8 @@ impl TenantSection {
             env: merge(&self.env, &base.env),
             environ: merge(&self.environ, &base.environ),
             auth: crate::auth::AuthSection::merge(&self.auth, &base.auth),
+            statics: merge(&self.statics, &base.statics),
+            static_max_age: self.static_max_age.clone().or_else(|| base.static_max_age.clone()),
         }
     }
 }
