@@ -20,13 +20,13 @@ use paddock_proto::{Abort, AbortKind, Frame, Hello, RequestHead, VERSION};
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::conn::{FrameReader, FrameWriter};
 use crate::control::Control;
 use crate::environ::{self, Statics};
 use crate::input::{lock, Input, ReadShared, SharedReadSide};
-use crate::response::{send_bytes, Ending, SharedWriteSide, StartResponse, WriteSide};
+use crate::response::{send_or_hold, Ending, SharedWriteSide, StartResponse, WriteSide, HOLD_MAX};
 use crate::{log, sys};
 
 /// What every worker thread shares.
@@ -295,13 +295,23 @@ fn send_iterable(
     write: &SharedWriteSide,
     seq: u64,
 ) -> PyResult<()> {
-    for item in result.try_iter()? {
+    // A list or tuple holds the whole body and runs no app code when iterated or closed: its
+    // last chunk can go out together with the response's end, in one write.
+    let known =
+        if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+            result.len()?
+        } else {
+            usize::MAX
+        };
+    for (i, item) in result.try_iter()?.enumerate() {
         let item = item?;
         let bytes = item.cast::<PyBytes>().map_err(|_| {
             let ty = item.get_type().name().map(|n| n.to_string()).unwrap_or_default();
             PyTypeError::new_err(format!("WSGI app yielded {ty}, not bytes"))
         })?;
-        send_bytes(py, write, seq, bytes.as_bytes())?;
+        let data = bytes.as_bytes();
+        let hold = i + 1 == known && data.len() <= HOLD_MAX;
+        send_or_hold(py, write, seq, data, hold)?;
     }
     if !lock(write).started() {
         return Err(pyo3::exceptions::PyRuntimeError::new_err(
