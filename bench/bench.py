@@ -253,7 +253,7 @@ def wait_200(server, port, path, limit):
         time.sleep(0.002)
     tail = server.log_tail() if server is not None else ""
     raise Failure(f"{server.name if server else '?'}: GET {path} did not answer 200 "
-                  f"within {limit} s (last: {last})\n{tail}")
+                  f"(last: {last}; waited {time.monotonic() - t0:.1f} s of {limit})\n{tail}")
 
 
 class Failure(Exception):
@@ -339,7 +339,7 @@ class Bench:
         return os.path.join(self.logs, name + ".log")
 
     def base_env(self, **extra):
-        env = {"PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+        env = {"PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8",
                "HOME": self.work}
         env.update(extra)
         return env
@@ -384,6 +384,7 @@ ServerName 127.0.0.1
 Listen {addr}
 {user}LoadModule mpm_event_module {mods}/mod_mpm_event.so
 LoadModule authz_core_module {mods}/mod_authz_core.so
+LoadModule env_module {mods}/mod_env.so
 LoadModule wsgi_module {mods}/mod_wsgi.so
 # Keep-alive as the other servers: no limit on requests per connection.
 KeepAlive On
@@ -399,7 +400,7 @@ SetEnv trac.env_path {self.trac_env}
     Require all granted
 </Directory>
 """)
-            s = Server(name, app, ["apache2", "-f", conf, "-DFOREGROUND"], self.logfile(tag),
+            s = Server(name, app, ["/usr/sbin/apache2", "-f", conf, "-DFOREGROUND"], self.logfile(tag),
                        env=self.base_env(), cwd=d, as_user=False,
                        extra_log=os.path.join(d, "error.log"))
             return s, port, ""
@@ -410,10 +411,10 @@ SetEnv trac.env_path {self.trac_env}
             # --http: uWSGI's own HTTP router process in front of the workers (the setup the
             # issue names; like Paddock it is a hop across processes), with keep-alive to the
             # client. --die-on-term: SIGTERM stops (uWSGI 2.0 reloads on it otherwise).
-            argv = [f"{VENV}/bin/uwsgi", "--http", addr, "--http-keepalive", "1",
+            argv = [f"{VENV}/bin/uwsgi", "--http", addr, "--http-keepalive",
                     "--http-auto-chunked", "--master", "--processes", P, "--threads", T,
                     "--chdir", APPS, "--module", module, "--disable-logging", "--die-on-term",
-                    "--need-app"]
+                    "--need-app", "--single-interpreter"]
         elif name == "granian":
             argv = [f"{VENV}/bin/granian", "--interface", "wsgi", "--host", "127.0.0.1",
                     "--port", str(port), "--workers", P, "--blocking-threads", T,
@@ -471,6 +472,10 @@ SetEnv trac.env_path {self.trac_env}
                         paths = [path] + res if res else []
                         log(f"{what}: {label} warm-up {a.warmup} s, then {a.duration} s")
                         wrk(port, path, a.warmup, paths)
+                        # Requests the warm-up left queued (wrk stops waiting, the server does
+                        # not) would slow the measured run's start: one request on a new
+                        # connection, answered after them, drains the queue first.
+                        get(port, path, timeout=120)
                         r = wrk(port, path, a.duration, paths)
                         r["rss_mib"], r["pss_mib"] = memory(s.pids())
                         r.update(server=name, app=label, resources=len(res))
@@ -684,7 +689,7 @@ def versions():
     first = lambda s: s.splitlines()[0] if s else "?"
     return {
         "paddock": f"{first(cmd_out([PADDOCK, '--version']))}, git {rev}",
-        "apache": first(cmd_out(["apache2", "-v"])),
+        "apache": first(cmd_out(["/usr/sbin/apache2", "-v"])),
         "mod_wsgi": "libapache2-mod-wsgi-py3 " + cmd_out(["dpkg-query", "-W", "-f=${Version}",
                                                           "libapache2-mod-wsgi-py3"]),
         "gunicorn": first(cmd_out([f"{VENV}/bin/gunicorn", "--version"])),
@@ -783,7 +788,7 @@ def write_doc(text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="CI mode: 1 s runs, 1 cold start, 100 dirs")
+    ap.add_argument("--smoke", action="store_true", help="CI mode: 2 s runs, 1 cold start, 100 dirs")
     ap.add_argument("--duration", type=int, help="seconds per measured wrk run (default 10; smoke 1)")
     ap.add_argument("--warmup", type=int, help="seconds of warm-up before each run (default 5; smoke 1)")
     ap.add_argument("--processes", type=int, default=2)
@@ -794,7 +799,7 @@ def main():
                     ") and/or sections (" + ",".join(SECTIONS) + "); default all")
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = ap.parse_args()
-    args.duration = args.duration or (1 if args.smoke else 10)
+    args.duration = args.duration or (2 if args.smoke else 10)
     args.warmup = args.warmup or (1 if args.smoke else 5)
     args.cold_tenants = args.cold_tenants or (1 if args.smoke else 10)
     args.tenant_dirs = args.tenant_dirs or (100 if args.smoke else 10000)

@@ -15,4 +15,21 @@ if ENV_PATH:
 
 
 def application(environ, start_response):
-    return trac.web.main.dispatch_request(environ, start_response)
+    # Trac sends its pages through the write() callable that start_response must return (PEP
+    # 3333). granian's start_response returns None; for it (and only when the server gives no
+    # write()), written chunks are buffered and returned before the app's iterable.
+    pending = []
+
+    def start(status, headers, exc_info=None):
+        write = start_response(status, headers, exc_info)
+        return write if write is not None else pending.append
+
+    result = trac.web.main.dispatch_request(environ, start)
+    if not pending:
+        return result
+    try:
+        pending.extend(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    return pending
