@@ -29,7 +29,9 @@ APPS = os.path.join(BENCH, "apps")
 LUA = os.path.join(BENCH, "lua", "report.lua")
 SCRATCH = os.environ.get("PADDOCK_BENCH_DIR", os.path.join(REPO, "target", "bench"))
 VENV = os.path.join(SCRATCH, "venv")
-PADDOCK = os.path.join(REPO, "target", "release", "paddock")
+# The release build by default; the smoke mode uses the debug build scripts/test.sh has made
+# already (run.sh sets PADDOCK_BENCH_PROFILE), since it measures nothing.
+PADDOCK = os.path.join(REPO, "target", os.environ.get("PADDOCK_BENCH_PROFILE", "release"), "paddock")
 DOC = os.path.join(REPO, "docs", "benchmarks.md")
 BEGIN = "<!-- BEGIN GENERATED RESULTS (bench/run.sh writes this section; edits are lost) -->"
 END = "<!-- END GENERATED RESULTS -->"

@@ -33,6 +33,17 @@ fi
 # never touches that one (nor port 80).
 
 bash bench/ensure-venv.sh "$scratch/venv"
-cargo build --release --bins
+# The smoke mode only checks that the suite works: it uses the debug build (which
+# scripts/test.sh has just made) rather than spending minutes on a release build.
+profile=release
+for arg in "$@"; do
+  if [[ $arg == --smoke ]]; then profile=debug; fi
+done
+if [[ $profile == release ]]; then
+  cargo build --release --bins
+else
+  cargo build --bins
+fi
+export PADDOCK_BENCH_PROFILE=$profile
 # exec: bench.py gets our signals, and its own clean-up stops every server it started.
 exec /usr/bin/python3.11 bench/bench.py "$@"
