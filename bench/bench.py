@@ -480,7 +480,7 @@ SetEnv trac.env_path {self.trac_env}
                         get(port, path, timeout=120)
                         r = wrk(port, path, a.duration, paths)
                         r["rss_mib"], r["pss_mib"] = memory(s.pids())
-                        r.update(server=name, app=label, resources=len(res))
+                        r.update(server=name, app=label, resources=len(res), paths=paths)
                         r["loads"] = r["rps"] / (1 + len(res)) if label == "trac-full" else None
                         self.results["throughput"].append(r)
                         log(f"{what}: {label} {r['rps']:.1f} req/s, p99 {r['p99_us']/1000:.1f} ms, "
