@@ -31,7 +31,8 @@ SCRATCH = os.environ.get("PADDOCK_BENCH_DIR", os.path.join(REPO, "target", "benc
 VENV = os.path.join(SCRATCH, "venv")
 # The release build by default; the smoke mode uses the debug build scripts/test.sh has made
 # already (run.sh sets PADDOCK_BENCH_PROFILE), since it measures nothing.
-PADDOCK = os.path.join(REPO, "target", os.environ.get("PADDOCK_BENCH_PROFILE", "release"), "paddock")
+PROFILE = os.environ.get("PADDOCK_BENCH_PROFILE", "release")
+PADDOCK = os.path.join(REPO, "target", PROFILE, "paddock")
 DOC = os.path.join(REPO, "docs", "benchmarks.md")
 BEGIN = "<!-- BEGIN GENERATED RESULTS (bench/run.sh writes this section; edits are lost) -->"
 END = "<!-- END GENERATED RESULTS -->"
@@ -712,6 +713,10 @@ def render(res, args):
     out.append(f"Run {res['date']} ({'smoke' if args.smoke else 'full'} mode): each server "
                f"{args.processes} processes x {args.threads} threads; `wrk -t2 -c32 -d{args.duration}s` "
                f"after a {args.warmup} s warm-up, on 127.0.0.1.")
+    if PROFILE != "release":
+        out.append("")
+        out.append(f"Paddock is the {PROFILE} build here (smoke mode checks that the suite works): "
+                   "its figures mean nothing.")
     out.append("")
     out.append(f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, "
                f"Linux {m['kernel']}, {m['os']}; load average at start {m['load_at_start']}.")
