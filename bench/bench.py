@@ -324,10 +324,6 @@ class Bench:
                             "sqlite:db/trac.db"], check=True, stdout=subprocess.DEVNULL)
             open(os.path.join(template, ".bench-ready"), "w").close()
         self.template = template
-        # The Trac site every server serves for the page benchmarks.
-        self.trac_sites = os.path.join(self.work, "trac-sites")
-        os.makedirs(self.trac_sites)
-        self.trac_env = self.copy_env(os.path.join(self.trac_sites, "bench"))
         # Paddock's hello-world tenant (explicit, mounted at /).
         self.hello_dir = os.path.join(self.work, "hello-site")
         os.makedirs(self.hello_dir)
@@ -354,7 +350,15 @@ class Bench:
         tag = tag or f"{name}-{app}"
         P, T = str(self.P), str(self.T)
         module = "hello:application" if app == "hello" else "trac_app:application"
-        peer_env = self.base_env(BENCH_TRAC_ENV=self.trac_env)
+        # Each server (each start) gets a fresh copy of the Trac environment, so that no run
+        # sees what an earlier one left in the database or the log.
+        trac_sites = os.path.join(self.work, f"trac-{tag}")
+        trac_env = os.path.join(trac_sites, "bench")
+        if app == "trac":
+            os.makedirs(trac_sites)
+            self.copy_env(trac_env)
+            self.ident.chown(trac_sites)
+        peer_env = self.base_env(BENCH_TRAC_ENV=trac_env)
         if name == "paddock":
             cfg = os.path.join(self.work, f"{tag}.toml")
             if app == "hello":
@@ -362,7 +366,7 @@ class Bench:
                         f'app = "hello:application"\npython_path = ["{APPS}"]\n')
                 prefix = ""
             else:
-                body = f'sites = "{self.trac_sites}"\n'
+                body = f'sites = "{trac_sites}"\n'
                 prefix = "/trac/bench"
             self.write_paddock_config(cfg, addr, body, self.P)
             s = Server(name, app, [PADDOCK, "serve", "--config", cfg], self.logfile(tag),
@@ -398,7 +402,7 @@ WSGIDaemonProcess bench processes={P} threads={T} python-home={VENV} python-path
 WSGIProcessGroup bench
 WSGIApplicationGroup %{{GLOBAL}}
 WSGIScriptAlias / {script}
-SetEnv trac.env_path {self.trac_env}
+SetEnv trac.env_path {trac_env}
 <Directory {APPS}>
     Require all granted
 </Directory>
