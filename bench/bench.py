@@ -398,7 +398,7 @@ KeepAlive On
 MaxKeepAliveRequests 0
 KeepAliveTimeout 5
 WSGISocketPrefix "{d}/wsgi"
-WSGIDaemonProcess bench processes={P} threads={T} python-home={VENV} python-path={APPS}
+WSGIDaemonProcess bench processes={P} threads={T} python-home={VENV} python-path={APPS} home={d}
 WSGIProcessGroup bench
 WSGIApplicationGroup %{{GLOBAL}}
 WSGIScriptAlias / {script}
@@ -690,8 +690,15 @@ def _os_release():
 
 
 def versions():
-    rev = cmd_out(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
-    if cmd_out(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"]):
+    def git(*a):
+        try:
+            p = subprocess.run(["git", "-C", REPO, *a], capture_output=True, text=True, timeout=30)
+            return p.stdout.strip() if p.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    rev = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
         rev += " (with uncommitted changes)"
     first = lambda s: s.splitlines()[0] if s else "?"
     return {
