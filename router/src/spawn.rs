@@ -36,6 +36,9 @@ pub fn spawn(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Child, Control)>
         cmd.arg("--max-requests")
             .arg((s.max_requests + jitter.min(s.max_requests_jitter)).to_string());
     }
+    if s.gc_freeze {
+        cmd.arg("--gc-freeze");
+    }
     for p in &s.python_path {
         cmd.arg("--python-path").arg(p);
     }

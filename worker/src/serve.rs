@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,10 @@ pub struct Shared {
     pub read_timeout: Duration,
     /// The control pipe and the count of completed requests (`--max-requests`).
     pub control: Control,
+    /// Requests of this process between their head and their end.
+    pub in_flight: AtomicUsize,
+    /// `--gc-freeze`: freeze once more after the first request that ends alone.
+    pub freeze_pending: AtomicBool,
 }
 
 /// Body of one worker thread: accept and serve connections until shutdown.
@@ -115,7 +120,16 @@ fn serve_connection(py: Python<'_>, shared: &Shared, stream: UnixStream) -> io::
     let read = ReadShared::new(FrameReader::new(stream));
     let mut next = py.detach(|| first_request(&read, &write))?;
     while let Some(head) = next {
+        // Counted before any Python object of the request exists (that needs the GIL, which
+        // a thread freezing holds).
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let keep = handle_request(py, shared, &read, &write, head);
+        let alone = shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1;
+        // The app's lasting state (Trac: the environment, its components and templates) now
+        // exists, and no other request's objects do.
+        if alone && shared.freeze_pending.swap(false, Ordering::AcqRel) {
+            crate::app::gc_freeze(py);
+        }
         py.detach(|| shared.control.request_done());
         if !keep {
             break;

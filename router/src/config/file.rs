@@ -137,6 +137,9 @@ pub struct TenantSection {
     pub max_requests: Option<Spanned<i64>>,
     /// Up to this many extra requests, chosen per process, so processes do not recycle together.
     pub max_requests_jitter: Option<Spanned<i64>>,
+    /// Move the objects the app keeps for good out of the cyclic garbage collector's reach
+    /// (`gc.freeze()` after the app is loaded and after the first request).
+    pub gc_freeze: Option<bool>,
     /// Processes kept running when the pool is idle (0: an idle pool is stopped entirely).
     pub min_processes: Option<Spanned<i64>>,
     /// Requests that may wait for a free slot; more get 503 at once.
@@ -204,6 +207,7 @@ impl TenantSection {
                 .max_requests_jitter
                 .clone()
                 .or_else(|| base.max_requests_jitter.clone()),
+            gc_freeze: self.gc_freeze.or(base.gc_freeze),
             min_processes: self.min_processes.clone().or_else(|| base.min_processes.clone()),
             queue_limit: self.queue_limit.clone().or_else(|| base.queue_limit.clone()),
             graceful_timeout: self
