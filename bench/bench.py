@@ -437,10 +437,20 @@ SetEnv trac.env_path {trac_env}
                     "--http-auto-chunked", "--master", "--processes", P, "--threads", T,
                     "--chdir", APPS, "--module", module, "--disable-logging", "--die-on-term",
                     "--need-app", "--single-interpreter"]
+            if app != "hello":
+                # Trac's static resources from disk, as Apache's Alias and Paddock do.
+                argv += ["--static-map", f"/chrome/common={TRAC_HTDOCS}",
+                         "--static-map", f"/chrome/site={trac_env}/htdocs"]
         elif name == "granian":
             argv = [f"{VENV}/bin/granian", "--interface", "wsgi", "--host", "127.0.0.1",
                     "--port", str(port), "--workers", P, "--blocking-threads", T,
-                    "--working-dir", APPS, module]
+                    "--working-dir", APPS]
+            if app != "hello":
+                argv += ["--static-path-route", "/chrome/common",
+                         "--static-path-mount", TRAC_HTDOCS,
+                         "--static-path-route", "/chrome/site",
+                         "--static-path-mount", f"{trac_env}/htdocs"]
+            argv.append(module)
         else:
             raise ValueError(name)
         return Server(name, app, argv, self.logfile(tag), env=peer_env, cwd=APPS), port, ""
