@@ -199,6 +199,21 @@ impl FileWrapper {
     }
 }
 
+impl FileWrapper {
+    /// When the wrapped object is a regular file with a descriptor (PEP 3333's "platform-specific
+    /// file transmission"): a duplicate of that descriptor, the current position and the bytes
+    /// from there to the end. `None` for anything else (a pipe, `BytesIO`, a socket), which is
+    /// iterated instead.
+    pub fn regular_file(&self, py: Python<'_>) -> Option<(std::os::fd::OwnedFd, u64, u64)> {
+        let f = self.filelike.bind(py);
+        let fd: i32 = f.call_method0("fileno").ok()?.extract().ok()?;
+        let pos: u64 = f.call_method0("tell").ok()?.extract().ok()?;
+        let dup = crate::sys::dup_cloexec(fd).ok()?;
+        let meta = std::fs::File::from(dup.try_clone().ok()?).metadata().ok()?;
+        meta.is_file().then(|| (dup, pos, meta.len().saturating_sub(pos)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! chunks with vectored writes, so a response body is never copied into one big buffer.
 
 use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 
 use paddock_proto::{
@@ -160,6 +161,41 @@ impl FrameWriter {
 }
 
 /// `Write::write_all_vectored` is unstable; this is the same loop.
+impl FrameWriter {
+    /// Send the pending buffer, then `len` bytes of `file` from `offset` as body frames, each
+    /// frame's bytes with `sendfile(2)`: from the page cache to the socket, never through this
+    /// process. A file that ends early is an error (a frame's length is already sent), after
+    /// which the connection cannot be used.
+    pub fn send_file(&mut self, file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+        let mut pos = i64::try_from(offset).map_err(io::Error::other)?;
+        let mut left = len;
+        while left > 0 {
+            let chunk = left.min(MAX_CHUNK as u64) as usize;
+            let header = encode_body_header(chunk);
+            let mut slices = [IoSlice::new(&self.scratch), IoSlice::new(&header)];
+            write_all_vectored(&mut self.stream, &mut slices)?;
+            self.scratch.clear();
+            let mut sent = 0;
+            while sent < chunk {
+                match nix::sys::sendfile::sendfile(&self.stream, file, Some(&mut pos), chunk - sent)
+                {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the file is shorter than when its response started",
+                        ))
+                    }
+                    Ok(n) => sent += n,
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            left -= chunk as u64;
+        }
+        Ok(())
+    }
+}
+
 fn write_all_vectored(w: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {

@@ -5,6 +5,7 @@
 //! plain Rust work or for socket writes with the GIL released, never while Python code runs.
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 
 use paddock_proto::{Abort, AbortKind, Frame, ResponseHead};
@@ -138,6 +139,21 @@ impl WriteSide {
         self.sent += data.len() as u64;
         self.held.extend_from_slice(data);
         Ok(())
+    }
+
+    /// Send `len` bytes of a regular file from `offset` with `sendfile(2)` (see
+    /// [`FrameWriter::send_file`]), cut to the declared `Content-Length`.
+    pub fn send_file(&mut self, file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+        self.check_usable()?;
+        let room = self.declared.map_or(u64::MAX, |d| d.saturating_sub(self.sent));
+        let len = len.min(room);
+        if len == 0 {
+            return Ok(());
+        }
+        self.queue_head();
+        self.sent += len;
+        let r = self.writer.send_file(file, offset, len);
+        self.note(r)
     }
 
     /// `data`, cut to what the declared `Content-Length` leaves room for.
@@ -360,6 +376,27 @@ impl WriteCallable {
 }
 
 /// Send one body chunk with the GIL released (used by `write()` and the serve loop).
+/// Send a regular file's bytes with `sendfile(2)`, the GIL released.
+pub fn send_file(
+    py: Python<'_>,
+    side: &SharedWriteSide,
+    seq: u64,
+    file: BorrowedFd<'_>,
+    offset: u64,
+    len: u64,
+) -> PyResult<()> {
+    py.detach(|| {
+        let mut side = lock(side);
+        if !side.is_current(seq) {
+            return Err(PyRuntimeError::new_err("the request ended"));
+        }
+        if !side.started {
+            return Err(PyRuntimeError::new_err("body produced before start_response was called"));
+        }
+        side.send_file(file, offset, len).map_err(PyErr::from)
+    })
+}
+
 pub fn send_bytes(py: Python<'_>, side: &SharedWriteSide, seq: u64, data: &[u8]) -> PyResult<()> {
     send_or_hold(py, side, seq, data, false)
 }

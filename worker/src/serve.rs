@@ -23,11 +23,14 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+use crate::app::FileWrapper;
 use crate::conn::{FrameReader, FrameWriter};
 use crate::control::Control;
 use crate::environ::{self, Statics};
 use crate::input::{lock, Input, ReadShared, SharedReadSide};
-use crate::response::{send_or_hold, Ending, SharedWriteSide, StartResponse, WriteSide, HOLD_MAX};
+use crate::response::{
+    send_file, send_or_hold, Ending, SharedWriteSide, StartResponse, WriteSide, HOLD_MAX,
+};
 use crate::{log, sys};
 
 /// What every worker thread shares.
@@ -309,6 +312,12 @@ fn send_iterable(
     write: &SharedWriteSide,
     seq: u64,
 ) -> PyResult<()> {
+    if let Ok(wrapper) = result.cast::<FileWrapper>() {
+        if let Some((fd, offset, len)) = wrapper.get().regular_file(py) {
+            send_file(py, write, seq, fd.as_fd(), offset, len)?;
+            return Ok(());
+        }
+    }
     // A list or tuple holds the whole body and runs no app code when iterated or closed: its
     // last chunk can go out together with the response's end, in one write.
     let known =

@@ -34,6 +34,19 @@ pub fn adopt_listener(fd: RawFd) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// A close-on-exec duplicate of a descriptor that something else in the process owns (a Python
+/// file object's `fileno()`), so it can be used without borrowing from Python.
+pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC reads `fd` and makes a new descriptor; an invalid `fd` is an
+    // EBADF error, not undefined behaviour.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 /// Take ownership of the inherited control pipe's write end.
 pub fn adopt_pipe(fd: RawFd) -> io::Result<File> {
     check_open(fd)?;

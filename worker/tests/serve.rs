@@ -304,3 +304,28 @@ fn gc_freeze_freezes_at_load_and_after_the_first_request_and_cycles_are_still_co
     let mut c = w.connect();
     assert_eq!(state(&mut c), (0, "True".to_owned()), "off without --gc-freeze");
 }
+
+#[test]
+fn file_wrapper_of_a_regular_file_is_sent_whole_from_its_position_and_closed() {
+    let w = Worker::start(1);
+    let path = w.dir.path().join("big.bin");
+    // Several frames' worth, and not a multiple of the frame size.
+    let data: Vec<u8> = (0..(3 * 65536 + 1234)).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&path, &data).expect("write file");
+    let p = path.to_string_lossy().into_owned();
+    let mut c = w.connect();
+    let mut get = |qs: String| c.request(head("GET", "/disk_file", &qs, BodyKind::Empty), b"");
+    let r = get(format!("path={p}"));
+    assert_eq!(r.status(), 200, "{}", w.stderr());
+    assert!(r.body == data, "whole file: {} of {} bytes", r.body.len(), data.len());
+    assert!(r.ended);
+    let closed = std::fs::read_to_string(format!("{p}.closed")).unwrap_or_default();
+    assert_eq!(closed, "closed", "close() of the wrapper's file");
+    let r = get(format!("path={p}&skip=100000"));
+    assert!(r.body == data[100_000..], "from the file's position");
+    // A declared Content-Length caps what is sent.
+    let r = get(format!("path={p}&skip=10&length=70000"));
+    assert!(r.body == data[10..70_010], "cut to Content-Length: {} bytes", r.body.len());
+    // The connection goes on serving.
+    assert_eq!(c.get("/simple").status(), 200);
+}

@@ -200,6 +200,39 @@ def file_wrapper(environ, start_response):
     return environ['wsgi.file_wrapper'](io.BytesIO(b'0123456789' * 1000), 333)
 
 
+def disk_file(environ, start_response):
+    """?path=P&skip=N&length=L: the file at P from byte N through wsgi.file_wrapper (with a
+    Content-Length of L when given); records in P.closed that close() was called."""
+    from urllib.parse import parse_qs
+    qs = {k: v[0] for k, v in parse_qs(environ['QUERY_STRING']).items()}
+    f = open(qs['path'], 'rb')
+    f.seek(int(qs.get('skip', '0')))
+    headers = [('Content-Type', 'application/octet-stream')]
+    if 'length' in qs:
+        headers.append(('Content-Length', qs['length']))
+    start_response('200 OK', headers)
+
+    class Recording:
+        def __init__(self, f):
+            self.f = f
+
+        def fileno(self):
+            return self.f.fileno()
+
+        def tell(self):
+            return self.f.tell()
+
+        def read(self, n):
+            return self.f.read(n)
+
+        def close(self):
+            self.f.close()
+            with open(qs['path'] + '.closed', 'w') as out:
+                out.write('closed')
+
+    return environ['wsgi.file_wrapper'](Recording(f), 4096)
+
+
 def panic_str_status(environ, start_response):
     start_response(b'200 OK', [])
     return [b'x']
