@@ -40,31 +40,31 @@ const DOMAINS: [(&str, &str); 20] = [
 /// The rules file; `root` is the sites directory.
 fn rules_text(root: &Path) -> String {
     let root = root.display();
-    let mut text = format!(
+    let mut text = String::from(
         r#"RewriteEngine On
 
 # Abuse and hygiene (rules 1-6).
-RewriteCond %{{HTTP_USER_AGENT}} (MJ12bot|AhrefsBot|SemrushBot|DotBot|PetalBot|Bytespider) [NC]
+RewriteCond %{HTTP_USER_AGENT} (MJ12bot|AhrefsBot|SemrushBot|DotBot|PetalBot|Bytespider) [NC]
 RewriteRule ^ - [F]
-RewriteCond %{{REQUEST_METHOD}} !^(GET|HEAD|POST|OPTIONS)$
+RewriteCond %{REQUEST_METHOD} !^(GET|HEAD|POST|OPTIONS)$
 RewriteRule ^ - [F]
 RewriteRule ^/(wp-admin|wp-login\.php|xmlrpc\.php|phpmyadmin|\.git|\.env|cgi-bin) - [F,NC]
 RewriteRule \.(ini|db|sqlite|bak|swp|orig|pyc)$ - [F,NC]
-RewriteCond %{{QUERY_STRING}} (\.\./|<script|union.+select|base64_encode|/etc/passwd) [NC]
+RewriteCond %{QUERY_STRING} (\.\./|<script|union.+select|base64_encode|/etc/passwd) [NC]
 RewriteRule ^ - [F]
-RewriteCond %{{HTTP_HOST}} ^$
+RewriteCond %{HTTP_HOST} ^$
 RewriteRule ^ - [F]
 
 # Canonical host and scheme (7-10).
-RewriteCond %{{HTTP_HOST}} ^www\.(trac\.example\.org)$ [NC]
+RewriteCond %{HTTP_HOST} ^www\.(trac\.example\.org)$ [NC]
 RewriteRule ^/(.*)$ https://%1/$1 [R=301,L]
-RewriteCond %{{HTTP_HOST}} ^(?:projects|dev)\.example\.org$ [NC]
+RewriteCond %{HTTP_HOST} ^(?:projects|dev)\.example\.org$ [NC]
 RewriteRule ^/(.*)$ https://trac.example.org/$1 [R=301,L]
-RewriteCond %{{HTTPS}} off
-RewriteCond %{{HTTP_HOST}} ^([^:]+)
+RewriteCond %{HTTPS} off
+RewriteCond %{HTTP_HOST} ^([^:]+)
 RewriteRule ^/trac/([^/]+)/login https://%1/trac/$1/login [R=301,L]
-RewriteCond %{{HTTPS}} !=on
-RewriteCond %{{HTTP_HOST}} ^([^:]+)
+RewriteCond %{HTTPS} !=on
+RewriteCond %{HTTP_HOST} ^([^:]+)
 RewriteRule ^/trac/([^/]+)/(register|prefs|admin) https://%1/trac/$1/$2 [R=301,L]
 
 # Retired projects and old URLs (11-18).
@@ -78,22 +78,22 @@ RewriteRule ^/trac/docs(/.*)?$ /trac/manual$1 [R=301,L]
 RewriteRule ^/trac/([a-z0-9-]+)$ /trac/$1/ [R=301,L]
 
 # Admin and private areas (19-23).
-RewriteCond %{{REMOTE_ADDR}} !^10\.
-RewriteCond %{{REMOTE_ADDR}} !^192\.168\.
+RewriteCond %{REMOTE_ADDR} !^10\.
+RewriteCond %{REMOTE_ADDR} !^192\.168\.
 RewriteRule ^/trac/[^/]+/admin - [F]
-RewriteCond %{{HTTP_COOKIE}} !trac_auth=
+RewriteCond %{HTTP_COOKIE} !trac_auth=
 RewriteRule ^/trac/(internal|finance)/(wiki|ticket|browser|timeline) - [F]
-RewriteCond %{{QUERY_STRING}} format=(csv|tab|rss) [NC]
-RewriteCond %{{HTTP_USER_AGENT}} (bot|crawl|spider) [NC]
+RewriteCond %{QUERY_STRING} format=(csv|tab|rss) [NC]
+RewriteCond %{HTTP_USER_AGENT} (bot|crawl|spider) [NC]
 RewriteRule ^/trac/ - [F]
-RewriteCond %{{QUERY_STRING}} format=zip
-RewriteCond %{{HTTP_COOKIE}} !trac_auth=
+RewriteCond %{QUERY_STRING} format=zip
+RewriteCond %{HTTP_COOKIE} !trac_auth=
 RewriteRule ^/trac/[^/]+/changeset - [F]
-RewriteCond %{{HTTP:X-Api-Key}} ^$
+RewriteCond %{HTTP:X-Api-Key} ^$
 RewriteRule ^/trac/[^/]+/(jsonrpc|xmlrpc|rpc) - [F]
 
 # Custom domains (24-43).
-"#
+"#,
     );
     for (domain, tenant) in DOMAINS {
         text.push_str(&format!(
