@@ -49,14 +49,55 @@ fn cgi_key(name: &[u8]) -> Option<String> {
     if name.is_empty() || !name.iter().all(|&b| is_tchar(b) && b != b'_') {
         return None;
     }
-    let upper: String = name
-        .iter()
-        .map(|&b| if b == b'-' { '_' } else { b.to_ascii_uppercase() as char })
-        .collect();
-    match upper.as_str() {
-        "CONTENT_TYPE" | "CONTENT_LENGTH" => Some(upper),
-        _ => Some(format!("HTTP_{upper}")),
+    // One allocation: this runs for every header of every request.
+    let mut key = String::with_capacity(5 + name.len());
+    if !name.eq_ignore_ascii_case(b"content-type") && !name.eq_ignore_ascii_case(b"content-length")
+    {
+        key.push_str("HTTP_");
     }
+    key.extend(name.iter().map(|&b| if b == b'-' { '_' } else { b.to_ascii_uppercase() as char }));
+    Some(key)
+}
+
+/// A CGI key as a Python `str`. The names browsers send with every request are interned: no
+/// new string per request, and the app's `environ['HTTP_HOST']` finds them by identity.
+fn cgi_key_str<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+    macro_rules! interned {
+        ($($name:literal),* $(,)?) => {
+            match key {
+                $($name => intern!(py, $name).clone(),)*
+                _ => PyString::new(py, key),
+            }
+        };
+    }
+    interned!(
+        "HTTP_HOST",
+        "HTTP_USER_AGENT",
+        "HTTP_ACCEPT",
+        "HTTP_ACCEPT_LANGUAGE",
+        "HTTP_ACCEPT_ENCODING",
+        "HTTP_REFERER",
+        "HTTP_COOKIE",
+        "HTTP_CONNECTION",
+        "HTTP_CACHE_CONTROL",
+        "HTTP_PRAGMA",
+        "HTTP_ORIGIN",
+        "HTTP_DNT",
+        "HTTP_PRIORITY",
+        "HTTP_AUTHORIZATION",
+        "HTTP_IF_MODIFIED_SINCE",
+        "HTTP_IF_NONE_MATCH",
+        "HTTP_UPGRADE_INSECURE_REQUESTS",
+        "HTTP_SEC_FETCH_DEST",
+        "HTTP_SEC_FETCH_MODE",
+        "HTTP_SEC_FETCH_SITE",
+        "HTTP_SEC_FETCH_USER",
+        "HTTP_X_REQUESTED_WITH",
+        "HTTP_X_FORWARDED_FOR",
+        "HTTP_X_FORWARDED_PROTO",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+    )
 }
 
 /// RFC 9110 token character.
@@ -93,7 +134,7 @@ pub fn build<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = PyDict::new(py);
     for (key, value) in header_entries(&head.headers) {
-        env.set_item(PyString::new(py, &key), latin1(py, &value))?;
+        env.set_item(cgi_key_str(py, &key), latin1(py, &value))?;
     }
     let cgi: [(&Bound<'py, PyString>, &[u8]); 9] = [
         (intern!(py, "REQUEST_METHOD"), &head.method),

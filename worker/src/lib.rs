@@ -37,6 +37,12 @@ mod sys;
 pub use app::Entry;
 pub use log::init as init_logging;
 
+/// Internals for the Criterion benches in `benches/`; not part of the crate's API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::environ::{build as build_environ, Statics};
+}
+
 /// Stack size of worker threads: Python code recurses deeply (Trac's templates) and the
 /// default 2 MiB of Rust threads is less than what CPython gets on a main thread.
 const THREAD_STACK: usize = 8 << 20;
