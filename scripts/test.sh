@@ -14,6 +14,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
+# Each Criterion micro-benchmark once, in test mode (debug build), so they keep working.
+cargo test --workspace --bench '*'
 # The benchmark suite in smoke mode, to keep it working: every server starts and answers 200;
 # no time is asserted (docs/benchmarks.md). Its last line is "bench smoke: N passed, N failed".
 bash bench/run.sh --smoke
