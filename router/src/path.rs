@@ -238,11 +238,21 @@ fn canonical_roots(roots: &[PathBuf]) -> Vec<PathBuf> {
 /// Callers should act on the returned path, not on `path`, so that a symlink swapped in later
 /// affects at most the final component (which they can check with `symlink_metadata`).
 pub fn resolve_within(path: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
+    resolve_within_canonical(path, roots, &canonical_roots(roots))
+}
+
+/// [`resolve_within`] with the canonical forms of `roots` computed beforehand (they cost a
+/// `realpath` each; a prober that runs per request keeps them).
+pub fn resolve_within_canonical(
+    path: &Path,
+    roots: &[PathBuf],
+    canonical_roots: &[PathBuf],
+) -> Option<PathBuf> {
     if !lexically_within(path, roots) {
         return None;
     }
     let canonical = std::fs::canonicalize(path).ok()?;
-    canonical_roots(roots).iter().any(|root| canonical.starts_with(root)).then_some(canonical)
+    canonical_roots.iter().any(|root| canonical.starts_with(root)).then_some(canonical)
 }
 
 /// True when `path` is lexically inside `roots` and its nearest existing ancestor (the path

@@ -36,7 +36,9 @@ pub(crate) fn evaluate(rules: &[Rule], req: &RequestInfo<'_>, probe: &dyn FilePr
     };
     for rule in rules {
         let Some(rule_caps) = match_rule(rule, &out.path) else { continue };
-        let Some(cond_caps) = check_conds(&rule.conds, req, &rule_caps, &out.vars, probe) else {
+        let Some(cond_caps) =
+            check_conds(&rule.conds, rule.refs().1, req, &rule_caps, &out.vars, probe)
+        else {
             continue;
         };
         let ctx = Context { req, rule: &rule_caps, cond: &cond_caps, vars: &out.vars };
@@ -70,6 +72,10 @@ fn match_rule(rule: &Rule, path: &[u8]) -> Option<Captures> {
         // A negated pattern has no groups to offer, so skip the costlier capture search.
         return (!rule.pattern.is_match(path)).then(Captures::default);
     }
+    if !rule.refs().0 {
+        // Nothing reads `$N`: a match test is enough.
+        return rule.pattern.is_match(path).then(Captures::default);
+    }
     rule.pattern.captures(path).map(|caps| Captures::from_regex(&caps))
 }
 
@@ -77,6 +83,7 @@ fn match_rule(rule: &Rule, path: &[u8]) -> Option<Captures> {
 /// its chain, a false one defers to the next. Returns the `%N` captures when all hold.
 fn check_conds(
     conds: &[Cond],
+    want_caps: bool,
     req: &RequestInfo<'_>,
     rule_caps: &Captures,
     vars: &[(String, Vec<u8>)],
@@ -87,7 +94,7 @@ fn check_conds(
     while let Some(cond) = conds.get(i) {
         let ctx = Context { req, rule: rule_caps, cond: &cond_caps, vars };
         let input = cond.test.expand(&ctx);
-        let holds = test_cond(cond, &input, probe, &mut cond_caps);
+        let holds = test_cond(cond, &input, probe, want_caps.then_some(&mut cond_caps));
         if cond.or_next {
             if holds {
                 while conds.get(i).is_some_and(|c| c.or_next) {
@@ -102,12 +109,18 @@ fn check_conds(
     Some(cond_caps)
 }
 
-fn test_cond(cond: &Cond, input: &[u8], probe: &dyn FileProbe, caps: &mut Captures) -> bool {
+fn test_cond(
+    cond: &Cond,
+    input: &[u8],
+    probe: &dyn FileProbe,
+    caps: Option<&mut Captures>,
+) -> bool {
     let matched = match &cond.pattern {
+        CondPattern::Regex(re) if caps.is_none() || cond.negate => re.is_match(input),
         CondPattern::Regex(re) => match re.captures(input) {
             Some(found) => {
                 // Only a non-negated match defines %N, as in Apache.
-                if !cond.negate {
+                if let Some(caps) = caps {
                     *caps = Captures::from_regex(&found);
                 }
                 true

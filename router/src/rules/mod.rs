@@ -43,6 +43,26 @@ pub struct Rule {
     /// `None` for the `-` substitution (leave the path alone).
     substitution: Option<Template>,
     flags: RuleFlags,
+    /// Whether any of the rule's strings reads `$N` / `%N`; when not, a plain match test
+    /// replaces the (several times costlier) capture search. Worked out at first use.
+    refs: std::sync::OnceLock<(bool, bool)>,
+}
+
+impl Rule {
+    fn refs(&self) -> (bool, bool) {
+        *self.refs.get_or_init(|| {
+            let templates = self
+                .conds
+                .iter()
+                .map(|c| &c.test)
+                .chain(self.substitution.as_ref())
+                .chain(&self.flags.env);
+            templates.fold((false, false), |(r, c), t| {
+                let (tr, tc) = t.refs();
+                (r || tr, c || tc)
+            })
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -122,6 +142,9 @@ pub trait FileProbe {
 #[derive(Debug, Clone, Default)]
 pub struct FsProbe {
     pub roots: Vec<PathBuf>,
+    /// `roots` with symlinks resolved, once: a root that did not exist then is resolved at
+    /// each test instead, until the next reload.
+    canonical: Vec<PathBuf>,
 }
 
 /// What the router knows about a request, borrowed for one evaluation.
@@ -230,16 +253,20 @@ impl Outcome {
 
 impl FsProbe {
     pub fn new(roots: Vec<PathBuf>) -> Self {
-        FsProbe { roots }
+        let canonical = roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).collect();
+        FsProbe { roots, canonical }
     }
 }
 
 impl FileProbe for FsProbe {
     fn test(&self, path: &[u8], kind: FileTest) -> bool {
         let path = Path::new(OsStr::from_bytes(path));
-        let Some(resolved) = crate::path::resolve_within(path, &self.roots) else {
-            return false;
+        let resolved = if self.canonical.len() == self.roots.len() {
+            crate::path::resolve_within_canonical(path, &self.roots, &self.canonical)
+        } else {
+            crate::path::resolve_within(path, &self.roots)
         };
+        let Some(resolved) = resolved else { return false };
         // `resolved` has no symlinks left; symlink_metadata refuses one swapped in since.
         let Ok(meta) = std::fs::symlink_metadata(&resolved) else { return false };
         match kind {

@@ -296,7 +296,16 @@ fn parse_rule_args(args: &str, file: &Path, line: usize) -> Result<Rule, String>
     };
     check_substitution(args[1], substitution.as_ref(), &rule_flags)?;
     let file = file.to_path_buf();
-    Ok(Rule { file, line, pattern, negate, conds: Vec::new(), substitution, flags: rule_flags })
+    Ok(Rule {
+        file,
+        line,
+        pattern,
+        negate,
+        conds: Vec::new(),
+        substitution,
+        flags: rule_flags,
+        refs: std::sync::OnceLock::new(),
+    })
 }
 
 /// Refuses substitutions whose meaning would depend on a filesystem mapping Paddock lacks.

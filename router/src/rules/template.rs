@@ -66,6 +66,13 @@ impl Captures {
 }
 
 impl Template {
+    /// Whether expanding this reads `$N` (rule groups) or `%N` (condition groups).
+    pub fn refs(&self) -> (bool, bool) {
+        let rule = self.parts.iter().any(|p| matches!(p, Part::RuleRef(_)));
+        let cond = self.parts.iter().any(|p| matches!(p, Part::CondRef(_)));
+        (rule, cond)
+    }
+
     /// Parses Apache's expansion syntax: `\c` is a literal `c`; `$N`, `%N`; `%{VAR}`.
     /// `%` or `$` followed by anything else is literal, as in Apache.
     pub fn parse(text: &str) -> Result<Template, String> {
