@@ -5,55 +5,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use paddock_proto::{decode, encode, BodyKind, Frame, Hello, RequestHead, ResponseHead, VERSION};
-
-fn pairs(items: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    items.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
-}
-
-/// What the router sends for a browser's GET of a Trac wiki page: 12 headers, 3 extras.
-fn request_head() -> RequestHead {
-    RequestHead {
-        method: b"GET".to_vec(),
-        script_name: b"/trac/alpha".to_vec(),
-        path_info: b"/wiki/WikiStart".to_vec(),
-        query_string: b"version=3&action=diff".to_vec(),
-        request_uri: b"/trac/alpha/wiki/WikiStart?version=3&action=diff".to_vec(),
-        protocol: b"HTTP/1.1".to_vec(),
-        scheme: b"https".to_vec(),
-        server_name: b"trac.example.org".to_vec(),
-        server_port: 443,
-        remote_addr: b"203.0.113.42".to_vec(),
-        remote_port: 51234,
-        body: BodyKind::Empty,
-        headers: pairs(&[
-            ("Host", "trac.example.org"),
-            (
-                "User-Agent",
-                "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-            ),
-            (
-                "Accept",
-                "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,\
-                 image/webp,*/*;q=0.8",
-            ),
-            ("Accept-Language", "en-GB,en;q=0.7,de;q=0.3"),
-            ("Accept-Encoding", "gzip, deflate, br, zstd"),
-            ("Referer", "https://trac.example.org/trac/alpha/timeline"),
-            ("Cookie", "trac_form_token=5f2c1e0a9b8d7c6e4f3a2b1c; trac_session=0123456789abcdef"),
-            ("Connection", "keep-alive"),
-            ("Upgrade-Insecure-Requests", "1"),
-            ("Sec-Fetch-Dest", "document"),
-            ("Sec-Fetch-Mode", "navigate"),
-            ("Sec-Fetch-Site", "same-origin"),
-        ]),
-        environ: pairs(&[
-            ("trac.env_path", "/srv/trac/sites/alpha"),
-            ("trac.locale", "en_GB"),
-            ("trac.base_url", "https://trac.example.org/trac/alpha"),
-        ]),
-    }
-}
+use paddock_proto::fixtures::pairs;
+use paddock_proto::{decode, encode, Frame, Hello, ResponseHead, VERSION};
 
 /// What a worker answers for a small Trac page: head, one body chunk, End.
 fn response_frames() -> Vec<Frame> {
@@ -91,7 +44,7 @@ fn decode_all(mut buf: &[u8]) -> usize {
 }
 
 fn request(c: &mut Criterion) {
-    let head = Frame::Request(request_head());
+    let head = Frame::Request(paddock_proto::fixtures::browser_get());
     let mut wire = Vec::new();
     encode(&head, &mut wire);
     let mut g = c.benchmark_group("request_head");
@@ -138,7 +91,10 @@ fn response(c: &mut Criterion) {
 fn stream(c: &mut Criterion) {
     let hello = Frame::Hello(Hello { version: VERSION, pid: 4242 });
     let mut to_worker = Vec::new();
-    encode_all(&[hello.clone(), Frame::Request(request_head()), Frame::End], &mut to_worker);
+    encode_all(
+        &[hello.clone(), Frame::Request(paddock_proto::fixtures::browser_get()), Frame::End],
+        &mut to_worker,
+    );
     let mut to_router = Vec::new();
     encode_all(&[hello], &mut to_router);
     encode_all(&response_frames(), &mut to_router);

@@ -16,6 +16,9 @@
 mod codec;
 mod frame;
 
+#[doc(hidden)]
+pub mod fixtures;
+
 pub use codec::{decode, encode, encode_body_header, DecodeError};
 pub use frame::{
     Abort, AbortKind, BodyKind, Frame, FrameType, Hello, Ready, RequestHead, ResponseHead, Retire,

@@ -116,13 +116,7 @@ impl WriteSide {
     /// Send body bytes, preceded by the head if it is still pending. Empty data sends nothing:
     /// PEP 3333 delays the head until the first non-empty chunk.
     pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        self.check_usable()?;
-        let data = self.within_declared(data);
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.queue_head();
-        self.sent += data.len() as u64;
+        let Some(data) = self.take_body(data)? else { return Ok(()) };
         let r = self.writer.send_body(data, false);
         self.note(r)
     }
@@ -130,14 +124,9 @@ impl WriteSide {
     /// Like [`WriteSide::send`] for the last chunk of a body, when no code of the app can run
     /// before the response ends (a list result): it goes out with `End`, in one write.
     pub fn hold_last(&mut self, data: &[u8]) -> io::Result<()> {
-        self.check_usable()?;
-        let data = self.within_declared(data);
-        if data.is_empty() {
-            return Ok(());
+        if let Some(data) = self.take_body(data)? {
+            self.held.extend_from_slice(data);
         }
-        self.queue_head();
-        self.sent += data.len() as u64;
-        self.held.extend_from_slice(data);
         Ok(())
     }
 
@@ -154,6 +143,19 @@ impl WriteSide {
         self.sent += len;
         let r = self.writer.send_file(file, offset, len);
         self.note(r)
+    }
+
+    /// Account for body bytes about to go out: cut to the declared length, head queued first;
+    /// `None` when nothing is left to send.
+    fn take_body<'d>(&mut self, data: &'d [u8]) -> io::Result<Option<&'d [u8]>> {
+        self.check_usable()?;
+        let data = self.within_declared(data);
+        if data.is_empty() {
+            return Ok(None);
+        }
+        self.queue_head();
+        self.sent += data.len() as u64;
+        Ok(Some(data))
     }
 
     /// `data`, cut to what the declared `Content-Length` leaves room for.
