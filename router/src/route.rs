@@ -134,7 +134,10 @@ fn default_route(cfg: &Config, path: &[u8]) -> Default {
         }
     };
     for (name, t) in &cfg.tenants {
-        if t.mount.is_some() {
+        // Only a tenant whose mount the path is under is worth resolving (that expands its
+        // settings): with many configured tenants, the others cost a comparison each.
+        let Some(mount) = &t.mount else { continue };
+        if has_prefix(path, mount.as_bytes()) {
             if let Some(spec) = cfg.tenant(name) {
                 consider(spec);
             }
