@@ -15,6 +15,7 @@
 
 mod codec;
 mod frame;
+pub mod zygote;
 
 pub use codec::{decode, encode, encode_body_header, DecodeError};
 pub use frame::{
