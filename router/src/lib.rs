@@ -28,6 +28,7 @@ pub mod spawn;
 pub mod supervisor;
 mod sys;
 pub mod tenant;
+pub mod zygote;
 
 use std::future::Future;
 use std::path::PathBuf;

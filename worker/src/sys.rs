@@ -271,7 +271,7 @@ pub fn reap_child() -> Option<(u32, i32)> {
     let mut status: libc::c_int = 0;
     // SAFETY: waitpid writes one int to `status`, a valid local.
     let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-    (pid > 0).then(|| (pid as u32, status))
+    (pid > 0).then_some((pid as u32, status))
 }
 
 /// Threads of this process (from `/proc/self/task`); a zygote forks only when it is 1.
