@@ -33,34 +33,48 @@ use tokio::sync::oneshot;
 use crate::pool::Pool;
 use crate::sys::{self, ChildSetup};
 
-/// What Trac's default app preloads: its request dispatcher and the modules of the built-in
-/// components (`trac.plugins` entry points, what `trac.loader` imports for every environment).
+/// What Trac's default app preloads: its request dispatcher and the modules of Trac 1.6's
+/// built-in components (its `trac.plugins` entry points without the optional MySQL and Textile
+/// ones: what `trac.loader` imports for every environment).
 pub const TRAC_PRELOAD: &[&str] = &[
     "trac.web.main",
     "trac.about",
+    "trac.admin.console",
     "trac.admin.web_ui",
     "trac.attachment",
-    "trac.mimeview.api",
+    "trac.db.postgres_backend",
+    "trac.db.sqlite_backend",
     "trac.mimeview.patch",
     "trac.mimeview.pygments",
     "trac.mimeview.rst",
+    "trac.notification.api",
     "trac.notification.mail",
+    "trac.notification.prefs",
     "trac.prefs.web_ui",
     "trac.search.web_ui",
-    "trac.ticket.api",
-    "trac.ticket.web_ui",
-    "trac.ticket.report",
-    "trac.ticket.roadmap",
-    "trac.ticket.query",
+    "trac.ticket.admin",
     "trac.ticket.batch",
     "trac.ticket.notification",
+    "trac.ticket.query",
+    "trac.ticket.report",
+    "trac.ticket.roadmap",
+    "trac.ticket.web_ui",
     "trac.timeline.web_ui",
+    "trac.versioncontrol.admin",
+    "trac.versioncontrol.svn_authz",
     "trac.versioncontrol.web_ui",
     "trac.web.auth",
-    "trac.web.chrome",
-    "trac.wiki.web_ui",
+    "trac.web.session",
+    "trac.wiki.admin",
+    "trac.wiki.interwiki",
     "trac.wiki.macros",
-    "trac.db.sqlite_backend",
+    "trac.wiki.web_api",
+    "trac.wiki.web_ui",
+    "tracopt.perm.authz_policy",
+    "tracopt.perm.config_perm_provider",
+    "tracopt.ticket.clone",
+    "tracopt.ticket.commit_updater",
+    "tracopt.ticket.deleter",
 ];
 
 /// After a zygote failed before it ever forked, its key is not tried again for this long.
@@ -327,7 +341,7 @@ impl Zygote {
             }
         }
         tracing::debug!(pid, zygote = self.pid, "worker forked by the zygote");
-        Ok(Forked { pid, pidfd: sys::async_fd(pidfd)?, exit: erx, ended: None })
+        Ok(Forked { pid, pidfd: sys::async_fd(pidfd)?, exit: erx, orphaned: false, ended: None })
     }
 
     async fn send(&self, out: &[u8], fds: &[RawFd; 3]) -> io::Result<()> {
@@ -427,6 +441,8 @@ pub struct Forked {
     pidfd: AsyncFd<OwnedFd>,
     /// The zygote's `Exited` report; closed without a value if the zygote died.
     exit: oneshot::Receiver<i32>,
+    /// The zygote died before reporting the exit: only the pidfd tells it now.
+    orphaned: bool,
     ended: Option<Result<i32, String>>,
 }
 
@@ -438,15 +454,17 @@ impl Forked {
     /// Wait for the end of the process. Its status comes from the zygote; if the zygote died,
     /// from the pidfd, without a status. Cancel-safe.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        // Each state change follows its await directly, so a cancelled wait resumes correctly
+        // (the oneshot must never be polled again once it has completed).
+        if self.ended.is_none() && !self.orphaned {
+            match (&mut self.exit).await {
+                Ok(status) => self.ended = Some(Ok(status)),
+                Err(_) => self.orphaned = true,
+            }
+        }
         if self.ended.is_none() {
-            let ended = match (&mut self.exit).await {
-                Ok(status) => Ok(status),
-                Err(_) => {
-                    let _ = self.pidfd.readable().await;
-                    Err("ended after its zygote (status unknown)".to_string())
-                }
-            };
-            self.ended = Some(ended);
+            let _ = self.pidfd.readable().await;
+            self.ended = Some(Err("ended after its zygote (status unknown)".to_string()));
         }
         match &self.ended {
             Some(Ok(status)) => Ok(ExitStatus::from_raw(*status)),
