@@ -64,6 +64,15 @@ def pss_kib(pid):
     return 0
 
 
+def cpu_ms(pid):
+    """User + system CPU time of `pid` so far (load-independent, unlike wall time)."""
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
 def get(url, timeout=60):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         r.read()
@@ -110,11 +119,19 @@ def main():
                 time.sleep(0.05)
         base = f"http://127.0.0.1:{port}/trac"
         cold = []
+        cpu = []
+        seen = set()
         for i in range(1, a.tenants + 1):
             t0 = time.perf_counter()
             status = get(f"{base}/t{i}/wiki/WikiStart")
             cold.append((time.perf_counter() - t0) * 1000)
             assert status == 200, status
+            # CPU of the tenant's new worker (processes = 1), zygote excluded.
+            zygotes = [c for c in children(p.pid)
+                       if open(f"/proc/{c}/cmdline", "rb").read().split(b"\0")[1:2] == [b"zygote"]]
+            new = [q for q in descendants(p.pid) if q not in seen and q not in zygotes]
+            seen.update(descendants(p.pid))
+            cpu.append(sum(cpu_ms(q) for q in new))
             if i in (1, 5):
                 for j in range(1, i + 1):
                     for _ in range(3):
@@ -132,6 +149,8 @@ def main():
         rest = cold[1:]
         print(f"cold_p50_ms_tenants_2_to_{a.tenants} {statistics.median(rest):.0f}")
         print(f"cold_p50_ms_all {statistics.median(cold):.0f}")
+        print("worker_cpu_ms_at_first_200 " + " ".join(f"{c:.0f}" for c in cpu))
+        print(f"worker_cpu_p50_ms_tenants_2_to_{a.tenants} {statistics.median(cpu[1:]):.0f}")
     finally:
         p.send_signal(signal.SIGTERM)
         try:

@@ -19,7 +19,7 @@ use nix::sys::socket::{recvmsg, send, ControlMessageOwned, MsgFlags};
 use paddock_proto::zygote::{self as msg, SpawnRequest, ZygoteMsg};
 use paddock_proto::{FRAME_HEADER_LEN, MAX_PAYLOAD};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyModule};
 
 use crate::{app, log, sys, Config, Exit};
 
@@ -79,6 +79,9 @@ fn preload(py: Python<'_>, cfg: &ZygoteConfig) -> bool {
             log::python_error(py, &e, &what);
         }
     }
+    if cfg.preload.iter().any(|m| m == "trac.web.main") {
+        warm_up_trac(py);
+    }
     // What exists now is shared copy-on-write with every worker: a collection in a worker
     // would write to (and so copy) every page holding these objects' GC headers.
     let frozen = py.import("gc").and_then(|gc| {
@@ -89,6 +92,24 @@ fn preload(py: Python<'_>, cfg: &ZygoteConfig) -> bool {
         log::python_error(py, &e, "gc.freeze failed");
     }
     true
+}
+
+/// Serve pages from a throwaway Trac environment (`python/warmup_trac.py`), so Trac's lazy
+/// first-request work is done once here. A failure only costs the workers that work.
+fn warm_up_trac(py: Python<'_>) {
+    let started = Instant::now();
+    let run = || -> PyResult<String> {
+        let code = CString::new(include_str!("python/warmup_trac.py"))?;
+        let module = PyModule::from_code(py, &code, c"warmup_trac.py", c"_paddock_warmup")?;
+        module.getattr("warm")?.call0()?.extract()
+    };
+    match run() {
+        Ok(status) => {
+            let ms = started.elapsed().as_millis() as u64;
+            tracing::info!(ms, "Trac warm-up: {status}")
+        }
+        Err(e) => log::python_error(py, &e, "Trac warm-up failed (workers do that work instead)"),
+    }
 }
 
 fn serve(sock: &OwnedFd, chld: &OwnedFd) -> Exit {
