@@ -235,4 +235,6 @@ fn a_trac_site_is_served_through_a_zygote() {
     assert_eq!(zygotes.len(), 1, "Trac's app preloads by default:\n{}", server.log_text());
     let workers = server.worker_pids();
     assert!(!workers.is_empty() && workers.iter().all(|&p| parent_of(p) == Some(zygotes[0])));
+    let log = server.log_text();
+    assert!(log.contains("Trac warm-up: 200"), "the zygote's warm-up failed:\n{log}");
 }
