@@ -238,3 +238,25 @@ fn a_trac_site_is_served_through_a_zygote() {
     let log = server.log_text();
     assert!(log.contains("Trac warm-up: 200"), "the zygote's warm-up failed:\n{log}");
 }
+
+#[test]
+fn a_zygote_with_a_thread_refuses_to_fork_and_workers_start_directly() {
+    let dir = public_tempdir();
+    let extra = format!(
+        "python_path = [\"{}\"]\npreload = [\"testapps\", \"zygote_thread\"]\n",
+        repo_root().join("tests/apps").display()
+    );
+    let cfg = config(dir.path(), &[("t", &extra)]);
+    if nix_is_root() {
+        ensure_user(USERS[0]);
+        chown(&dir.path().join("t"), USERS[0]);
+    }
+    let server = Server::start_with(&["--config", cfg.to_str().expect("utf-8")], false, &[]);
+    let r = server.get("/t/pid");
+    assert_eq!(r.status, 200, "{}", server.log_text());
+    let pid: u32 = r.text().trim().parse().expect("pid");
+    assert_eq!(parent_of(pid), Some(server.child.id()), "started directly, not forked");
+    let log = server.log_text();
+    assert!(log.contains("not single-threaded"), "{log}");
+    assert!(log.contains("starting the worker directly"), "{log}");
+}
