@@ -14,6 +14,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
+# The benchmark suite in smoke mode, to keep it working: every server starts and answers 200;
+# no time is asserted (docs/benchmarks.md). Its last line is "bench smoke: N passed, N failed".
+bash bench/run.sh --smoke
 # Last: Trac 1.6's own functional suite, 72 of its 201 tests in headless Firefox, against
 # `paddock serve` hosting one Trac at / with Basic auth on /login (docs/trac-functional.md).
 # First use installs Firefox, geckodriver and Trac's sources (about 3 minutes). Fails the run

@@ -53,6 +53,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, DecodeError> {
         }
         FrameType::Body => Frame::Body(r.rest().to_vec()),
         FrameType::End => Frame::End,
+        FrameType::Goodbye => Frame::Goodbye,
         FrameType::Request => Frame::Request(decode_request(&mut r)?),
         FrameType::Response => Frame::Response(ResponseHead {
             status: r.u16("status")?,
@@ -115,7 +116,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             out.extend_from_slice(&r.requests.to_be_bytes());
         }
         Frame::Body(b) => out.extend_from_slice(b),
-        Frame::End => {}
+        Frame::End | Frame::Goodbye => {}
         Frame::Request(h) => encode_request(h, out),
         Frame::Response(h) => {
             out.extend_from_slice(&h.status.to_be_bytes());

@@ -27,6 +27,10 @@ pub enum Frame {
     /// Worker control pipe: the process reached `--max-requests` and asks to be replaced. It
     /// keeps serving until the router sends SIGTERM.
     Retire(Retire),
+    /// Worker to router, on an idle connection that served a request already: the worker is
+    /// shutting down and closes this connection without reading anything more from it. A
+    /// request the router wrote on it was never started and may be sent again elsewhere.
+    Goodbye,
 }
 
 /// Wire type byte of each frame.
@@ -41,6 +45,7 @@ pub enum FrameType {
     Abort = 6,
     Ready = 7,
     Retire = 8,
+    Goodbye = 9,
 }
 
 impl FrameType {
@@ -54,6 +59,7 @@ impl FrameType {
             6 => Self::Abort,
             7 => Self::Ready,
             8 => Self::Retire,
+            9 => Self::Goodbye,
             _ => return None,
         })
     }
@@ -70,6 +76,7 @@ impl Frame {
             Frame::Abort(_) => FrameType::Abort,
             Frame::Ready(_) => FrameType::Ready,
             Frame::Retire(_) => FrameType::Retire,
+            Frame::Goodbye => FrameType::Goodbye,
         }
     }
 }

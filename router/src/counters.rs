@@ -17,6 +17,8 @@ pub struct Counters {
     pub idle_stops: AtomicU64,
     pub rejected_queue_full: AtomicU64,
     pub rejected_queue_timeout: AtomicU64,
+    /// Connections opened to the workers (requests reuse idle ones when they can).
+    pub connects: AtomicU64,
 }
 
 impl Counters {
@@ -38,6 +40,10 @@ impl Counters {
             Reason::Idle => &self.idle_stops,
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connected(&self) {
+        self.connects.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn rejected_queue_full(&self) {

@@ -1,23 +1,37 @@
 //! Carry one request to a worker over the tenant's Unix socket and stream the answer back.
 //! Bodies flow both ways in frames, never buffered whole.
+//!
+//! Requests without a body go over a kept-alive connection when the pool has an idle one
+//! (no connect, no accept, no `Hello` round); a connection returns to the pool once its
+//! response has ended. Requests with a body get a connection of their own, so that a request
+//! that can never be sent again (its body is being streamed) only ever goes to a worker that
+//! has committed to it with its `Hello`.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
-use hyper::body::{Body as HttpBody, Frame as BodyFrame, Incoming};
-use paddock_proto::{decode, encode, encode_body_header, AbortKind, Frame, Hello, RequestHead};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use hyper::body::Incoming;
+use paddock_proto::{
+    encode, encode_body_header, AbortKind, BodyKind, Frame, Hello, RequestHead, ResponseHead,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 use crate::pool::Pool;
+use body::{Link, WorkerBody};
+use conn::WorkerConn;
+use frames::{FrameReader, ReadError};
+
+mod body;
+pub mod conn;
+mod frames;
 
 /// Response body type of the whole front door.
 pub type Body = BoxBody<Bytes, io::Error>;
@@ -69,6 +83,7 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 /// Send `head` and `body` to a worker of `pool`; return the response as it starts to arrive.
+/// The slot `permit` is held until the response body has ended.
 pub async fn forward(
     pool: &Arc<Pool>,
     head: RequestHead,
@@ -76,44 +91,114 @@ pub async fn forward(
     permit: OwnedSemaphorePermit,
     max_head: usize,
 ) -> Result<Response<Body>, ForwardError> {
-    let has_body = head.body != paddock_proto::BodyKind::Empty;
-    let mut preamble = Vec::with_capacity(1024);
-    encode(
-        &Frame::Hello(Hello { version: paddock_proto::VERSION, pid: std::process::id() }),
-        &mut preamble,
-    );
-    encode(&Frame::Request(head), &mut preamble);
-    if !has_body {
-        encode(&Frame::End, &mut preamble);
-    }
-    let limit = pool.spec.settings.max_body;
+    let deadline = Instant::now() + pool.spec.settings.request_timeout;
+    let is_head = head.method.eq_ignore_ascii_case(b"HEAD");
+    let (link, pid, resp) = if head.body == BodyKind::Empty {
+        let (mut conn, resp) = exchange_kept(pool, head, deadline).await?;
+        // No body can follow (hyper would not even ask for one): take the `End` now so the
+        // connection is idle again at once.
+        if is_head || matches!(resp.status, 204 | 304) {
+            let builder = response_builder(&resp, max_head, conn.pid)?;
+            if tokio::time::timeout_at(deadline, skip_to_end(&mut conn.reader)).await == Ok(true) {
+                pool.put_conn(conn);
+            }
+            drop(permit);
+            return builder
+                .body(http_body_util::Empty::new().map_err(|never| match never {}).boxed())
+                .map_err(|e| ForwardError::Protocol(e.to_string()));
+        }
+        let pid = conn.pid;
+        (Link::Kept(conn), pid, resp)
+    } else {
+        exchange_split(pool, head, body, deadline).await?
+    };
+    let builder = response_builder(&resp, max_head, pid)?;
+    let body = WorkerBody::new(link, Arc::clone(pool), permit);
+    builder.body(body.boxed()).map_err(|e| ForwardError::Protocol(e.to_string()))
+}
+
+/// A request without a body, over an idle connection or a new one. A connection on which the
+/// worker said `Goodbye` (retiring) or that closed before the worker's `Hello` never started
+/// the request: it is sent again, up to [`RETRIES`] times.
+async fn exchange_kept(
+    pool: &Arc<Pool>,
+    head: RequestHead,
+    deadline: Instant,
+) -> Result<(WorkerConn, ResponseHead), ForwardError> {
+    let mut request = Vec::with_capacity(512);
+    encode(&Frame::Request(head), &mut request);
+    encode(&Frame::End, &mut request);
     let timeout = pool.spec.settings.request_timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut body = has_body.then_some(body);
-    let mut attempt = 0;
-    let (mut reader, pid, writer) = loop {
-        attempt += 1;
-        let stream = UnixStream::connect(&pool.socket_path).await.map_err(ForwardError::Connect)?;
-        let (rd, wr) = stream.into_split();
-        let writer = tokio::spawn(write_request(wr, preamble.clone(), body.take(), limit));
-        let mut reader = FrameReader { rd, buf: Vec::with_capacity(16 * 1024), start: 0 };
-        match tokio::time::timeout_at(deadline, read_hello(&mut reader)).await {
-            Err(_) => return Err(ForwardError::Timeout(timeout)),
-            // The worker closed before its Hello: it never started this request (a process
-            // retiring at that moment). Safe to send again when there is no body to replay.
-            Ok(Err(ForwardError::WorkerGone)) if !has_body && attempt < RETRIES => {
-                tracing::debug!(tenant = %pool.spec.name, attempt, "worker closed before answering; retrying");
-                continue;
+    for attempt in 1..=RETRIES {
+        let (mut conn, fresh) = match pool.take_conn() {
+            Some(c) => (c, false),
+            None => (connect(pool).await?, true),
+        };
+        let wrote = if fresh {
+            let mut first = hello_bytes();
+            first.extend_from_slice(&request);
+            conn.reader.get_mut().write_all(&first).await
+        } else {
+            conn.reader.get_mut().write_all(&request).await
+        };
+        // A failed write leaves what the worker sent readable: a Goodbye says it never read.
+        if wrote.is_err() && fresh {
+            continue;
+        }
+        if fresh {
+            match tokio::time::timeout_at(deadline, read_hello(&mut conn.reader)).await {
+                Err(_) => return Err(ForwardError::Timeout(timeout)),
+                Ok(Err(ForwardError::WorkerGone)) => {
+                    tracing::debug!(tenant = %pool.spec.name, attempt, "worker closed before answering; retrying");
+                    continue;
+                }
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(pid)) => conn.pid = pid,
+            }
+        }
+        match tokio::time::timeout_at(deadline, read_head(&mut conn.reader)).await {
+            Err(_) => {
+                stuck(pool, conn.pid, timeout);
+                return Err(ForwardError::Timeout(timeout));
+            }
+            Ok(Ok(Some(resp))) => return Ok((conn, resp)),
+            Ok(Ok(None)) => {
+                tracing::debug!(tenant = %pool.spec.name, pid = conn.pid, attempt, "worker retiring said goodbye; retrying");
             }
             Ok(Err(e)) => return Err(e),
-            Ok(Ok(pid)) => break (reader, pid, writer),
         }
+    }
+    Err(ForwardError::WorkerGone)
+}
+
+/// A request with a body, on a connection of its own: the body is streamed by a task of its
+/// own while the response is read, and the connection is closed afterwards.
+async fn exchange_split(
+    pool: &Arc<Pool>,
+    head: RequestHead,
+    body: Incoming,
+    deadline: Instant,
+) -> Result<(Link, u32, ResponseHead), ForwardError> {
+    let timeout = pool.spec.settings.request_timeout;
+    let limit = pool.spec.settings.max_body;
+    let slot = pool.reserve_conn();
+    let stream = UnixStream::connect(&pool.socket_path).await.map_err(ForwardError::Connect)?;
+    let (rd, wr) = stream.into_split();
+    let mut preamble = hello_bytes();
+    encode(&Frame::Request(head), &mut preamble);
+    let writer = tokio::spawn(write_request(wr, preamble, body, limit));
+    let mut reader = FrameReader::new(rd);
+    let pid = match tokio::time::timeout_at(deadline, read_hello(&mut reader)).await {
+        Err(_) => return Err(ForwardError::Timeout(timeout)),
+        Ok(r) => r?,
     };
-    let head = match tokio::time::timeout_at(deadline, read_head(&mut reader)).await {
+    match tokio::time::timeout_at(deadline, read_head(&mut reader)).await {
         Err(_) => {
             stuck(pool, pid, timeout);
-            return Err(ForwardError::Timeout(timeout));
+            Err(ForwardError::Timeout(timeout))
         }
+        Ok(Ok(Some(resp))) => Ok((Link::Split { reader, _open: slot }, pid, resp)),
+        Ok(Ok(None)) => Err(ForwardError::Protocol("goodbye on a new connection".into())),
         Ok(Err(e)) => {
             // A body over the limit makes the writer stop; report that rather than its effect.
             if writer.is_finished() {
@@ -121,19 +206,38 @@ pub async fn forward(
                     return Err(ForwardError::BodyTooLarge(limit));
                 }
             }
-            return Err(e);
+            Err(e)
         }
-        Ok(Ok(h)) => h,
-    };
+    }
+}
+
+async fn connect(pool: &Pool) -> Result<WorkerConn, ForwardError> {
+    let slot = pool.reserve_conn();
+    let stream = UnixStream::connect(&pool.socket_path).await.map_err(ForwardError::Connect)?;
+    Ok(WorkerConn { reader: FrameReader::new(stream), pid: 0, slot })
+}
+
+fn hello_bytes() -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    let hello = Hello { version: paddock_proto::VERSION, pid: std::process::id() };
+    encode(&Frame::Hello(hello), &mut out);
+    out
+}
+
+/// Check the response head and turn it into a response builder.
+fn response_builder(
+    head: &ResponseHead,
+    max_head: usize,
+    pid: u32,
+) -> Result<http::response::Builder, ForwardError> {
     let head_size: usize =
         head.reason.len() + head.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
     if head_size > max_head {
         return Err(ForwardError::HeadTooLarge { size: head_size, limit: max_head, pid });
     }
-    let mut resp = Response::builder().status(
-        StatusCode::from_u16(head.status)
-            .map_err(|_| ForwardError::Protocol(format!("invalid status {}", head.status)))?,
-    );
+    let status = StatusCode::from_u16(head.status)
+        .map_err(|_| ForwardError::Protocol(format!("invalid status {}", head.status)))?;
+    let mut resp = Response::builder().status(status);
     for (k, v) in &head.headers {
         let name = HeaderName::from_bytes(k).map_err(|_| {
             ForwardError::Protocol(format!("invalid header name {:?}", String::from_utf8_lossy(k)))
@@ -145,9 +249,7 @@ pub async fn forward(
             .map_err(|_| ForwardError::Protocol(format!("invalid value for header {name}")))?;
         resp = resp.header(name, value);
     }
-    let (tx, rx) = mpsc::channel(8);
-    tokio::spawn(pump(reader, tx, permit));
-    resp.body(ChannelBody { rx }.boxed()).map_err(|e| ForwardError::Protocol(e.to_string()))
+    Ok(resp)
 }
 
 #[derive(Debug)]
@@ -161,11 +263,10 @@ enum WriteError {
 async fn write_request(
     mut wr: OwnedWriteHalf,
     preamble: Vec<u8>,
-    body: Option<Incoming>,
+    mut body: Incoming,
     limit: u64,
 ) -> Result<OwnedWriteHalf, WriteError> {
     wr.write_all(&preamble).await.map_err(|_| WriteError::Io)?;
-    let Some(mut body) = body else { return Ok(wr) };
     let mut total: u64 = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| WriteError::Client)?;
@@ -185,9 +286,34 @@ async fn write_request(
     Ok(wr)
 }
 
+/// Read up to the response's `End`, dropping body bytes no client may see (a `HEAD` answer,
+/// a 304); false if the connection broke first.
+async fn skip_to_end<R>(reader: &mut FrameReader<R>) -> bool
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    loop {
+        match reader.next().await {
+            Ok(Some(Frame::Body(_))) => {}
+            Ok(Some(Frame::End)) => return true,
+            _ => return false,
+        }
+    }
+}
+
+fn read_error(e: ReadError) -> ForwardError {
+    match e {
+        ReadError::Broken => ForwardError::WorkerGone,
+        ReadError::Protocol(msg) => ForwardError::Protocol(msg),
+    }
+}
+
 /// The worker's `Hello`: its pid, which says which process serves this request.
-async fn read_hello(reader: &mut FrameReader) -> Result<u32, ForwardError> {
-    match reader.next().await? {
+async fn read_hello<R>(reader: &mut FrameReader<R>) -> Result<u32, ForwardError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    match reader.next().await.map_err(read_error)? {
         Some(Frame::Hello(h)) if h.version == paddock_proto::VERSION => Ok(h.pid),
         Some(Frame::Hello(h)) => {
             Err(ForwardError::Protocol(format!("worker speaks protocol version {}", h.version)))
@@ -197,9 +323,14 @@ async fn read_hello(reader: &mut FrameReader) -> Result<u32, ForwardError> {
     }
 }
 
-async fn read_head(reader: &mut FrameReader) -> Result<paddock_proto::ResponseHead, ForwardError> {
-    match reader.next().await? {
-        Some(Frame::Response(h)) => Ok(h),
+/// The response head; `None` if the worker said `Goodbye` instead (it never read the request).
+async fn read_head<R>(reader: &mut FrameReader<R>) -> Result<Option<ResponseHead>, ForwardError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    match reader.next().await.map_err(read_error)? {
+        Some(Frame::Response(h)) => Ok(Some(h)),
+        Some(Frame::Goodbye) => Ok(None),
         Some(Frame::Abort(a)) if a.kind == AbortKind::AppError => {
             Err(ForwardError::AppError(String::from_utf8_lossy(&a.message).into_owned()))
         }
@@ -211,88 +342,5 @@ async fn read_head(reader: &mut FrameReader) -> Result<paddock_proto::ResponseHe
             f.frame_type()
         ))),
         None => Err(ForwardError::WorkerGone),
-    }
-}
-
-/// Move body frames from the worker to the client until `End`; holds the pool slot till then.
-async fn pump(
-    mut reader: FrameReader,
-    tx: mpsc::Sender<Result<Bytes, io::Error>>,
-    _permit: OwnedSemaphorePermit,
-) {
-    loop {
-        let item = match reader.next().await {
-            Ok(Some(Frame::Body(b))) => Ok(Bytes::from(b)),
-            Ok(Some(Frame::End)) => return,
-            Ok(Some(Frame::Abort(a))) => Err(io::Error::other(format!(
-                "the application failed while sending its response: {}",
-                String::from_utf8_lossy(&a.message)
-            ))),
-            Ok(Some(f)) => Err(io::Error::other(format!(
-                "unexpected {:?} frame in a response body",
-                f.frame_type()
-            ))),
-            Ok(None) => Err(io::Error::other(
-                "the worker closed the connection in the middle of a response",
-            )),
-            Err(e) => Err(io::Error::other(e.to_string())),
-        };
-        let failed = item.is_err();
-        if let Err(e) = &item {
-            tracing::warn!("response truncated: {e}");
-        }
-        // A send error means the client went away: dropping the reader closes the socket, and
-        // the worker stops writing and calls the app's close().
-        if tx.send(item).await.is_err() || failed {
-            return;
-        }
-    }
-}
-
-/// Incremental frame reader over the worker connection.
-struct FrameReader {
-    rd: OwnedReadHalf,
-    buf: Vec<u8>,
-    start: usize,
-}
-
-impl FrameReader {
-    async fn next(&mut self) -> Result<Option<Frame>, ForwardError> {
-        loop {
-            match decode(&self.buf[self.start..]) {
-                Ok(Some((f, n))) => {
-                    self.start += n;
-                    return Ok(Some(f));
-                }
-                Ok(None) => {}
-                Err(e) => return Err(ForwardError::Protocol(e.to_string())),
-            }
-            if self.start > 0 {
-                self.buf.drain(..self.start);
-                self.start = 0;
-            }
-            self.buf.reserve(64 * 1024);
-            let n = self.rd.read_buf(&mut self.buf).await.map_err(|_| ForwardError::WorkerGone)?;
-            if n == 0 {
-                return if self.buf.is_empty() { Ok(None) } else { Err(ForwardError::WorkerGone) };
-            }
-        }
-    }
-}
-
-/// A response body fed by the pump task.
-struct ChannelBody {
-    rx: mpsc::Receiver<Result<Bytes, io::Error>>,
-}
-
-impl HttpBody for ChannelBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<BodyFrame<Bytes>, io::Error>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(BodyFrame::data)))
     }
 }

@@ -305,6 +305,14 @@ async fn to_tenant(
             return challenge;
         }
     };
+    // Static files answer here, behind auth but before any pool is started or admitted to.
+    let cfg = st.config();
+    let statics = cfg.static_files(&routed.spec.name);
+    if let Some(hit) = statics.find(&routed.spec, cfg.sites.as_deref(), &routed.path_info) {
+        let resp = crate::statics::serve(hit, req.method(), req.headers()).await;
+        st.metrics.static_response(resp.status().as_u16());
+        return resp;
+    }
     let (pool, permit) = match admit(st, &routed.spec, meta).await {
         Ok(x) => x,
         Err(resp) => return resp,

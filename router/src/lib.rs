@@ -25,6 +25,7 @@ pub mod respond;
 pub mod route;
 pub mod rules;
 pub mod spawn;
+pub mod statics;
 pub mod supervisor;
 mod sys;
 pub mod tenant;

@@ -176,6 +176,7 @@ struct PoolSums {
 #[derive(Default)]
 struct CounterSums {
     spawns: u64,
+    connects: u64,
     /// In the order of [`EXIT_REASONS`].
     exits: [u64; 7],
     queue_full: u64,
@@ -197,6 +198,7 @@ impl CounterSums {
     fn add(&mut self, c: &Counters) {
         let g = Counters::get;
         self.spawns += g(&c.spawns);
+        self.connects += g(&c.connects);
         let exits = [
             &c.crashes,
             &c.recycles_max_requests,
@@ -240,11 +242,13 @@ pub struct Metrics {
     workers: IntGaugeVec,
     rss: IntGaugeVec,
     spawns: IntCounterVec,
+    connects: IntCounterVec,
     exits: IntCounterVec,
     tenants_known: IntGauge,
     tenants_active: IntGauge,
     tenants_labelled: IntGauge,
     signups: IntCounterVec,
+    static_files: IntCounterVec,
     scrape: Mutex<Scrape>,
 }
 
@@ -322,6 +326,12 @@ impl Metrics {
         for s in Signup::ALL {
             signups.with_label_values(&[s.as_str()]);
         }
+        let static_files = counter_vec(
+            p,
+            "paddock_static_responses_total",
+            "Static files answered by the router itself (never reaching a pool), by status.",
+            &["status"],
+        );
         Metrics {
             max_tenants,
             labelled: Mutex::new(0),
@@ -359,6 +369,12 @@ impl Metrics {
                 "Worker processes started, by tenant.",
                 &["tenant"],
             ),
+            connects: counter_vec(
+                p,
+                "paddock_worker_connections_total",
+                "Connections opened to worker processes, by tenant; requests without a body reuse idle ones.",
+                &["tenant"],
+            ),
             exits: counter_vec(
                 p,
                 "paddock_worker_exits_total",
@@ -381,6 +397,7 @@ impl Metrics {
             queue_wait,
             rejected,
             signups,
+            static_files,
             scrape: Mutex::new(Scrape::default()),
             prom,
         }
@@ -429,6 +446,11 @@ impl Metrics {
     /// Count a signup outcome.
     pub fn signup(&self, outcome: Signup) {
         self.signups.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Count a response of the static-file server (200, 206, 304, 404, 405, 416).
+    pub fn static_response(&self, status: u16) {
+        self.static_files.with_label_values(&[&status.to_string()]).inc();
     }
 
     /// Read the pools and counters, then encode every metric in the text format. Blocking
@@ -495,6 +517,7 @@ impl Metrics {
         for (label, s) in sums {
             let l: &str = &label;
             raise(&self.spawns.with_label_values(&[l]), s.spawns);
+            raise(&self.connects.with_label_values(&[l]), s.connects);
             for (reason, n) in EXIT_REASONS.iter().zip(s.exits) {
                 raise(&self.exits.with_label_values(&[l, reason]), n);
             }

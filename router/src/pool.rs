@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
+use crate::forward::conn::{OpenSlot, WorkerConn};
 use crate::identity::Identity;
 use crate::supervisor::{self, Reason, SlotCmd};
 use crate::tenant::TenantSpec;
@@ -72,6 +73,8 @@ pub struct Pool {
     epoch: Instant,
     last_used_ms: AtomicU64,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Open connections to the workers, idle or carrying a request (at most one per thread).
+    conns_open: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -79,6 +82,8 @@ struct Inner {
     /// `(slot, pid)` of every ready process.
     ready: Vec<(usize, u32)>,
     last_error: Option<Arc<str>>,
+    /// Keep-alive connections waiting for a request, most recently used last.
+    idle: Vec<WorkerConn>,
 }
 
 impl Pool {
@@ -128,6 +133,7 @@ impl Pool {
             epoch: Instant::now(),
             last_used_ms: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
+            conns_open: Arc::new(AtomicUsize::new(0)),
         });
         let tasks = receivers
             .into_iter()
@@ -246,6 +252,48 @@ impl Pool {
         self.waiting.load(Ordering::Relaxed)
     }
 
+    /// An idle connection to a ready worker, most recently used first; `None` if there is none.
+    pub(crate) fn take_conn(&self) -> Option<WorkerConn> {
+        loop {
+            let conn = self.lock().idle.pop()?;
+            if conn.is_quiet() {
+                return Some(conn);
+            }
+            // Said goodbye or died meanwhile: close it (outside the lock) and look again.
+            drop(conn);
+        }
+    }
+
+    /// Keep a connection that finished its request for the next one, unless its process is no
+    /// longer ready (retiring, dead) or the pool is stopping.
+    pub(crate) fn put_conn(&self, mut conn: WorkerConn) {
+        conn.reader.shrink();
+        let mut inner = self.lock();
+        if !self.is_stopping() && inner.ready.iter().any(|&(_, p)| p == conn.pid) {
+            inner.idle.push(conn);
+            return;
+        }
+        drop(inner);
+        drop(conn);
+    }
+
+    /// Count a new connection about to be made. A pool has at most processes × threads
+    /// connections open, one per worker thread: at the limit, an idle one is closed first so
+    /// its thread can accept the new one. (The caller holds a request slot and no connection,
+    /// so with every slot counted at least one open connection is idle.)
+    pub(crate) fn reserve_conn(&self) -> OpenSlot {
+        let limit = self.spec.settings.processes * self.spec.settings.threads;
+        let mut inner = self.lock();
+        let full = self.conns_open.load(Ordering::Acquire) >= limit;
+        // The least recently used one: its thread is the likeliest to be waiting already.
+        let surplus = (full && !inner.idle.is_empty()).then(|| inner.idle.remove(0));
+        let slot = OpenSlot::take(&self.conns_open);
+        drop(inner);
+        self.counters.connected();
+        drop(surplus);
+        slot
+    }
+
     /// Replace the process `pid` with a fresh one (no pause); false if it is not ours.
     pub fn recycle_pid(&self, pid: u32, reason: Reason) -> bool {
         let slot = self.lock().ready.iter().find(|(_, p)| *p == pid).map(|(s, _)| *s);
@@ -304,6 +352,7 @@ impl Pool {
         self.slots.close();
         self.status_tx.send_replace(Status::Stopped);
         self.stop_tx.send_replace(true);
+        self.close_idle();
     }
 
     /// Graceful stop: take no new requests (those queued are sent to the successor pool), let
@@ -316,6 +365,7 @@ impl Pool {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.stop_tx.send_replace(true);
+        self.close_idle();
     }
 
     /// Wait until every process of a stopped pool has exited.
@@ -337,10 +387,22 @@ impl Pool {
         self.publish(&inner);
     }
 
+    /// `pid` takes no more requests: forget it, and close its idle connections before it is
+    /// told to stop (a request is never written to a process that is closing them).
     pub(crate) fn worker_gone(&self, pid: u32) {
         let mut inner = self.lock();
         inner.ready.retain(|&(_, p)| p != pid);
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut inner.idle).into_iter().partition(|c| c.pid == pid);
+        inner.idle = kept;
         self.publish(&inner);
+        drop(inner);
+        drop(gone);
+    }
+
+    fn close_idle(&self) {
+        let idle = std::mem::take(&mut self.lock().idle);
+        drop(idle);
     }
 
     pub(crate) fn start_failed(&self, why: String) {

@@ -115,6 +115,9 @@ fn worker_args(pool: &Pool) -> Vec<OsString> {
         push(&"--max-requests");
         push(&(s.max_requests + jitter.min(s.max_requests_jitter)).to_string());
     }
+    if s.gc_freeze {
+        push(&"--gc-freeze");
+    }
     for p in &s.python_path {
         push(&"--python-path");
         push(p);

@@ -16,6 +16,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -81,6 +82,10 @@ pub struct Config {
     /// Seconds to wait for the router's bytes inside a request before failing it.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub read_timeout: u64,
+    /// `gc.freeze()` once the app is loaded, and again after the first request that ends with
+    /// no other in flight: what the app keeps for good leaves the cyclic collector's reach.
+    #[arg(long)]
+    pub gc_freeze: bool,
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
@@ -148,9 +153,21 @@ fn run_with(cfg: Config, setup_python: bool) -> Exit {
     let Some((app, statics)) = load_python(&cfg, &entry, setup_python) else {
         return Exit::AppLoad;
     };
+    if cfg.gc_freeze {
+        Python::attach(app::gc_freeze);
+    }
     let read_timeout = Duration::from_secs(cfg.read_timeout);
     let control = control::Control::new(control, cfg.max_requests);
-    let shared = Arc::new(serve::Shared { app, statics, listener, wake, read_timeout, control });
+    let shared = Arc::new(serve::Shared {
+        app,
+        statics,
+        listener,
+        wake,
+        read_timeout,
+        control,
+        in_flight: AtomicUsize::new(0),
+        freeze_pending: AtomicBool::new(cfg.gc_freeze),
+    });
     let (threads, done) = match spawn_threads(&shared, cfg.threads) {
         Ok(t) => t,
         Err(e) => {

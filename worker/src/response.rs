@@ -42,6 +42,8 @@ pub struct WriteSide {
     sent: u64,
     status: u16,
     head_request: bool,
+    /// The last chunk of a body known in full (a list result), sent with `End` in one write.
+    held: Vec<u8>,
     /// A write failed: the router went away; the connection is closed after this request.
     pub broken: bool,
 }
@@ -68,6 +70,7 @@ impl WriteSide {
             sent: 0,
             status: 0,
             head_request: false,
+            held: Vec::new(),
             broken: false,
         }
     }
@@ -86,6 +89,7 @@ impl WriteSide {
         self.declared = None;
         self.sent = 0;
         self.head_request = head_request;
+        self.held.clear();
         self.seq
     }
 
@@ -112,6 +116,32 @@ impl WriteSide {
     /// PEP 3333 delays the head until the first non-empty chunk.
     pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
         self.check_usable()?;
+        let data = self.within_declared(data);
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.queue_head();
+        self.sent += data.len() as u64;
+        let r = self.writer.send_body(data, false);
+        self.note(r)
+    }
+
+    /// Like [`WriteSide::send`] for the last chunk of a body, when no code of the app can run
+    /// before the response ends (a list result): it goes out with `End`, in one write.
+    pub fn hold_last(&mut self, data: &[u8]) -> io::Result<()> {
+        self.check_usable()?;
+        let data = self.within_declared(data);
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.queue_head();
+        self.sent += data.len() as u64;
+        self.held.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// `data`, cut to what the declared `Content-Length` leaves room for.
+    fn within_declared<'d>(&self, data: &'d [u8]) -> &'d [u8] {
         let mut data = data;
         if let Some(limit) = self.declared {
             // Never send more than the app declared: the router frames the client response
@@ -125,13 +155,7 @@ impl WriteSide {
                 data = &data[..room];
             }
         }
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.queue_head();
-        self.sent += data.len() as u64;
-        let r = self.writer.send_body(data, false);
-        self.note(r)
+        data
     }
 
     fn queue_head(&mut self) {
@@ -161,7 +185,10 @@ impl WriteSide {
             return self.abort(AbortKind::AppErrorAfterHead, "body shorter than Content-Length");
         }
         self.queue_head();
-        let r = self.writer.send_body(&[], true);
+        let held = std::mem::take(&mut self.held);
+        let r = self.writer.send_body(&held, true);
+        self.held = held;
+        self.held.clear();
         self.note(r).map(|()| Ending::Complete)
     }
 
@@ -174,6 +201,12 @@ impl WriteSide {
     fn abort(&mut self, kind: AbortKind, message: &str) -> io::Result<Ending> {
         self.active = false;
         self.check_usable()?;
+        if !self.held.is_empty() {
+            // What the app produced still goes out, before the abort that truncates it.
+            let held = std::mem::take(&mut self.held);
+            let r = self.writer.send_body(&held, false);
+            self.note(r)?;
+        }
         let frame = Frame::Abort(Abort { kind, message: message.as_bytes().to_vec() });
         let r = self.writer.send(&frame);
         self.note(r).map(|()| Ending::Aborted(kind))
@@ -328,6 +361,21 @@ impl WriteCallable {
 
 /// Send one body chunk with the GIL released (used by `write()` and the serve loop).
 pub fn send_bytes(py: Python<'_>, side: &SharedWriteSide, seq: u64, data: &[u8]) -> PyResult<()> {
+    send_or_hold(py, side, seq, data, false)
+}
+
+/// Largest last chunk that is copied to go out with `End` rather than sent on its own.
+pub const HOLD_MAX: usize = 64 * 1024;
+
+/// Send `data`, or with `hold` keep it to go out with the response's `End` (see
+/// [`WriteSide::hold_last`]).
+pub fn send_or_hold(
+    py: Python<'_>,
+    side: &SharedWriteSide,
+    seq: u64,
+    data: &[u8],
+    hold: bool,
+) -> PyResult<()> {
     if data.is_empty() {
         // Nothing to send, and PEP 3333 lets an app yield b"" before start_response.
         return Ok(());
@@ -340,7 +388,11 @@ pub fn send_bytes(py: Python<'_>, side: &SharedWriteSide, seq: u64, data: &[u8])
         if !side.started {
             return Err(PyRuntimeError::new_err("body produced before start_response was called"));
         }
-        side.send(data).map_err(PyErr::from)
+        if hold {
+            side.hold_last(data).map_err(PyErr::from)
+        } else {
+            side.send(data).map_err(PyErr::from)
+        }
     })
 }
 

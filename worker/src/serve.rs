@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,13 +21,13 @@ use paddock_proto::{Abort, AbortKind, Frame, Hello, RequestHead, VERSION};
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::conn::{FrameReader, FrameWriter};
 use crate::control::Control;
 use crate::environ::{self, Statics};
 use crate::input::{lock, Input, ReadShared, SharedReadSide};
-use crate::response::{send_bytes, Ending, SharedWriteSide, StartResponse, WriteSide};
+use crate::response::{send_or_hold, Ending, SharedWriteSide, StartResponse, WriteSide, HOLD_MAX};
 use crate::{log, sys};
 
 /// What every worker thread shares.
@@ -41,6 +42,10 @@ pub struct Shared {
     pub read_timeout: Duration,
     /// The control pipe and the count of completed requests (`--max-requests`).
     pub control: Control,
+    /// Requests of this process between their head and their end.
+    pub in_flight: AtomicUsize,
+    /// `--gc-freeze`: freeze once more after the first request that ends alone.
+    pub freeze_pending: AtomicBool,
 }
 
 /// Body of one worker thread: accept and serve connections until shutdown.
@@ -115,7 +120,16 @@ fn serve_connection(py: Python<'_>, shared: &Shared, stream: UnixStream) -> io::
     let read = ReadShared::new(FrameReader::new(stream));
     let mut next = py.detach(|| first_request(&read, &write))?;
     while let Some(head) = next {
+        // Counted before any Python object of the request exists (that needs the GIL, which
+        // a thread freezing holds).
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let keep = handle_request(py, shared, &read, &write, head);
+        let alone = shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1;
+        // The app's lasting state (Trac: the environment, its components and templates) now
+        // exists, and no other request's objects do.
+        if alone && shared.freeze_pending.swap(false, Ordering::AcqRel) {
+            crate::app::gc_freeze(py);
+        }
         py.detach(|| shared.control.request_done());
         if !keep {
             break;
@@ -171,10 +185,9 @@ fn first_request(
 }
 
 /// Wait for the next request head on a connection that served one already. `None` on end of
-/// stream, or when shutting down with no request's bytes buffered or readable (the router may
-/// retry a request it wrote just as the connection closed only if it stopped using this
-/// worker's connections before SIGTERM). An idle connection waits without a timeout: the router
-/// owns its lifetime.
+/// stream, or when shutting down with no request's bytes buffered or readable: then `Goodbye`
+/// goes out first, so a request the router wrote at that moment is known never to have
+/// started. An idle connection waits without a timeout: the router owns its lifetime.
 fn next_request(
     shared: &Shared,
     idle: &UnixStream,
@@ -186,6 +199,9 @@ fn next_request(
             let ready = sys::poll_in(&[idle.as_fd(), shared.wake.as_fd()], -1)?;
             if !ready[0] {
                 if ready[1] {
+                    // Say so before closing: a request the router writes from now on was never
+                    // read, and it may send it again to another process.
+                    let _ = lock(write).send_frame(&Frame::Goodbye);
                     return Ok(None);
                 }
                 continue;
@@ -293,13 +309,23 @@ fn send_iterable(
     write: &SharedWriteSide,
     seq: u64,
 ) -> PyResult<()> {
-    for item in result.try_iter()? {
+    // A list or tuple holds the whole body and runs no app code when iterated or closed: its
+    // last chunk can go out together with the response's end, in one write.
+    let known =
+        if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+            result.len()?
+        } else {
+            usize::MAX
+        };
+    for (i, item) in result.try_iter()?.enumerate() {
         let item = item?;
         let bytes = item.cast::<PyBytes>().map_err(|_| {
             let ty = item.get_type().name().map(|n| n.to_string()).unwrap_or_default();
             PyTypeError::new_err(format!("WSGI app yielded {ty}, not bytes"))
         })?;
-        send_bytes(py, write, seq, bytes.as_bytes())?;
+        let data = bytes.as_bytes();
+        let hold = i + 1 == known && data.len() <= HOLD_MAX;
+        send_or_hold(py, write, seq, data, hold)?;
     }
     if !lock(write).started() {
         return Err(pyo3::exceptions::PyRuntimeError::new_err(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::{head, hello, request_frames, Worker, STEP};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use paddock_proto::BodyKind;
+use paddock_proto::{BodyKind, Frame};
 
 #[test]
 fn import_failure_exits_3_with_the_traceback() {
@@ -126,6 +126,7 @@ fn sigterm_or_sigint_finishes_in_flight_requests_and_exits_0() {
         signal(&w, sig);
         let r = busy.reply();
         assert_eq!(r.text(), "slept", "{sig}: {}", w.stderr());
+        assert_eq!(idle.recv(), Some(Frame::Goodbye), "{sig}: idle connection gets Goodbye");
         assert!(idle.recv().is_none(), "{sig}: idle connection should be closed");
         let status = w.wait_exit(STEP).expect("worker should exit");
         assert_eq!(status.code(), Some(0), "{sig}: {}", w.stderr());
@@ -147,6 +148,7 @@ fn with_nothing_running_sigterm_or_sigint_exits_within_100_ms() {
         let took = started.elapsed();
         assert_eq!(status.code(), Some(0), "{sig}: {}", w.stderr());
         assert!(took < Duration::from_millis(100), "{sig}: exit took {took:?}");
+        assert_eq!(idle.recv(), Some(Frame::Goodbye), "{sig}: idle connection gets Goodbye");
         assert!(idle.recv().is_none(), "{sig}: idle connection should be closed");
     }
 }
@@ -167,6 +169,7 @@ fn a_connection_accepted_before_sigterm_is_served_even_if_its_request_comes_afte
     let r = c.reply();
     assert_eq!((r.status(), r.text().as_str(), r.ended), (200, "hello /simple", true));
     assert_eq!(c.hello.as_ref().map(|h| h.pid), Some(w.child.id()));
+    assert_eq!(c.recv(), Some(Frame::Goodbye), "Goodbye after its request");
     assert!(c.recv().is_none(), "closed after its request");
     let status = w.wait_exit(STEP).expect("worker should exit");
     assert_eq!(status.code(), Some(0), "{}", w.stderr());

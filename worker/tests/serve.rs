@@ -281,3 +281,26 @@ fn content_length_is_enforced() {
     let r = c.request(head("HEAD", "/short_length", "", BodyKind::Empty), b"");
     assert_eq!((r.status(), r.ended), (200, true), "HEAD may declare a length it does not send");
 }
+
+#[test]
+fn gc_freeze_freezes_at_load_and_after_the_first_request_and_cycles_are_still_collected() {
+    let state = |c: &mut common::Client| -> (usize, String) {
+        let text = c.get("/gc_state").text();
+        let (n, collected) = text.split_once(' ').expect("two fields");
+        (n.parse().expect("count"), collected.to_owned())
+    };
+    let w = Worker::start_with(1, "testapps:dispatch", &["--gc-freeze"], |_| {});
+    let mut c = w.connect();
+    let (at_load, collected) = state(&mut c);
+    assert!(at_load > 1000, "modules frozen at load: {at_load}");
+    assert_eq!(collected, "True", "new cycles are still collected");
+    let (after, collected) = state(&mut c);
+    assert!(after > at_load, "frozen again after the first request: {after} <= {at_load}");
+    assert_eq!(collected, "True");
+    let (later, _) = state(&mut c);
+    assert_eq!(later, after, "only once");
+
+    let w = Worker::start(1);
+    let mut c = w.connect();
+    assert_eq!(state(&mut c), (0, "True".to_owned()), "off without --gc-freeze");
+}

@@ -36,6 +36,7 @@ fn roundtrip(f: Frame) {
 fn each_frame_type_roundtrips() {
     roundtrip(Frame::Hello(Hello { version: crate::VERSION, pid: 4242 }));
     roundtrip(Frame::Ready(Ready { pid: 7 }));
+    roundtrip(Frame::Goodbye);
     roundtrip(Frame::Retire(Retire { pid: 7, requests: 1000 }));
     roundtrip(Frame::Retire(Retire { pid: u32::MAX, requests: u64::MAX }));
     roundtrip(Frame::Request(sample_request()));

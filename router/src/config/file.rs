@@ -140,6 +140,9 @@ pub struct TenantSection {
     pub max_requests: Option<Spanned<i64>>,
     /// Up to this many extra requests, chosen per process, so processes do not recycle together.
     pub max_requests_jitter: Option<Spanned<i64>>,
+    /// Move the objects the app keeps for good out of the cyclic garbage collector's reach
+    /// (`gc.freeze()` after the app is loaded and after the first request).
+    pub gc_freeze: Option<bool>,
     /// Processes kept running when the pool is idle (0: an idle pool is stopped entirely).
     pub min_processes: Option<Spanned<i64>>,
     /// Requests that may wait for a free slot; more get 503 at once.
@@ -165,15 +168,21 @@ pub struct TenantSection {
     pub environ: Option<BTreeMap<String, String>>,
     /// HTTP Basic authentication of some paths (`[defaults.auth]`, `[tenants.NAME.auth]`).
     pub auth: Option<crate::auth::AuthSection>,
+    /// Static files served by the router: URL prefix below the mount → directory (an empty
+    /// value removes a default mapping).
+    #[serde(rename = "static")]
+    pub statics: Option<BTreeMap<String, Spanned<String>>>,
+    /// `Cache-Control: max-age` of static files, e.g. `"1h"`; `"0"` sends `no-cache`.
+    pub static_max_age: Option<Spanned<String>>,
 }
 
 impl TenantSection {
     /// `self` with every unset field taken from `base`; maps are merged key by key.
     pub fn over(&self, base: &TenantSection) -> TenantSection {
-        fn merge(
-            a: &Option<BTreeMap<String, String>>,
-            b: &Option<BTreeMap<String, String>>,
-        ) -> Option<BTreeMap<String, String>> {
+        fn merge<V: Clone>(
+            a: &Option<BTreeMap<String, V>>,
+            b: &Option<BTreeMap<String, V>>,
+        ) -> Option<BTreeMap<String, V>> {
             match (a, b) {
                 (None, None) => None,
                 _ => {
@@ -202,6 +211,7 @@ impl TenantSection {
                 .max_requests_jitter
                 .clone()
                 .or_else(|| base.max_requests_jitter.clone()),
+            gc_freeze: self.gc_freeze.or(base.gc_freeze),
             min_processes: self.min_processes.clone().or_else(|| base.min_processes.clone()),
             queue_limit: self.queue_limit.clone().or_else(|| base.queue_limit.clone()),
             graceful_timeout: self
@@ -217,6 +227,8 @@ impl TenantSection {
             env: merge(&self.env, &base.env),
             environ: merge(&self.environ, &base.environ),
             auth: crate::auth::AuthSection::merge(&self.auth, &base.auth),
+            statics: merge(&self.statics, &base.statics),
+            static_max_age: self.static_max_age.clone().or_else(|| base.static_max_age.clone()),
         }
     }
 }

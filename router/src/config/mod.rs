@@ -4,6 +4,7 @@
 mod file;
 mod settings;
 mod signup;
+mod statics;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -53,6 +54,9 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Settings for discovered tenants.
     pub defaults: PoolSettings,
+    /// Static files of discovered tenants. Kept out of [`PoolSettings`] so that changing
+    /// them on reload restarts no pool.
+    pub static_defaults: crate::statics::StaticSettings,
     /// Explicitly configured tenants.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -82,6 +86,7 @@ pub struct TenantConfig {
     /// Explicit mount (`` for the root), if the tenant has one.
     pub mount: Option<String>,
     pub settings: PoolSettings,
+    pub statics: crate::statics::StaticSettings,
 }
 
 /// Flags given on the command line; they override the file.
@@ -114,6 +119,11 @@ impl Config {
     pub fn from_overrides(ov: &Overrides) -> Result<Config, Diagnostics> {
         let file = Path::new("<command line>");
         Validator { file, text: "", errors: Vec::new() }.finish(FileConfig::default(), ov, None)
+    }
+
+    /// Static-file settings of tenant `name` (configured, else the defaults).
+    pub fn static_files(&self, name: &str) -> &crate::statics::StaticSettings {
+        self.tenants.get(name).map_or(&self.static_defaults, |t| &t.statics)
     }
 
     /// Where the config file lives; relative paths in it are resolved from there.
@@ -229,6 +239,7 @@ impl Validator<'_> {
             }
         }
         let defaults = settings::validate(&mut self, &defaults_section);
+        let static_defaults = statics::validate(&mut self, &defaults_section);
 
         let mut tenants = BTreeMap::new();
         let mut file_roots: Vec<PathBuf> = sites.iter().cloned().collect();
@@ -257,7 +268,8 @@ impl Validator<'_> {
             });
             let merged = s.over(&defaults_section);
             let settings = settings::validate(&mut self, &merged);
-            tenants.insert(name.clone(), TenantConfig { dir, mount: tmount, settings });
+            let statics = statics::validate(&mut self, &merged);
+            tenants.insert(name.clone(), TenantConfig { dir, mount: tmount, settings, statics });
         }
         for root in &f.file_test_roots {
             file_roots.push(abs(root.get_ref()));
@@ -299,6 +311,7 @@ impl Validator<'_> {
             max_header_bytes: front.2,
             max_response_head_bytes: front.3,
             defaults,
+            static_defaults,
             tenants,
         })
     }

@@ -215,6 +215,23 @@ def long_length(environ, start_response):
     return [b'12', b'345', b'678']
 
 
+def gc_state(environ, start_response):
+    """Objects in the collector's permanent generation, and whether a cycle made now is
+    still collected: `FROZEN COLLECTED`."""
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    ref = weakref.ref(a)
+    del a, b
+    gc.collect()
+    return _text(start_response, b'%d %s' % (gc.get_freeze_count(), str(ref() is None).encode()))
+
+
 APPS = {name: obj for name, obj in globals().items()
         if callable(obj) and not name.startswith('_') and name not in ('dispatch', 'validator')}
 
