@@ -15,6 +15,7 @@
 
 mod codec;
 mod frame;
+pub mod zygote;
 
 #[doc(hidden)]
 pub mod fixtures;

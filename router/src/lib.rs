@@ -29,6 +29,7 @@ pub mod statics;
 pub mod supervisor;
 mod sys;
 pub mod tenant;
+pub mod zygote;
 
 use std::future::Future;
 use std::path::PathBuf;

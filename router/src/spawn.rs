@@ -1,11 +1,15 @@
 //! Starting one `paddock-worker` process: command line, scrubbed environment, credentials,
-//! inherited descriptors, and the control pipe it reports on.
+//! inherited descriptors, and the control pipe it reports on; directly (fork + exec by tokio)
+//! or forked by a zygote.
 
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::Stdio;
+use std::os::unix::ffi::OsStrExt;
+use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
 use nix::fcntl::OFlag;
+use paddock_proto::zygote::{Creds, SpawnRequest};
 use paddock_proto::{decode, Frame};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::unix::pipe;
@@ -13,10 +17,144 @@ use tokio::process::{Child, Command};
 
 use crate::pool::Pool;
 use crate::sys::{self, ChildSetup};
+use crate::zygote::{self, Forked};
+
+/// A worker process: the router's own child, or one forked by a zygote (see `zygote.rs`).
+pub enum Proc {
+    Direct(Child),
+    Forked(Forked),
+}
+
+impl Proc {
+    pub fn id(&self) -> u32 {
+        match self {
+            Proc::Direct(c) => c.id().unwrap_or(0),
+            Proc::Forked(f) => f.pid(),
+        }
+    }
+
+    /// Wait until the process has ended. Cancel-safe.
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            Proc::Direct(c) => c.wait().await,
+            Proc::Forked(f) => f.wait().await,
+        }
+    }
+
+    /// SIGKILL, without waiting.
+    pub fn start_kill(&mut self) -> std::io::Result<()> {
+        match self {
+            Proc::Direct(c) => c.start_kill(),
+            Proc::Forked(f) => f.start_kill(),
+        }
+    }
+}
 
 /// Start one worker for `pool`, as the tenant's user, with the listening socket on fd 3 and the
 /// control pipe on fd 4. Its stderr is relayed to the log, each line tagged with the tenant.
-pub fn spawn(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Child, Control)> {
+/// Forked by the pool's zygote when it has one; a direct spawn otherwise, or when the zygote
+/// fails (a tenant never fails because of its zygote).
+pub async fn spawn(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Control)> {
+    if let Some(z) = zygote::for_pool(pool).await {
+        match spawn_forked(pool, slot, &z).await {
+            Ok(p) => return Ok(p),
+            Err(e) => tracing::warn!(
+                tenant = %pool.spec.name, slot,
+                "zygote spawn failed, starting the worker directly: {e}"
+            ),
+        }
+    }
+    spawn_direct(pool, slot)
+}
+
+async fn spawn_forked(
+    pool: &Arc<Pool>,
+    slot: usize,
+    z: &Arc<zygote::Zygote>,
+) -> std::io::Result<(Proc, Control)> {
+    let spec = &pool.spec;
+    let (ctl_read, ctl_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (err_read, err_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let req = SpawnRequest {
+        id: 0,
+        args: worker_args(pool).iter().map(|a| a.as_bytes().to_vec()).collect(),
+        env: worker_env(pool)
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect(),
+        cwd: spec.dir.as_os_str().as_bytes().to_vec(),
+        umask: spec.settings.umask,
+        creds: pool.identity.creds().map(|c| Creds { uid: c.uid, gid: c.gid, groups: c.groups }),
+    };
+    let fds = [pool.listener.as_raw_fd(), ctl_write.as_raw_fd(), err_write.as_raw_fd()];
+    let forked = z.spawn(req, fds, spec.settings.startup_timeout).await?;
+    drop((ctl_write, err_write));
+    relay_stderr(pipe::Receiver::from_owned_fd(err_read)?, spec.name.clone(), forked.pid(), slot);
+    Ok((Proc::Forked(forked), Control::new(ctl_read)?))
+}
+
+/// The worker's command line after the program name; the same for both ways of starting it.
+fn worker_args(pool: &Pool) -> Vec<OsString> {
+    let spec = &pool.spec;
+    let s = &spec.settings;
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |x: &dyn AsRef<OsStr>| a.push(x.as_ref().to_owned());
+    push(&"--tenant");
+    push(&spec.name);
+    push(&"--app");
+    push(&s.app);
+    push(&"--threads");
+    push(&s.threads.to_string());
+    push(&"--processes");
+    push(&s.processes.to_string());
+    for x in ["--listen-fd", "3", "--control-fd", "4"] {
+        push(&x);
+    }
+    if s.max_requests > 0 {
+        let jitter = (jitter_fraction() * (s.max_requests_jitter as f64 + 1.0)) as u64;
+        push(&"--max-requests");
+        push(&(s.max_requests + jitter.min(s.max_requests_jitter)).to_string());
+    }
+    if s.gc_freeze {
+        push(&"--gc-freeze");
+    }
+    for p in &s.python_path {
+        push(&"--python-path");
+        push(p);
+    }
+    if let Some(v) = &s.virtualenv {
+        push(&"--virtualenv");
+        push(v);
+    }
+    a
+}
+
+/// The worker's whole environment (scrubbed: nothing of the router's leaks).
+fn worker_env(pool: &Pool) -> Vec<(OsString, OsString)> {
+    let spec = &pool.spec;
+    let s = &spec.settings;
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    let mut set = |k: &str, v: &dyn AsRef<OsStr>| {
+        env.retain(|(old, _)| old != k);
+        env.push((k.into(), v.as_ref().to_owned()));
+    };
+    set("PATH", &"/usr/local/bin:/usr/bin:/bin");
+    set("HOME", &spec.dir);
+    set("USER", &pool.identity.user_name);
+    set("LOGNAME", &pool.identity.user_name);
+    set("LANG", &s.lang);
+    set("PYTHON_EGG_CACHE", &spec.dir.join(".egg-cache"));
+    set("PADDOCK_TENANT", &spec.name);
+    if let Ok(level) = std::env::var("PADDOCK_WORKER_LOG") {
+        set("PADDOCK_LOG", &level);
+    }
+    for (k, v) in &s.env {
+        set(k, v);
+    }
+    env
+}
+
+fn spawn_direct(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Control)> {
     let spec = &pool.spec;
     let s = &spec.settings;
     let (ctl_read, ctl_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
@@ -26,37 +164,9 @@ pub fn spawn(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Child, Control)>
     drop(ctl_write);
 
     let mut cmd = Command::new(&pool.worker_bin);
-    cmd.arg("--tenant").arg(&spec.name);
-    cmd.arg("--app").arg(&s.app);
-    cmd.arg("--threads").arg(s.threads.to_string());
-    cmd.arg("--processes").arg(s.processes.to_string());
-    cmd.args(["--listen-fd", "3", "--control-fd", "4"]);
-    if s.max_requests > 0 {
-        let jitter = (jitter_fraction() * (s.max_requests_jitter as f64 + 1.0)) as u64;
-        cmd.arg("--max-requests")
-            .arg((s.max_requests + jitter.min(s.max_requests_jitter)).to_string());
-    }
-    if s.gc_freeze {
-        cmd.arg("--gc-freeze");
-    }
-    for p in &s.python_path {
-        cmd.arg("--python-path").arg(p);
-    }
-    if let Some(v) = &s.virtualenv {
-        cmd.arg("--virtualenv").arg(v);
-    }
+    cmd.args(worker_args(pool));
     cmd.env_clear();
-    cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
-    cmd.env("HOME", &spec.dir);
-    cmd.env("USER", &pool.identity.user_name);
-    cmd.env("LOGNAME", &pool.identity.user_name);
-    cmd.env("LANG", &s.lang);
-    cmd.env("PYTHON_EGG_CACHE", spec.dir.join(".egg-cache"));
-    cmd.env("PADDOCK_TENANT", &spec.name);
-    if let Ok(level) = std::env::var("PADDOCK_WORKER_LOG") {
-        cmd.env("PADDOCK_LOG", level);
-    }
-    cmd.envs(&s.env);
+    cmd.envs(worker_env(pool));
     cmd.current_dir(&spec.dir);
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     cmd.kill_on_drop(true);
@@ -72,15 +182,24 @@ pub fn spawn(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Child, Control)>
     drop((listen_fd, ctl_fd));
     let pid = child.id().unwrap_or(0);
     if let Some(err) = child.stderr.take() {
-        let tenant = spec.name.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(err).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(target: "paddock::worker", tenant = %tenant, pid, slot, "{line}");
-            }
-        });
+        relay_stderr(err, spec.name.clone(), pid, slot);
     }
-    Ok((child, Control::new(ctl_read)?))
+    Ok((Proc::Direct(child), Control::new(ctl_read)?))
+}
+
+/// Log each line a worker writes to stderr, tagged with its tenant, pid and slot.
+pub(crate) fn relay_stderr(
+    err: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    tenant: String,
+    pid: u32,
+    slot: usize,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(err).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(target: "paddock::worker", tenant = %tenant, pid, slot, "{line}");
+        }
+    });
 }
 
 /// Frames a worker sends on its control pipe (`Ready`, `Retire`).

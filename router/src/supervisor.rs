@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use paddock_proto::Frame;
-use tokio::process::Child;
 use tokio::sync::{mpsc, watch};
 
 use crate::pool::Pool;
-use crate::spawn::{spawn, Control};
+use crate::spawn::{spawn, Control, Proc};
 
 /// A process that lived this long is considered healthy: its next failure starts the back-off
 /// again from the beginning.
@@ -60,7 +59,7 @@ pub enum SlotCmd {
 
 /// A running worker process.
 struct Worker {
-    child: Child,
+    child: Proc,
     pid: u32,
     control: Control,
 }
@@ -206,9 +205,10 @@ async fn start_ready(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Worker>, String> {
     let name = &pool.spec.name;
-    let (mut child, mut control) =
-        spawn(pool, slot).map_err(|e| format!("cannot start a worker for tenant `{name}`: {e}"))?;
-    let pid = child.id().unwrap_or(0);
+    let (mut child, mut control) = spawn(pool, slot)
+        .await
+        .map_err(|e| format!("cannot start a worker for tenant `{name}`: {e}"))?;
+    let pid = child.id();
     pool.counters.spawned();
     let timeout = pool.spec.settings.startup_timeout;
     tokio::select! {

@@ -81,3 +81,42 @@ pub fn dup_high(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: `new` is a descriptor fcntl just created; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
+
+/// A pidfd for `pid` (Linux 5.3+): readable once the process has ended, and a handle that
+/// signals exactly that process even after its pid is reused. Used for workers forked by a
+/// zygote, which are not the router's children.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just created this descriptor for us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Send `sig` to the process behind `pidfd`.
+pub fn pidfd_signal(pidfd: &OwnedFd, sig: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: integers only; a null siginfo asks the kernel to fill in the usual kill(2) info.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Register an owned descriptor with tokio's reactor.
+pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` is open for as long as it lives and always reports the same
+    // descriptor, and the `AsyncFd` owns it until it is dropped.
+    Ok(unsafe { tokio::io::unix::AsyncFd::register(fd) }?)
+}

@@ -100,6 +100,13 @@ def _pid(environ, start_response):
     return [body]
 
 
+def _osenv(environ, start_response):
+    """The process environment (not the WSGI environ) and the pid."""
+    body = json.dumps({"pid": os.getpid(), "env": dict(os.environ)}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+
+
 def _probe(environ, start_response):
     """?read=PATH or ?connect=PATH or ?list=PATH: what this tenant may touch."""
     qs = _qs(environ)
@@ -143,6 +150,8 @@ def app(environ, start_response):
         return _sleep(environ, start_response)
     if path.startswith("/pid"):
         return _pid(environ, start_response)
+    if path.startswith("/osenv"):
+        return _osenv(environ, start_response)
     if path.startswith("/probe"):
         return _probe(environ, start_response)
     if path.startswith("/bighead"):

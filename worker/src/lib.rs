@@ -33,9 +33,11 @@ mod log;
 mod response;
 mod serve;
 mod sys;
+mod zygote;
 
 pub use app::Entry;
 pub use log::init as init_logging;
+pub use zygote::{run_zygote, ZygoteConfig};
 
 /// Internals for the Criterion benches in `benches/`; not part of the crate's API.
 #[doc(hidden)]
@@ -129,6 +131,16 @@ impl Config {
 
 /// Set up, load the app, serve until SIGTERM. Logging must be initialised by the caller.
 pub fn run(cfg: Config) -> Exit {
+    run_with(cfg, true)
+}
+
+/// The same in a worker forked by a zygote: Python is initialised and set up already (same
+/// virtualenv and python path), the preloaded modules imported; only the app is looked up.
+pub(crate) fn run_forked(cfg: Config) -> Exit {
+    run_with(cfg, false)
+}
+
+fn run_with(cfg: Config, setup_python: bool) -> Exit {
     let entry = match cfg.validate() {
         Ok(e) => e,
         Err(msg) => {
@@ -144,7 +156,9 @@ pub fn run(cfg: Config) -> Exit {
             return Exit::Os;
         }
     };
-    let Some((app, statics)) = load_python(&cfg, &entry) else { return Exit::AppLoad };
+    let Some((app, statics)) = load_python(&cfg, &entry, setup_python) else {
+        return Exit::AppLoad;
+    };
     if cfg.gc_freeze {
         Python::attach(app::gc_freeze);
     }
@@ -194,10 +208,15 @@ fn take_fds(cfg: &Config) -> io::Result<Fds> {
     Ok((listener, control, wake))
 }
 
-/// Prepare the interpreter and import the app; on failure print the traceback to stderr.
-fn load_python(cfg: &Config, entry: &Entry) -> Option<(Py<PyAny>, environ::Statics)> {
+/// Prepare the interpreter (unless a zygote did) and import the app; on failure print the
+/// traceback to stderr.
+fn load_python(cfg: &Config, entry: &Entry, setup: bool) -> Option<(Py<PyAny>, environ::Statics)> {
     Python::attach(|py| {
-        let loaded = app::setup_python(py, &cfg.python_path, cfg.virtualenv.as_deref())
+        let prepared = match setup {
+            true => app::setup_python(py, &cfg.python_path, cfg.virtualenv.as_deref()),
+            false => Ok(()),
+        };
+        let loaded = prepared
             .and_then(|()| app::load(py, entry))
             .and_then(|a| Ok((a, app::statics(py, cfg.threads.into(), cfg.processes.into())?)));
         match loaded {
@@ -212,7 +231,7 @@ fn load_python(cfg: &Config, entry: &Entry) -> Option<(Py<PyAny>, environ::Stati
     })
 }
 
-fn flush_python_stderr(py: Python<'_>) {
+pub(crate) fn flush_python_stderr(py: Python<'_>) {
     if let Ok(stderr) = py.import("sys").and_then(|s| s.getattr("stderr")) {
         let _ = stderr.call_method0("flush");
     }

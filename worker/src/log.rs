@@ -2,6 +2,7 @@
 //! journald behind it) can attribute any line of a mixed log; Python tracebacks line by line.
 
 use std::fmt;
+use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use tracing::{Event, Subscriber};
@@ -10,16 +11,25 @@ use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
+/// The `tenant=NAME pid=PID ` prefix of every line; replaced in a worker forked by a zygote.
+static PREFIX: Mutex<String> = Mutex::new(String::new());
+
+/// Set the prefix for `tenant` and the current pid.
+pub fn set_tenant(tenant: &str) {
+    let prefix = format!("tenant={tenant} pid={} ", std::process::id());
+    *PREFIX.lock().unwrap_or_else(|e| e.into_inner()) = prefix;
+}
+
 /// Install the global subscriber. The filter comes from `PADDOCK_LOG` (default `info`).
 pub fn init(tenant: &str) {
-    let prefix = format!("tenant={tenant} pid={} ", std::process::id());
+    set_tenant(tenant);
     let filter = EnvFilter::try_from_env("PADDOCK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let inner = format().with_ansi(false).with_target(false);
     // A second init (tests in one process) keeps the first subscriber; nothing to report.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
-        .event_format(Prefixed { prefix, inner })
+        .event_format(Prefixed { inner })
         .try_init();
 }
 
@@ -27,9 +37,8 @@ fn format() -> format::Format {
     format::Format::default()
 }
 
-/// Writes a fixed prefix before each event, then the default format.
+/// Writes [`PREFIX`] before each event, then the default format.
 struct Prefixed<F> {
-    prefix: String,
     inner: F,
 }
 
@@ -45,7 +54,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        writer.write_str(&self.prefix)?;
+        writer.write_str(&PREFIX.lock().unwrap_or_else(|e| e.into_inner()))?;
         self.inner.format_event(ctx, writer, event)
     }
 }

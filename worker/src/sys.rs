@@ -230,3 +230,188 @@ fn epoll_add(epoll: &OwnedFd, fd: BorrowedFd<'_>, events: u32, token: u64) -> io
     }
     Ok(())
 }
+
+/// Write end of the SIGCHLD self-pipe of a zygote (-1 until installed).
+static CHLD_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Zygote: install a SIGCHLD handler and return the read end of the (non-blocking) self-pipe
+/// it writes to; drain it with [`drain_pipe`] and then reap with [`reap_child`].
+pub fn install_sigchld() -> io::Result<OwnedFd> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded: both descriptors are new and ours. The write end is leaked into
+    // the static for the handler.
+    let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    CHLD_WRITE_FD.store(fds[1], Ordering::SeqCst);
+    // SAFETY: as in `install_shutdown_signals`; the handler only does atomics and write(2).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigchld as *const () as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut()) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(read)
+}
+
+extern "C" fn on_sigchld(_sig: libc::c_int) {
+    let fd = CHLD_WRITE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: as in `on_shutdown_signal`: errno saved and restored around a non-blocking
+        // write(2), all async-signal-safe.
+        unsafe {
+            let errno = *libc::__errno_location();
+            libc::write(fd, b"c".as_ptr().cast(), 1);
+            *libc::__errno_location() = errno;
+        }
+    }
+}
+
+/// Read and discard whatever a non-blocking pipe holds.
+pub fn drain_pipe(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` is a writable buffer of the given length; the fd is borrowed, so open.
+    while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+/// One ended child of this process, without blocking: `(pid, raw wait status)`.
+pub fn reap_child() -> Option<(u32, i32)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid writes one int to `status`, a valid local.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    (pid > 0).then_some((pid as u32, status))
+}
+
+/// Threads of this process (from `/proc/self/task`); a zygote forks only when it is 1.
+pub fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Take ownership of the zygote's inherited `SOCK_SEQPACKET` socket (fd 3 by convention).
+pub fn adopt_socket(fd: RawFd) -> io::Result<OwnedFd> {
+    check_open(fd)?;
+    set_cloexec(fd)?;
+    // SAFETY: the fd is open and handed to this process alone by the router (see
+    // `adopt_listener`); Python has not started yet.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What a forked worker must become, taken from its spawn request.
+pub struct Become<'a> {
+    pub creds: Option<&'a paddock_proto::zygote::Creds>,
+    pub umask: u32,
+    pub cwd: &'a std::ffi::CStr,
+    /// Received descriptors: the tenant's listening socket, the control pipe, stderr.
+    pub listener: OwnedFd,
+    pub control: OwnedFd,
+    pub stderr: OwnedFd,
+    /// The zygote's pid: the child checks it is still its parent after PR_SET_PDEATHSIG.
+    pub parent: libc::pid_t,
+}
+
+/// In a child just forked by the zygote, before anything else runs: new session, the tenant's
+/// groups, gid and uid (checked to have taken, including the saved ids), umask, working
+/// directory, descriptors (0 = /dev/null, 1 and 2 = the router's stderr pipe, 3 = listener,
+/// 4 = control pipe; everything else closed, the zygote's own socket included), SIGCHLD back to
+/// its default, and the parent-death signal (SIGTERM: a worker whose zygote died finishes its
+/// requests and exits; the router starts its successor through a new zygote).
+pub fn become_worker(b: Become<'_>) -> io::Result<()> {
+    let err = |what: &str| {
+        let e = io::Error::last_os_error();
+        io::Error::new(e.kind(), format!("{what}: {e}"))
+    };
+    // SAFETY: plain system calls on integers and on memory we own for the call's duration
+    // (`groups`, the C string); the process is single-threaded (the zygote checks it before
+    // forking), so no other thread can observe the half-switched credentials.
+    unsafe {
+        if libc::setsid() < 0 {
+            return Err(err("setsid"));
+        }
+        if let Some(c) = b.creds {
+            let groups: Vec<libc::gid_t> = c.groups.iter().map(|&g| g as libc::gid_t).collect();
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                return Err(err("setgroups"));
+            }
+            if libc::setresgid(c.gid, c.gid, c.gid) != 0 {
+                return Err(err("setresgid"));
+            }
+            if libc::setresuid(c.uid, c.uid, c.uid) != 0 {
+                return Err(err("setresuid"));
+            }
+            let (mut r, mut e, mut s) = (0, 0, 0);
+            let (mut gr, mut ge, mut gs) = (0, 0, 0);
+            if libc::getresuid(&mut r, &mut e, &mut s) != 0
+                || libc::getresgid(&mut gr, &mut ge, &mut gs) != 0
+                || [r, e, s] != [c.uid; 3]
+                || [gr, ge, gs] != [c.gid; 3]
+            {
+                return Err(io::Error::other("the credential switch did not take"));
+            }
+            // Going back to root must be impossible now.
+            if c.uid != 0 && libc::setuid(0) == 0 {
+                return Err(io::Error::other("could regain root after the switch"));
+            }
+        }
+        libc::umask(b.umask as libc::mode_t);
+        if libc::chdir(b.cwd.as_ptr()) != 0 {
+            return Err(err("chdir to the tenant directory"));
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if null < 0 {
+            return Err(err("open /dev/null"));
+        }
+        // Sources are moved to 10 and above first, so no dup2 below clobbers a later source.
+        let mut high = [0; 4];
+        for (i, fd) in [null, b.stderr.as_raw_fd(), b.listener.as_raw_fd(), b.control.as_raw_fd()]
+            .into_iter()
+            .enumerate()
+        {
+            high[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+            if high[i] < 0 {
+                return Err(err("dup"));
+            }
+        }
+        for (from, to) in [(high[0], 0), (high[1], 1), (high[1], 2), (high[2], 3), (high[3], 4)] {
+            if libc::dup2(from, to) < 0 {
+                return Err(err("dup2"));
+            }
+        }
+        // Everything from 5 up goes, the zygote's socket, SIGCHLD pipe and the originals
+        // included; the OwnedFds above are forgotten so nothing closes a reused number later.
+        std::mem::forget((b.listener, b.control, b.stderr));
+        if libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32) != 0 {
+            return Err(err("close_range"));
+        }
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut()) < 0 {
+            return Err(err("reset SIGCHLD"));
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // After the uid change, which clears it.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+            return Err(err("PR_SET_PDEATHSIG"));
+        }
+        if libc::getppid() != b.parent {
+            return Err(io::Error::other("the zygote exited during the spawn"));
+        }
+    }
+    Ok(())
+}
+
+/// Own the descriptors that just arrived in an `SCM_RIGHTS` message.
+pub fn own_received(raw: &[RawFd]) -> Vec<OwnedFd> {
+    raw.iter()
+        // SAFETY: the kernel installed these descriptors in this process for this message
+        // alone (recvmsg with SCM_RIGHTS); nothing else refers to them yet.
+        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect()
+}

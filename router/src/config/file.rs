@@ -122,6 +122,9 @@ pub struct TenantSection {
     pub python_path: Option<Vec<String>>,
     /// Virtualenv whose site-packages the worker adds.
     pub virtualenv: Option<Spanned<String>>,
+    /// Modules a zygote imports once and forks the workers from; `[]`: no zygote. Default:
+    /// Trac's modules for Trac's app, none otherwise.
+    pub preload: Option<Spanned<Vec<String>>>,
     /// Unix user the pool runs as (default: owner of the tenant directory when root).
     pub user: Option<Spanned<String>>,
     /// Unix group (default: the user's primary group).
@@ -197,6 +200,7 @@ impl TenantSection {
             app: self.app.clone().or_else(|| base.app.clone()),
             python_path: self.python_path.clone().or_else(|| base.python_path.clone()),
             virtualenv: self.virtualenv.clone().or_else(|| base.virtualenv.clone()),
+            preload: self.preload.clone().or_else(|| base.preload.clone()),
             user: self.user.clone().or_else(|| base.user.clone()),
             group: self.group.clone().or_else(|| base.group.clone()),
             lang: self.lang.clone().or_else(|| base.lang.clone()),

@@ -19,6 +19,8 @@ pub struct PoolSettings {
     pub app: String,
     pub python_path: Vec<String>,
     pub virtualenv: Option<String>,
+    /// Modules the pool's zygote preloads; `None`: the default for the app (see `zygote.rs`).
+    pub preload: Option<Vec<String>>,
     pub user: Option<String>,
     pub group: Option<String>,
     pub lang: String,
@@ -154,6 +156,11 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
             );
         }
     }
+    if let Some(p) = &s.preload {
+        if let Some(bad) = p.get_ref().iter().find(|m| !valid_module(m)) {
+            v.err(Some(p.span()), format!("`preload`: `{bad}` is not a Python module name"));
+        }
+    }
     let base = super::Config::base_dir(Some(v.file));
     let (auth, problems) = crate::auth::validate(s.auth.as_ref(), &base);
     for (span, msg) in problems {
@@ -165,6 +172,7 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         app,
         python_path: s.python_path.clone().unwrap_or_default(),
         virtualenv: s.virtualenv.as_ref().map(|x| x.get_ref().clone()).filter(|x| !x.is_empty()),
+        preload: s.preload.as_ref().map(|p| p.get_ref().clone()),
         user: s.user.as_ref().map(|x| x.get_ref().clone()),
         group: s.group.as_ref().map(|x| x.get_ref().clone()),
         lang: s.lang.clone().unwrap_or_else(|| "C.UTF-8".to_string()),
@@ -186,6 +194,15 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         environ: s.environ.clone().unwrap_or_default(),
         auth,
     }
+}
+
+/// `package.module`: dot-separated Python identifiers (ASCII).
+fn valid_module(m: &str) -> bool {
+    !m.is_empty()
+        && m.split('.').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
 }
 
 impl PoolSettings {

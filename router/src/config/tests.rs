@@ -136,3 +136,14 @@ fn shipped_examples_are_valid() {
     }
     assert!(n >= 5, "expected the example configs, found {n}");
 }
+
+#[test]
+fn preload_is_checked_and_inherited() {
+    let text = "sites = \"/srv/sites\"\n[defaults]\npreload = [\"trac.web.main\"]\n[tenants.off]\npreload = []\n";
+    let c = load_str(text).expect("valid");
+    assert_eq!(c.defaults.preload, Some(vec!["trac.web.main".to_string()]));
+    assert_eq!(c.tenants["off"].settings.preload, Some(vec![]));
+    let m =
+        messages(load_str("sites = \"/s\"\n[defaults]\n\npreload = [\"ok\", \"not a module\"]\n"));
+    assert!(m.iter().any(|m| m.starts_with("4: ") && m.contains("not a module")), "{m:?}");
+}

@@ -147,9 +147,22 @@ impl Server {
             .unwrap_or_else(|e| panic!("request failed: {e}\nserver log:\n{}", self.log_text()))
     }
 
-    /// Pids of the processes paddock started (its direct children).
+    /// Pids of the worker processes paddock started: its direct children, except that a
+    /// zygote (`paddock-worker zygote`) counts as the workers it forked.
     pub fn worker_pids(&self) -> Vec<u32> {
-        children_of(self.child.id())
+        let mut out = Vec::new();
+        for pid in children_of(self.child.id()) {
+            match is_zygote(pid) {
+                true => out.extend(children_of(pid)),
+                false => out.push(pid),
+            }
+        }
+        out
+    }
+
+    /// Pids of paddock's zygotes.
+    pub fn zygote_pids(&self) -> Vec<u32> {
+        children_of(self.child.id()).into_iter().filter(|&p| is_zygote(p)).collect()
     }
 
     /// SIGTERM, then wait (bounded) for the exit status.
@@ -193,6 +206,13 @@ pub fn nix_is_root() -> bool {
                 .find(|l| l.starts_with("Uid:"))
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
+        .unwrap_or(false)
+}
+
+/// Whether `pid` runs `paddock-worker zygote`.
+pub fn is_zygote(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.split(|&b| b == 0).nth(1) == Some(b"zygote"))
         .unwrap_or(false)
 }
 

@@ -1,0 +1,555 @@
+//! Zygotes: one template process per Python configuration (worker binary, virtualenv, python
+//! path, `LANG`, preload list) that has initialised Python and imported the preload modules,
+//! and forks tenant workers on request (`paddock-worker zygote`, `docs/zygote.md`).
+//!
+//! A zygote is started on the first spawn that needs it and replaced when it dies. It runs
+//! with the router's credentials (root, as a rule) and imports code, so it is used only when
+//! every directory Python imports from is writable by root (or the router's user) alone;
+//! otherwise, and whenever the zygote fails, the worker is started directly. Its children are
+//! watched through pidfds (they are not the router's children) and their exit status comes
+//! from the zygote, which reaps them.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::socket::{
+    recv, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+};
+use paddock_proto::zygote::{self as msg, SpawnRequest, ZygoteMsg};
+use paddock_proto::{FRAME_HEADER_LEN, MAX_PAYLOAD};
+use tokio::io::unix::AsyncFd;
+use tokio::process::Command;
+use tokio::sync::oneshot;
+
+use crate::pool::Pool;
+use crate::sys::{self, ChildSetup};
+
+/// What Trac's default app preloads: its request dispatcher and the modules of Trac 1.6's
+/// built-in components (its `trac.plugins` entry points without the optional MySQL and Textile
+/// ones: what `trac.loader` imports for every environment).
+pub const TRAC_PRELOAD: &[&str] = &[
+    "trac.web.main",
+    "trac.about",
+    "trac.admin.console",
+    "trac.admin.web_ui",
+    "trac.attachment",
+    "trac.db.postgres_backend",
+    "trac.db.sqlite_backend",
+    "trac.mimeview.patch",
+    "trac.mimeview.pygments",
+    "trac.mimeview.rst",
+    "trac.notification.api",
+    "trac.notification.mail",
+    "trac.notification.prefs",
+    "trac.prefs.web_ui",
+    "trac.search.web_ui",
+    "trac.ticket.admin",
+    "trac.ticket.batch",
+    "trac.ticket.notification",
+    "trac.ticket.query",
+    "trac.ticket.report",
+    "trac.ticket.roadmap",
+    "trac.ticket.web_ui",
+    "trac.timeline.web_ui",
+    "trac.versioncontrol.admin",
+    "trac.versioncontrol.svn_authz",
+    "trac.versioncontrol.web_ui",
+    "trac.web.auth",
+    "trac.web.session",
+    "trac.wiki.admin",
+    "trac.wiki.interwiki",
+    "trac.wiki.macros",
+    "trac.wiki.web_api",
+    "trac.wiki.web_ui",
+    "tracopt.perm.authz_policy",
+    "tracopt.perm.config_perm_provider",
+    "tracopt.ticket.clone",
+    "tracopt.ticket.commit_updater",
+    "tracopt.ticket.deleter",
+];
+
+/// After a zygote failed before it ever forked, its key is not tried again for this long.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// One distinct Python configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub worker_bin: PathBuf,
+    pub virtualenv: Option<String>,
+    pub python_path: Vec<String>,
+    pub lang: String,
+    pub preload: Vec<String>,
+}
+
+/// The zygote key of `pool`, or `None` when the pool has no preload list.
+pub fn key(pool: &Pool) -> Option<Key> {
+    let s = &pool.spec.settings;
+    let preload = preload_list(&s.app, s.preload.as_deref());
+    (!preload.is_empty()).then(|| Key {
+        worker_bin: pool.worker_bin.clone(),
+        virtualenv: s.virtualenv.clone(),
+        python_path: s.python_path.clone(),
+        lang: s.lang.clone(),
+        preload,
+    })
+}
+
+/// The configured list, or by default [`TRAC_PRELOAD`] for a Trac app and nothing otherwise.
+pub fn preload_list(app: &str, configured: Option<&[String]>) -> Vec<String> {
+    match configured {
+        Some(list) => list.to_vec(),
+        None if app.starts_with("trac.") && !app.contains('/') => {
+            TRAC_PRELOAD.iter().map(|m| m.to_string()).collect()
+        }
+        None => Vec::new(),
+    }
+}
+
+enum Entry {
+    Running(Arc<Zygote>),
+    Failed(Instant),
+}
+
+fn registry() -> &'static Mutex<HashMap<Key, Entry>> {
+    static ZYGOTES: std::sync::OnceLock<Mutex<HashMap<Key, Entry>>> = std::sync::OnceLock::new();
+    ZYGOTES.get_or_init(Default::default)
+}
+
+fn lock() -> std::sync::MutexGuard<'static, HashMap<Key, Entry>> {
+    registry().lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The running zygote for `pool`'s configuration, started if needed; `None` when the pool has
+/// no preload list, its Python directories are not trusted, or its zygote keeps failing.
+pub async fn for_pool(pool: &Pool) -> Option<Arc<Zygote>> {
+    let key = key(pool)?;
+    {
+        let map = lock();
+        match map.get(&key) {
+            Some(Entry::Running(z)) if !z.is_dead() => return Some(z.clone()),
+            Some(Entry::Failed(at)) if at.elapsed() < RETRY_AFTER => return None,
+            _ => {}
+        }
+    }
+    if let Err(why) = trusted(&key) {
+        tracing::warn!(tenant = %pool.spec.name, "no zygote, starting workers directly: {why}");
+        lock().insert(key, Entry::Failed(Instant::now()));
+        return None;
+    }
+    let mut map = lock();
+    // Another slot may have started it meanwhile.
+    if let Some(Entry::Running(z)) = map.get(&key) {
+        if !z.is_dead() {
+            return Some(z.clone());
+        }
+    }
+    match Zygote::start(key.clone()) {
+        Ok(z) => {
+            map.insert(key, Entry::Running(z.clone()));
+            Some(z)
+        }
+        Err(e) => {
+            tracing::warn!(tenant = %pool.spec.name, "cannot start a zygote, starting workers directly: {e}");
+            map.insert(key, Entry::Failed(Instant::now()));
+            None
+        }
+    }
+}
+
+/// Every directory Python imports from in the zygote must be writable by root or the router's
+/// own user alone, and so must every directory above it (a sticky one such as `/tmp` is fine
+/// above): otherwise a tenant could plant code that the zygote runs with the router's rights.
+pub fn trusted(key: &Key) -> Result<(), String> {
+    let mut dirs: Vec<PathBuf> = key.python_path.iter().map(PathBuf::from).collect();
+    if let Some(v) = &key.virtualenv {
+        let venv = PathBuf::from(v);
+        let lib = venv.join("lib");
+        let site = std::fs::read_dir(&lib)
+            .map(|rd| rd.flatten().map(|e| e.path().join("site-packages")).collect::<Vec<_>>())
+            .unwrap_or_default();
+        dirs.extend([venv, lib]);
+        dirs.extend(site.into_iter().filter(|p| p.is_dir()));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    for d in &dirs {
+        check_dir(d, me, true)?;
+    }
+    Ok(())
+}
+
+fn check_dir(dir: &Path, me: u32, leaf: bool) -> Result<(), String> {
+    let real = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut cur: Option<&Path> = Some(&real);
+    let mut first = leaf;
+    while let Some(p) = cur {
+        let m = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if m.uid() != 0 && m.uid() != me {
+            return Err(format!(
+                "{} (imported from by the zygote) is owned by uid {}, not root",
+                p.display(),
+                m.uid()
+            ));
+        }
+        let sticky_above = !first && m.mode() & 0o1000 != 0;
+        if m.mode() & 0o022 != 0 && !sticky_above {
+            return Err(format!(
+                "{} (imported from by the zygote) is group- or world-writable (mode {:o})",
+                p.display(),
+                m.mode() & 0o7777
+            ));
+        }
+        first = false;
+        cur = p.parent();
+    }
+    Ok(())
+}
+
+/// A running zygote: its socket and the requests waiting for answers.
+pub struct Zygote {
+    key: Key,
+    pid: u32,
+    sock: AsyncFd<OwnedFd>,
+    next_id: AtomicU32,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    dead: bool,
+    /// Has forked at least once (a zygote that dies before is not restarted at once).
+    forked: bool,
+    pending: HashMap<u32, oneshot::Sender<Result<u32, String>>>,
+    exits: HashMap<u32, oneshot::Sender<i32>>,
+    /// Exits reported before anybody waited for them.
+    early: HashMap<u32, i32>,
+}
+
+impl Zygote {
+    fn start(key: Key) -> io::Result<Arc<Zygote>> {
+        let (ours, theirs) =
+            socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+        fcntl(ours.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        let theirs_high = sys::dup_high(theirs.as_raw_fd())?;
+        drop(theirs);
+        let mut cmd = Command::new(&key.worker_bin);
+        cmd.arg("zygote");
+        for p in &key.python_path {
+            cmd.arg("--python-path").arg(p);
+        }
+        if let Some(v) = &key.virtualenv {
+            cmd.arg("--virtualenv").arg(v);
+        }
+        for m in &key.preload {
+            cmd.arg("--preload").arg(m);
+        }
+        cmd.env_clear();
+        cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+        cmd.env("LANG", &key.lang);
+        cmd.env("HOME", "/nonexistent");
+        if let Ok(level) = std::env::var("PADDOCK_WORKER_LOG") {
+            cmd.env("PADDOCK_LOG", level);
+        }
+        cmd.current_dir("/");
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.kill_on_drop(true);
+        sys::prepare(
+            &mut cmd,
+            ChildSetup { creds: None, umask: 0o022, fds: vec![(theirs_high.as_raw_fd(), 3)] },
+        );
+        let mut child = cmd.spawn()?;
+        drop(theirs_high);
+        let pid = child.id().unwrap_or(0);
+        if let Some(err) = child.stderr.take() {
+            crate::spawn::relay_stderr(err, "(zygote)".to_string(), pid, 0);
+        }
+        tracing::info!(pid, preload = key.preload.len(), "zygote started");
+        let z = Arc::new(Zygote {
+            key,
+            pid,
+            sock: sys::async_fd(ours)?,
+            next_id: AtomicU32::new(1),
+            state: Mutex::new(State::default()),
+        });
+        let reader = z.clone();
+        tokio::spawn(async move {
+            reader.read_loop().await;
+            reader.died();
+            let status = child.wait().await;
+            tracing::warn!(pid = reader.pid, "zygote ended ({status:?}); its workers finish their requests and are started again through a new one");
+        });
+        Ok(z)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_dead(&self) -> bool {
+        self.lock().dead
+    }
+
+    /// Fork a worker for `req` with the descriptors `fds` (listener, control pipe's write end,
+    /// stderr pipe's write end), waiting at most `timeout` for the answer.
+    pub async fn spawn(
+        &self,
+        mut req: SpawnRequest,
+        fds: [RawFd; 3],
+        timeout: Duration,
+    ) -> io::Result<Forked> {
+        req.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.lock();
+            if st.dead {
+                return Err(io::Error::other("the zygote is gone"));
+            }
+            st.pending.insert(req.id, tx);
+        }
+        let mut out = Vec::new();
+        msg::encode(&ZygoteMsg::Spawn(req.clone()), &mut out);
+        if let Err(e) = self.send(&out, &fds).await {
+            self.lock().pending.remove(&req.id);
+            return Err(e);
+        }
+        let pid = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Ok(pid))) => pid,
+            Ok(Ok(Err(why))) => return Err(io::Error::other(why)),
+            Ok(Err(_)) => return Err(io::Error::other("the zygote died")),
+            Err(_) => {
+                self.lock().pending.remove(&req.id);
+                return Err(io::Error::other(format!("no answer from the zygote in {timeout:?}")));
+            }
+        };
+        let pidfd = sys::pidfd_open(pid)?;
+        let (etx, erx) = oneshot::channel();
+        {
+            let mut st = self.lock();
+            st.forked = true;
+            if let Some(status) = st.early.remove(&pid) {
+                let _ = etx.send(status);
+            } else if !st.dead {
+                st.exits.insert(pid, etx);
+            }
+        }
+        tracing::debug!(pid, zygote = self.pid, "worker forked by the zygote");
+        Ok(Forked { pid, pidfd: sys::async_fd(pidfd)?, exit: erx, orphaned: false, ended: None })
+    }
+
+    async fn send(&self, out: &[u8], fds: &[RawFd; 3]) -> io::Result<()> {
+        let iov = [io::IoSlice::new(out)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        loop {
+            let mut guard = self.sock.writable().await?;
+            let r = guard.try_io(|s| {
+                sendmsg::<()>(s.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+                    .map_err(io::Error::from)
+            });
+            match r {
+                Ok(r) => return r.map(|_| ()),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    async fn read_loop(&self) {
+        let mut buf = vec![0u8; FRAME_HEADER_LEN + MAX_PAYLOAD];
+        loop {
+            let Ok(mut guard) = self.sock.readable().await else { return };
+            let n = match guard.try_io(|s| {
+                recv(s.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(io::Error::from)
+            }) {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => n,
+                Err(_would_block) => continue,
+            };
+            match msg::decode(&buf[..n]) {
+                Ok(Some((m, used))) if used == n => self.dispatch(m),
+                other => {
+                    tracing::error!(pid = self.pid, "bad message from the zygote: {other:?}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, m: ZygoteMsg) {
+        let mut st = self.lock();
+        match m {
+            ZygoteMsg::Spawned { id, pid } => match st.pending.remove(&id) {
+                Some(tx) => {
+                    let _ = tx.send(Ok(pid));
+                }
+                // Its spawn timed out: nobody supervises this worker, so it must not run.
+                None => {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            },
+            ZygoteMsg::SpawnFailed { id, message } => {
+                if let Some(tx) = st.pending.remove(&id) {
+                    let _ = tx.send(Err(String::from_utf8_lossy(&message).into_owned()));
+                }
+            }
+            ZygoteMsg::Exited { pid, status } => match st.exits.remove(&pid) {
+                Some(tx) => {
+                    let _ = tx.send(status);
+                }
+                None => {
+                    st.early.insert(pid, status);
+                }
+            },
+            ZygoteMsg::Spawn(_) => tracing::warn!(pid = self.pid, "zygote sent a Spawn"),
+        }
+    }
+
+    /// The zygote is gone: fail what waits for it, tell its workers' watchers (the workers get
+    /// SIGTERM from the kernel, their parent-death signal), forget it.
+    fn died(self: &Arc<Self>) {
+        let forked = {
+            let mut st = self.lock();
+            st.dead = true;
+            st.pending.clear();
+            st.exits.clear();
+            st.forked
+        };
+        let mut map = lock();
+        if let Some(Entry::Running(z)) = map.get(&self.key) {
+            if Arc::ptr_eq(z, self) {
+                match forked {
+                    true => map.remove(&self.key),
+                    false => map.insert(self.key.clone(), Entry::Failed(Instant::now())),
+                };
+            }
+        }
+    }
+}
+
+/// A worker forked by a zygote.
+pub struct Forked {
+    pid: u32,
+    pidfd: AsyncFd<OwnedFd>,
+    /// The zygote's `Exited` report; closed without a value if the zygote died.
+    exit: oneshot::Receiver<i32>,
+    /// The zygote died before reporting the exit: only the pidfd tells it now.
+    orphaned: bool,
+    ended: Option<Result<i32, String>>,
+}
+
+impl Forked {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Wait for the end of the process. Its status comes from the zygote; if the zygote died,
+    /// from the pidfd, without a status. Cancel-safe.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        // Each state change follows its await directly, so a cancelled wait resumes correctly
+        // (the oneshot must never be polled again once it has completed).
+        if self.ended.is_none() && !self.orphaned {
+            match (&mut self.exit).await {
+                Ok(status) => self.ended = Some(Ok(status)),
+                Err(_) => self.orphaned = true,
+            }
+        }
+        if self.ended.is_none() {
+            let _ = self.pidfd.readable().await;
+            self.ended = Some(Err("ended after its zygote (status unknown)".to_string()));
+        }
+        match &self.ended {
+            Some(Ok(status)) => Ok(ExitStatus::from_raw(*status)),
+            Some(Err(why)) => Err(io::Error::other(why.clone())),
+            None => Err(io::Error::other("not ended")),
+        }
+    }
+
+    /// SIGKILL through the pidfd: never hits a reused pid.
+    pub fn start_kill(&mut self) -> io::Result<()> {
+        if self.ended.is_some() {
+            return Ok(());
+        }
+        sys::pidfd_signal(self.pidfd.get_ref(), libc::SIGKILL)
+    }
+}
+
+impl Drop for Forked {
+    /// As `kill_on_drop` for direct children: no worker outlives its supervision.
+    fn drop(&mut self) {
+        let _ = self.start_kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn preload_defaults_to_trac_for_trac_only() {
+        let trac = preload_list("trac.web.main:dispatch_request", None);
+        assert_eq!(trac.first().map(String::as_str), Some("trac.web.main"));
+        assert!(preload_list("testapps:application", None).is_empty());
+        assert!(preload_list("/srv/x/trac.wsgi", None).is_empty());
+        assert!(preload_list("trac.web.main:dispatch_request", Some(&[])).is_empty());
+        let mine = ["testapps".to_string()];
+        assert_eq!(preload_list("x:y", Some(&mine)), mine);
+    }
+
+    #[test]
+    fn keys_differ_by_python_configuration() {
+        let k = Key {
+            worker_bin: "/usr/bin/paddock-worker".into(),
+            virtualenv: Some("/srv/venv".into()),
+            python_path: vec![],
+            lang: "C.UTF-8".into(),
+            preload: vec!["trac.web.main".into()],
+        };
+        let same = k.clone();
+        assert_eq!(k, same);
+        let mut set = std::collections::HashSet::new();
+        set.insert(k.clone());
+        for other in [
+            Key { lang: "de_DE.UTF-8".into(), ..k.clone() },
+            Key { virtualenv: None, ..k.clone() },
+            Key { python_path: vec!["/srv/lib".into()], ..k.clone() },
+            Key { preload: vec![], ..k.clone() },
+        ] {
+            assert!(set.insert(other), "distinct configurations share a key");
+        }
+    }
+
+    #[test]
+    fn writable_directories_are_not_trusted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib = dir.path().join("lib");
+        std::fs::create_dir(&lib).expect("mkdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let key = |p: &Path| Key {
+            worker_bin: "w".into(),
+            virtualenv: None,
+            python_path: vec![p.display().to_string()],
+            lang: "C".into(),
+            preload: vec!["m".into()],
+        };
+        // Owned by us, 0755, under the sticky /tmp: trusted.
+        assert_eq!(trusted(&key(&lib)), Ok(()));
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(trusted(&key(&lib)).is_err_and(|e| e.contains("writable")));
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o775))
+            .expect("chmod");
+        assert!(trusted(&key(&lib)).is_err(), "a writable parent could swap the directory");
+        assert!(trusted(&key(Path::new("/nonexistent/zygote"))).is_err());
+    }
+}
