@@ -89,6 +89,19 @@ def proc_kib(pid, path, key):
     return 0
 
 
+
+def is_zygote(pid, router_pid):
+    """A `paddock-worker zygote` started by the router (its forked workers are its children
+    and show the same command line)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return ppid == router_pid and len(argv) > 1 and argv[1] == b"zygote"
+
 def memory(pids):
     """(RSS MiB, PSS MiB) summed over pids."""
     rss = sum(proc_kib(p, "status", "VmRSS") for p in pids)
@@ -621,12 +634,16 @@ SetEnv trac.env_path {trac_env}
                 wait_200(s, port, f"/trac/{t}/wiki/WikiStart", 60)
                 if k in (1, 5):
                     time.sleep(1)  # let the pool settle
-                    workers = [p for p in s.pids() if p != s.proc.pid]
-                    pss[k] = (len(workers), memory(workers)[1])
+                    # The zygote (a direct child of the router; forked workers are its
+                    # children) is counted in the PSS, once, but is not a worker.
+                    others = [p for p in s.pids() if p != s.proc.pid]
+                    zygotes = [p for p in others if is_zygote(p, s.proc.pid)]
+                    workers = [p for p in others if p not in zygotes]
+                    pss[k] = (len(workers), memory(others)[1], memory(zygotes)[1])
             router_rss, router_pss = memory([s.proc.pid])
             mem["trac_tenant"] = {
                 "idle_workers": idle_workers, "workers_k1": pss[1][0], "pss_k1_mib": pss[1][1],
-                "workers_k5": pss[5][0], "pss_k5_mib": pss[5][1],
+                "workers_k5": pss[5][0], "pss_k5_mib": pss[5][1], "zygote_pss_mib": pss[5][2],
                 "per_tenant_mib": (pss[5][1] - pss[1][1]) / 4, "router_pss_mib": router_pss}
             self.check("paddock memory per Trac tenant", pss[1][0] == 1 and pss[5][0] == 5,
                        f"workers: {pss[1][0]} with 1 tenant, {pss[5][0]} with 5 (want 1 and 5)")
@@ -801,9 +818,10 @@ def render(res, args):
         t = mem.get("trac_tenant")
         if t:
             out.append(f"- Per additional active Trac tenant (1 process each): "
-                       f"**{t['per_tenant_mib']:.1f} MiB PSS** (workers' PSS {t['pss_k1_mib']:.1f} MiB "
-                       f"with 1 tenant, {t['pss_k5_mib']:.1f} MiB with 5; (PSS5 - PSS1) / 4). "
-                       f"Worker processes before any request: {t['idle_workers']}.")
+                       f"**{t['per_tenant_mib']:.1f} MiB PSS** (workers' and zygote's PSS "
+                       f"{t['pss_k1_mib']:.1f} MiB with 1 tenant, {t['pss_k5_mib']:.1f} MiB with 5, "
+                       f"of which the zygote {t.get('zygote_pss_mib', 0):.1f} MiB; (PSS5 - PSS1) / 4). "
+                       f"Processes before any request: {t['idle_workers']}.")
         r = mem.get("router")
         if r:
             out.append(f"- Router with {r['dirs']} idle tenant directories, index fetched: "
