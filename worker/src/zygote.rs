@@ -75,8 +75,10 @@ fn preload(py: Python<'_>, cfg: &ZygoteConfig) -> bool {
     }
     for m in &cfg.preload {
         if let Err(e) = py.import(m.as_str()) {
-            let what = format!("preloading `{m}` failed; the workers import what they need");
-            log::python_error(py, &e, &what);
+            // One line, no traceback: Trac's optional database backends fail here whenever
+            // their driver is not installed, which is normal; workers import what they need.
+            let why: String = e.to_string().chars().take(300).collect();
+            tracing::warn!("preloading `{m}` skipped: {why}");
         }
     }
     if cfg.preload.iter().any(|m| m == "trac.web.main") {

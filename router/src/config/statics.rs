@@ -54,7 +54,7 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> StaticSettin
 }
 
 /// A Trac tenant (Trac's entry point, one environment in `trac.env_path`) gets Trac's own
-/// resources at `/chrome/common` (from the virtualenv, when there is one) and the site's at
+/// resources at `/chrome/common` (from the virtualenv, when Trac is installed there) and the site's at
 /// `/chrome/site`, as `trac-admin deploy` writes for Apache. A parent-dir pool (no
 /// `trac.env_path`) has its chrome below each project's path, so it gets none.
 fn trac_defaults(s: &TenantSection, venv: Option<&str>) -> BTreeMap<String, String> {
@@ -65,8 +65,14 @@ fn trac_defaults(s: &TenantSection, venv: Option<&str>) -> BTreeMap<String, Stri
     let env_path = s.environ.as_ref().and_then(|e| e.get("trac.env_path"));
     let Some(env_path) = env_path.filter(|p| !p.is_empty()) else { return map };
     map.insert("/chrome/site".to_string(), format!("{}/htdocs", env_path.trim_end_matches('/')));
-    if venv.is_some() {
-        map.insert("/chrome/common".to_string(), TRAC_HTDOCS.to_string());
+    // Only where Trac really is: an editable install (`pip install -e`) keeps its htdocs in
+    // the source tree, and Trac then serves /chrome/common itself. Checked at each (re)load;
+    // a virtualenv path with placeholders is taken as given.
+    if let Some(venv) = venv {
+        let installed = TRAC_HTDOCS.replace("{virtualenv}", venv);
+        if venv.contains('{') || std::path::Path::new(&installed).is_dir() {
+            map.insert("/chrome/common".to_string(), TRAC_HTDOCS.to_string());
+        }
     }
     map
 }

@@ -265,7 +265,11 @@ async fn only_world_readable_regular_files() {
 
 #[test]
 fn trac_tenants_get_the_chrome_mappings_by_default() {
-    let site = Site::with("virtualenv = \"/venv\"\n");
+    let venv = tempfile::tempdir().expect("tempdir");
+    let htdocs = venv.path().join("lib/python3.11/site-packages/trac/htdocs");
+    std::fs::create_dir_all(&htdocs).expect("mkdir");
+    let with_venv = format!("virtualenv = \"{}\"\n", venv.path().display());
+    let site = Site::with(&with_venv);
     let s = site.cfg.static_files("t");
     let want = [
         (
@@ -276,10 +280,7 @@ fn trac_tenants_get_the_chrome_mappings_by_default() {
     ];
     assert_eq!(s.mappings, want);
     let hit = site.hit("/chrome/common/css/trac.css").expect("hit");
-    assert_eq!(
-        hit.root.as_deref(),
-        Some(Path::new("/venv/lib/python3.11/site-packages/trac/htdocs"))
-    );
+    assert_eq!(hit.root.as_deref(), Some(htdocs.as_path()));
     assert_eq!(hit.rest, b"/css/trac.css");
     // Plugins' /chrome/<name>/ stay with the app.
     assert!(site.hit("/chrome/tracopt/x.css").is_none());
@@ -288,7 +289,11 @@ fn trac_tenants_get_the_chrome_mappings_by_default() {
     let site = Site::with("");
     assert_eq!(site.cfg.static_files("t").mappings, want[1..]);
     // An empty value removes a default; another app gets none.
-    let site = Site::with("virtualenv = \"/venv\"\nstatic = { \"/chrome/common\" = \"\" }\n");
+    let site = Site::with(&format!("{with_venv}static = {{ \"/chrome/common\" = \"\" }}\n"));
+    assert_eq!(site.cfg.static_files("t").mappings, want[1..]);
+    // Trac installed elsewhere (`pip install -e`): Trac serves its own chrome.
+    let editable = tempfile::tempdir().expect("tempdir");
+    let site = Site::with(&format!("virtualenv = \"{}\"\n", editable.path().display()));
     assert_eq!(site.cfg.static_files("t").mappings, want[1..]);
     assert!(Site::with("app = \"x:app\"\n").cfg.static_files("t").mappings.is_empty());
     // A parent-dir pool (no trac.env_path) has its chrome below each project.
