@@ -28,23 +28,7 @@ pub enum DecodeError {
 /// `Ok(None)`: not enough bytes yet. `Ok(Some((frame, used)))`: a frame and the number of bytes
 /// it took. An error means the stream is broken and the connection must be dropped.
 pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, DecodeError> {
-    if buf.len() < FRAME_HEADER_LEN {
-        // Reject an unknown type byte early so a garbage stream fails fast.
-        if let Some(&t) = buf.first() {
-            FrameType::from_u8(t).ok_or(DecodeError::UnknownType(t))?;
-        }
-        return Ok(None);
-    }
-    let ty = FrameType::from_u8(buf[0]).ok_or(DecodeError::UnknownType(buf[0]))?;
-    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-    if len > MAX_PAYLOAD {
-        return Err(DecodeError::TooLarge(len as u64));
-    }
-    let total = FRAME_HEADER_LEN + len;
-    if buf.len() < total {
-        return Ok(None);
-    }
-    let mut r = Reader { buf: &buf[FRAME_HEADER_LEN..total] };
+    let Some((ty, mut r, total)) = envelope(buf, FrameType::from_u8)? else { return Ok(None) };
     let frame = match ty {
         FrameType::Hello => Frame::Hello(Hello { version: r.u16("version")?, pid: r.u32("pid")? }),
         FrameType::Ready => Frame::Ready(Ready { pid: r.u32("pid")? }),
@@ -66,10 +50,31 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, DecodeError> {
             Frame::Abort(Abort { kind, message: r.bytes("abort message")? })
         }
     };
-    if !r.buf.is_empty() {
-        return Err(DecodeError::TrailingBytes(r.buf.len()));
-    }
+    r.finish()?;
     Ok(Some((frame, total)))
+}
+
+/// The envelope every message shares (`type: u8`, `len: u32`, payload): `Ok(None)` until `buf`
+/// holds a whole one, else its type (checked by `known` from the first byte on, so a garbage
+/// stream fails fast), a reader over its payload and its size.
+pub(crate) fn envelope<T>(
+    buf: &[u8],
+    known: impl Fn(u8) -> Option<T>,
+) -> Result<Option<(T, Reader<'_>, usize)>, DecodeError> {
+    let Some(&t) = buf.first() else { return Ok(None) };
+    let ty = known(t).ok_or(DecodeError::UnknownType(t))?;
+    if buf.len() < FRAME_HEADER_LEN {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(DecodeError::TooLarge(len as u64));
+    }
+    let total = FRAME_HEADER_LEN + len;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    Ok(Some((ty, Reader { buf: &buf[FRAME_HEADER_LEN..total] }, total)))
 }
 
 fn decode_request(r: &mut Reader<'_>) -> Result<RequestHead, DecodeError> {
@@ -187,6 +192,14 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A payload is all fields: bytes left over are an error.
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
+        match self.buf.len() {
+            0 => Ok(()),
+            n => Err(DecodeError::TrailingBytes(n)),
+        }
+    }
+
     pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() < n {
             return Err(DecodeError::Truncated(what));

@@ -9,7 +9,7 @@
 //!
 //! See `docs/zygote.md`.
 
-use crate::codec::{put_bytes, put_pairs, Reader};
+use crate::codec::{envelope, put_bytes, put_pairs, Reader};
 use crate::frame::Fields;
 use crate::{DecodeError, FRAME_HEADER_LEN, MAX_FIELDS, MAX_PAYLOAD};
 
@@ -91,20 +91,9 @@ impl ZygoteMsg {
 /// Decode one message from the start of `buf`: `Ok(None)` if more bytes are needed, else the
 /// message and the bytes it used.
 pub fn decode(buf: &[u8]) -> Result<Option<(ZygoteMsg, usize)>, DecodeError> {
-    let Some(&t) = buf.first() else { return Ok(None) };
-    let ty = ZygoteType::from_u8(t).ok_or(DecodeError::UnknownType(t))?;
-    if buf.len() < FRAME_HEADER_LEN {
+    let Some((ty, mut r, total)) = envelope(buf, ZygoteType::from_u8)? else {
         return Ok(None);
-    }
-    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-    if len > MAX_PAYLOAD {
-        return Err(DecodeError::TooLarge(len as u64));
-    }
-    let total = FRAME_HEADER_LEN + len;
-    if buf.len() < total {
-        return Ok(None);
-    }
-    let mut r = Reader { buf: &buf[FRAME_HEADER_LEN..total] };
+    };
     let msg = match ty {
         ZygoteType::Spawn => ZygoteMsg::Spawn(decode_spawn(&mut r)?),
         ZygoteType::Spawned => ZygoteMsg::Spawned { id: r.u32("id")?, pid: r.u32("pid")? },
@@ -115,9 +104,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(ZygoteMsg, usize)>, DecodeError> {
             ZygoteMsg::Exited { pid: r.u32("pid")?, status: r.u32("status")? as i32 }
         }
     };
-    if !r.buf.is_empty() {
-        return Err(DecodeError::TrailingBytes(r.buf.len()));
-    }
+    r.finish()?;
     Ok(Some((msg, total)))
 }
 

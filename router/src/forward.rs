@@ -94,27 +94,26 @@ pub async fn forward(
     let deadline = Instant::now() + pool.spec.settings.request_timeout;
     let is_head = head.method.eq_ignore_ascii_case(b"HEAD");
     let (link, pid, resp) = if head.body == BodyKind::Empty {
-        let (mut conn, resp) = exchange_kept(pool, head, deadline).await?;
-        // No body can follow (hyper would not even ask for one): take the `End` now so the
-        // connection is idle again at once.
-        if is_head || matches!(resp.status, 204 | 304) {
-            let builder = response_builder(&resp, max_head, conn.pid)?;
-            if tokio::time::timeout_at(deadline, skip_to_end(&mut conn.reader)).await == Ok(true) {
-                pool.put_conn(conn);
-            }
-            drop(permit);
-            return builder
-                .body(http_body_util::Empty::new().map_err(|never| match never {}).boxed())
-                .map_err(|e| ForwardError::Protocol(e.to_string()));
-        }
+        let (conn, resp) = exchange_kept(pool, head, deadline).await?;
         let pid = conn.pid;
         (Link::Kept(conn), pid, resp)
     } else {
         exchange_split(pool, head, body, deadline).await?
     };
     let builder = response_builder(&resp, max_head, pid)?;
-    let body = WorkerBody::new(link, Arc::clone(pool), permit);
-    builder.body(body.boxed()).map_err(|e| ForwardError::Protocol(e.to_string()))
+    let body = match link {
+        // No body can follow (hyper would not even ask for one): take the `End` now so the
+        // connection is idle again at once.
+        Link::Kept(mut conn) if is_head || matches!(resp.status, 204 | 304) => {
+            if tokio::time::timeout_at(deadline, skip_to_end(&mut conn.reader)).await == Ok(true) {
+                pool.put_conn(conn);
+            }
+            drop(permit);
+            http_body_util::Empty::new().map_err(|never| match never {}).boxed()
+        }
+        link => WorkerBody::new(link, Arc::clone(pool), permit).boxed(),
+    };
+    builder.body(body).map_err(|e| ForwardError::Protocol(e.to_string()))
 }
 
 /// A request without a body, over an idle connection or a new one. A connection on which the

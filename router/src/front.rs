@@ -320,8 +320,7 @@ async fn to_tenant(
     let (parts, incoming) = req.into_parts();
     let mut head = request_head(&parts, routed, target, body, &conn);
     access.apply(&mut head.environ);
-    match forward::forward(&pool, head, incoming, permit, st.config().max_response_head_bytes).await
-    {
+    match forward::forward(&pool, head, incoming, permit, cfg.max_response_head_bytes).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(tenant = %pool.spec.name, "{e}");

@@ -101,8 +101,9 @@ impl HttpBody for WorkerBody {
 }
 
 impl Drop for WorkerBody {
-    /// hyper drops a body it does not need (a `HEAD` response, a client gone): a connection
-    /// whose response already ended in the bytes read so far is still good to keep.
+    /// A client that goes away drops the body unread: a connection whose response already
+    /// ended in the bytes read so far is still good to keep. (`HEAD`, 204 and 304 answers
+    /// never get here: [`super::forward`] takes their `End` at once.)
     fn drop(&mut self) {
         if let Some(Link::Kept(conn)) = &mut self.link {
             if let Ok(Some(Frame::End)) = conn.reader.buffered_frame() {
