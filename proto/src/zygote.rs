@@ -3,9 +3,15 @@
 //!
 //! Same framing as [`crate::Frame`] (`type: u8`, `len: u32` big endian, payload) with types 16
 //! and up, so a message can never be mistaken for a worker frame. Each message travels in one
-//! packet; a [`ZygoteMsg::Spawn`] carries three descriptors as `SCM_RIGHTS` (the tenant's
-//! listening socket, the control pipe's write end, the stderr pipe's write end), which are not
-//! part of the payload. The codec is pure and total, like [`crate::decode`].
+//! packet; a [`ZygoteMsg::Spawn`] carries four descriptors as `SCM_RIGHTS` (the tenant's
+//! listening socket, the control pipe's write end, the stderr pipe's write end, and a sealed
+//! memfd holding the [`WorkerSetup`]), which are not part of the payload. The codec is pure and
+//! total, like [`crate::decode`].
+//!
+//! Nothing tenant-specific is in a socket message: the zygote serves every tenant of its Python
+//! configuration, and whatever it receives stays in its memory and in that of every worker it
+//! forks later. The tenant's setup (arguments, environment, directory, identity) is one frame
+//! of type [`SETUP_TYPE`] in the memfd, which only the forked child reads.
 //!
 //! See `docs/zygote.md`.
 
@@ -15,6 +21,9 @@ use crate::{DecodeError, FRAME_HEADER_LEN, MAX_FIELDS, MAX_PAYLOAD};
 
 /// Most supplementary groups in a [`Creds`] (the kernel's `NGROUPS_MAX`).
 pub const MAX_GROUPS: usize = 65536;
+
+/// Type byte of the [`WorkerSetup`] frame in the setup memfd; never valid on the socket.
+pub const SETUP_TYPE: u8 = 20;
 
 /// Wire type bytes of the zygote messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +50,9 @@ impl ZygoteType {
 /// One message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ZygoteMsg {
-    /// Router → zygote: fork a worker (three descriptors ride along as `SCM_RIGHTS`).
-    Spawn(SpawnRequest),
+    /// Router → zygote: fork a worker (four descriptors ride along as `SCM_RIGHTS`); `id` is
+    /// chosen by the router and echoed in the answer. Deliberately nothing else.
+    Spawn { id: u32 },
     /// Zygote → router: the worker of request `id` runs as `pid`.
     Spawned { id: u32, pid: u32 },
     /// Zygote → router: request `id` could not be served; nothing was started.
@@ -52,11 +62,9 @@ pub enum ZygoteMsg {
 }
 
 /// Everything a forked worker needs that a directly spawned one gets from `exec` and the
-/// router's `pre_exec`.
+/// router's `pre_exec`: the content of the setup memfd, read by the forked child alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SpawnRequest {
-    /// Chosen by the router; echoed in the answer.
-    pub id: u32,
+pub struct WorkerSetup {
     /// The worker's command-line arguments after the program name: exactly the flags a
     /// directly spawned worker gets, parsed by the same parser.
     pub args: Vec<Vec<u8>>,
@@ -80,7 +88,7 @@ pub struct Creds {
 impl ZygoteMsg {
     pub fn msg_type(&self) -> ZygoteType {
         match self {
-            ZygoteMsg::Spawn(_) => ZygoteType::Spawn,
+            ZygoteMsg::Spawn { .. } => ZygoteType::Spawn,
             ZygoteMsg::Spawned { .. } => ZygoteType::Spawned,
             ZygoteMsg::SpawnFailed { .. } => ZygoteType::SpawnFailed,
             ZygoteMsg::Exited { .. } => ZygoteType::Exited,
@@ -95,7 +103,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(ZygoteMsg, usize)>, DecodeError> {
         return Ok(None);
     };
     let msg = match ty {
-        ZygoteType::Spawn => ZygoteMsg::Spawn(decode_spawn(&mut r)?),
+        ZygoteType::Spawn => ZygoteMsg::Spawn { id: r.u32("id")? },
         ZygoteType::Spawned => ZygoteMsg::Spawned { id: r.u32("id")?, pid: r.u32("pid")? },
         ZygoteType::SpawnFailed => {
             ZygoteMsg::SpawnFailed { id: r.u32("id")?, message: r.bytes("message")? }
@@ -108,8 +116,21 @@ pub fn decode(buf: &[u8]) -> Result<Option<(ZygoteMsg, usize)>, DecodeError> {
     Ok(Some((msg, total)))
 }
 
-fn decode_spawn(r: &mut Reader<'_>) -> Result<SpawnRequest, DecodeError> {
-    let id = r.u32("id")?;
+/// Decode the whole content of a setup memfd: exactly one [`SETUP_TYPE`] frame.
+pub fn decode_setup(buf: &[u8]) -> Result<WorkerSetup, DecodeError> {
+    let known = |t| (t == SETUP_TYPE).then_some(());
+    let Some(((), mut r, total)) = envelope(buf, known)? else {
+        return Err(DecodeError::Truncated("setup frame"));
+    };
+    if total != buf.len() {
+        return Err(DecodeError::TrailingBytes(buf.len() - total));
+    }
+    let setup = decode_setup_fields(&mut r)?;
+    r.finish()?;
+    Ok(setup)
+}
+
+fn decode_setup_fields(r: &mut Reader<'_>) -> Result<WorkerSetup, DecodeError> {
     let n = r.u32("args")?;
     if n as usize > MAX_FIELDS {
         return Err(DecodeError::TooManyFields(n));
@@ -142,17 +163,17 @@ fn decode_spawn(r: &mut Reader<'_>) -> Result<SpawnRequest, DecodeError> {
         }
         _ => return Err(DecodeError::Invalid("creds flag")),
     };
-    Ok(SpawnRequest { id, args, env, cwd, umask, creds })
+    Ok(WorkerSetup { args, env, cwd, umask, creds })
 }
 
-/// Append the encoding of `msg` to `out`. A message over [`MAX_PAYLOAD`] is a caller bug
-/// (the router bounds arguments and environment), caught by a debug assertion.
+/// Append the encoding of `msg` to `out`. A message over [`MAX_PAYLOAD`] (only a huge
+/// `SpawnFailed` text could be) is a caller bug, caught by a debug assertion.
 pub fn encode(msg: &ZygoteMsg, out: &mut Vec<u8>) {
     let start = out.len();
     out.push(msg.msg_type() as u8);
     out.extend_from_slice(&[0; 4]);
     match msg {
-        ZygoteMsg::Spawn(s) => encode_spawn(s, out),
+        ZygoteMsg::Spawn { id } => out.extend_from_slice(&id.to_be_bytes()),
         ZygoteMsg::Spawned { id, pid } => {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&pid.to_be_bytes());
@@ -171,8 +192,23 @@ pub fn encode(msg: &ZygoteMsg, out: &mut Vec<u8>) {
     out[start + 1..start + FRAME_HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
 }
 
-fn encode_spawn(s: &SpawnRequest, out: &mut Vec<u8>) {
-    out.extend_from_slice(&s.id.to_be_bytes());
+/// Append the [`SETUP_TYPE`] frame of `s` to `out`; `Err(TooLarge)` (and `out` as it was) if
+/// its payload is over [`MAX_PAYLOAD`], which the reading child would refuse.
+pub fn encode_setup(s: &WorkerSetup, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    let start = out.len();
+    out.push(SETUP_TYPE);
+    out.extend_from_slice(&[0; 4]);
+    encode_setup_fields(s, out);
+    let len = out.len() - start - FRAME_HEADER_LEN;
+    if len > MAX_PAYLOAD {
+        out.truncate(start);
+        return Err(DecodeError::TooLarge(len as u64));
+    }
+    out[start + 1..start + FRAME_HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
+}
+
+fn encode_setup_fields(s: &WorkerSetup, out: &mut Vec<u8>) {
     out.extend_from_slice(&(s.args.len() as u32).to_be_bytes());
     for a in &s.args {
         put_bytes(out, a);
@@ -199,9 +235,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn sample() -> SpawnRequest {
-        SpawnRequest {
-            id: 7,
+    fn sample() -> WorkerSetup {
+        WorkerSetup {
             args: vec![
                 b"--tenant".to_vec(),
                 b"demo".to_vec(),
@@ -229,11 +264,16 @@ mod tests {
         }
     }
 
+    fn setup_roundtrip(s: &WorkerSetup) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_setup(s, &mut out).expect("within the limit");
+        assert_eq!(decode_setup(&out).as_ref(), Ok(s));
+        out
+    }
+
     #[test]
     fn each_message_roundtrips() {
-        roundtrip(ZygoteMsg::Spawn(sample()));
-        roundtrip(ZygoteMsg::Spawn(SpawnRequest { creds: None, ..sample() }));
-        roundtrip(ZygoteMsg::Spawn(SpawnRequest::default()));
+        roundtrip(ZygoteMsg::Spawn { id: 7 });
         roundtrip(ZygoteMsg::Spawned { id: 1, pid: 4242 });
         roundtrip(ZygoteMsg::SpawnFailed {
             id: u32::MAX,
@@ -241,6 +281,43 @@ mod tests {
         });
         roundtrip(ZygoteMsg::Exited { pid: 99, status: 0x0f00 });
         roundtrip(ZygoteMsg::Exited { pid: 99, status: -1 });
+    }
+
+    #[test]
+    fn a_spawn_message_carries_nothing_but_its_id() {
+        let mut out = Vec::new();
+        encode(&ZygoteMsg::Spawn { id: 7 }, &mut out);
+        assert_eq!(out, [16, 0, 0, 0, 4, 0, 0, 0, 7]);
+    }
+
+    #[test]
+    fn setups_roundtrip_and_every_cut_is_an_error() {
+        setup_roundtrip(&WorkerSetup { creds: None, ..sample() });
+        setup_roundtrip(&WorkerSetup::default());
+        let out = setup_roundtrip(&sample());
+        for cut in 0..out.len() {
+            assert!(decode_setup(&out[..cut]).is_err(), "prefix of {cut} bytes");
+        }
+        let mut longer = out.clone();
+        longer.push(0);
+        assert_eq!(decode_setup(&longer), Err(DecodeError::TrailingBytes(1)));
+    }
+
+    #[test]
+    fn setups_and_socket_messages_cannot_be_mistaken() {
+        let out = setup_roundtrip(&sample());
+        assert_eq!(decode(&out), Err(DecodeError::UnknownType(SETUP_TYPE)));
+        let mut spawn = Vec::new();
+        encode(&ZygoteMsg::Spawn { id: 1 }, &mut spawn);
+        assert_eq!(decode_setup(&spawn), Err(DecodeError::UnknownType(16)));
+    }
+
+    #[test]
+    fn an_oversized_setup_is_refused_and_leaves_the_buffer() {
+        let big = WorkerSetup { cwd: vec![b'x'; MAX_PAYLOAD], ..sample() };
+        let mut out = b"kept".to_vec();
+        assert!(matches!(encode_setup(&big, &mut out), Err(DecodeError::TooLarge(_))));
+        assert_eq!(out, b"kept");
     }
 
     #[test]
@@ -255,7 +332,7 @@ mod tests {
         );
         // A huge argument count in a tiny payload fails without allocating.
         assert_eq!(
-            decode(&[16, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 3, 0]),
+            decode_setup(&[SETUP_TYPE, 0, 0, 0, 4, 0, 0, 3, 0]),
             Err(DecodeError::Truncated("args"))
         );
         let mut out = Vec::new();
@@ -264,17 +341,17 @@ mod tests {
         out.push(0);
         assert_eq!(decode(&out), Err(DecodeError::TrailingBytes(1)));
         let mut out = Vec::new();
-        encode(&ZygoteMsg::Spawn(sample()), &mut out);
+        encode_setup(&sample(), &mut out).expect("fits");
         let flag_at = out.len() - 4 * 5 - 1;
         out[flag_at] = 2;
-        assert_eq!(decode(&out), Err(DecodeError::Invalid("creds flag")));
+        assert_eq!(decode_setup(&out), Err(DecodeError::Invalid("creds flag")));
     }
 
     fn bytes() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(any::<u8>(), 0..40)
     }
 
-    fn spawn_request() -> impl Strategy<Value = SpawnRequest> {
+    fn worker_setup() -> impl Strategy<Value = WorkerSetup> {
         let creds = prop::option::of((
             any::<u32>(),
             any::<u32>(),
@@ -282,15 +359,13 @@ mod tests {
         ))
         .prop_map(|c| c.map(|(uid, gid, groups)| Creds { uid, gid, groups }));
         (
-            any::<u32>(),
             prop::collection::vec(bytes(), 0..8),
             prop::collection::vec((bytes(), bytes()), 0..8),
             bytes(),
             any::<u32>(),
             creds,
         )
-            .prop_map(|(id, args, env, cwd, umask, creds)| SpawnRequest {
-                id,
+            .prop_map(|(args, env, cwd, umask, creds)| WorkerSetup {
                 args,
                 env,
                 cwd,
@@ -303,27 +378,29 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(buf in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode(&buf);
+            let _ = decode_setup(&buf);
         }
 
         #[test]
-        fn arbitrary_bytes_after_a_valid_type(t in 16u8..20, rest in prop::collection::vec(any::<u8>(), 0..256)) {
+        fn arbitrary_bytes_after_a_valid_type(t in 16u8..21, rest in prop::collection::vec(any::<u8>(), 0..256)) {
             let mut buf = vec![t];
             buf.extend_from_slice(&((rest.len() as u32).to_be_bytes()));
             buf.extend_from_slice(&rest);
             let _ = decode(&buf);
+            let _ = decode_setup(&buf);
         }
 
         #[test]
-        fn spawn_requests_roundtrip(s in spawn_request()) {
-            let m = ZygoteMsg::Spawn(s);
+        fn worker_setups_roundtrip(s in worker_setup()) {
             let mut out = Vec::new();
-            encode(&m, &mut out);
-            prop_assert_eq!(decode(&out), Ok(Some((m, out.len()))));
+            prop_assert_eq!(encode_setup(&s, &mut out), Ok(()));
+            prop_assert_eq!(decode_setup(&out), Ok(s));
         }
 
         #[test]
         fn answers_roundtrip(id in any::<u32>(), pid in any::<u32>(), status in any::<i32>(), msg in bytes()) {
             for m in [
+                ZygoteMsg::Spawn { id },
                 ZygoteMsg::Spawned { id, pid },
                 ZygoteMsg::SpawnFailed { id, message: msg.clone() },
                 ZygoteMsg::Exited { pid, status },

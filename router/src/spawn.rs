@@ -3,13 +3,15 @@
 //! or forked by a zygote.
 
 use std::ffi::{OsStr, OsString};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
-use nix::fcntl::OFlag;
-use paddock_proto::zygote::{Creds, SpawnRequest};
+use nix::fcntl::{fcntl, FcntlArg, OFlag, SealFlag};
+use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+use paddock_proto::zygote::{encode_setup, Creds, WorkerSetup};
 use paddock_proto::{decode, Frame};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::unix::pipe;
@@ -75,8 +77,7 @@ async fn spawn_forked(
     let spec = &pool.spec;
     let (ctl_read, ctl_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (err_read, err_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let req = SpawnRequest {
-        id: 0,
+    let setup = WorkerSetup {
         args: worker_args(pool).iter().map(|a| a.as_bytes().to_vec()).collect(),
         env: worker_env(pool)
             .iter()
@@ -86,11 +87,36 @@ async fn spawn_forked(
         umask: spec.settings.umask,
         creds: pool.identity.creds().map(|c| Creds { uid: c.uid, gid: c.gid, groups: c.groups }),
     };
-    let fds = [pool.listener.as_raw_fd(), ctl_write.as_raw_fd(), err_write.as_raw_fd()];
-    let forked = z.spawn(req, fds, spec.settings.startup_timeout).await?;
-    drop((ctl_write, err_write));
+    let setup = sealed_setup(&setup)?;
+    let fds = [
+        pool.listener.as_raw_fd(),
+        ctl_write.as_raw_fd(),
+        err_write.as_raw_fd(),
+        setup.as_raw_fd(),
+    ];
+    let forked = z.spawn(fds, spec.settings.startup_timeout).await?;
+    drop((ctl_write, err_write, setup));
     relay_stderr(pipe::Receiver::from_owned_fd(err_read)?, spec.name.clone(), forked.pid(), slot);
     Ok((Proc::Forked(forked), Control::new(ctl_read)?))
+}
+
+/// A sealed memfd holding `setup`: the zygote passes it to the child it forks, which alone reads
+/// it, so the zygote (shared by every tenant of its Python configuration) never holds a tenant's
+/// arguments or environment. Sealed: its content cannot change once sent.
+fn sealed_setup(setup: &WorkerSetup) -> std::io::Result<OwnedFd> {
+    let mut bytes = Vec::new();
+    encode_setup(setup, &mut bytes)
+        .map_err(|e| std::io::Error::other(format!("worker setup too large: {e}")))?;
+    let flags = MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING;
+    let fd = memfd_create(c"paddock-worker-setup", flags)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(&bytes)?;
+    let seals = SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE
+        | SealFlag::F_SEAL_SEAL;
+    fcntl(file.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals))?;
+    Ok(file.into())
 }
 
 /// The worker's command line after the program name; the same for both ways of starting it.

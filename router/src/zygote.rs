@@ -24,7 +24,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{
     recv, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
 };
-use paddock_proto::zygote::{self as msg, SpawnRequest, ZygoteMsg};
+use paddock_proto::zygote::{self as msg, ZygoteMsg};
 use paddock_proto::{FRAME_HEADER_LEN, MAX_PAYLOAD};
 use tokio::io::unix::AsyncFd;
 use tokio::process::Command;
@@ -297,27 +297,23 @@ impl Zygote {
         self.lock().dead
     }
 
-    /// Fork a worker for `req` with the descriptors `fds` (listener, control pipe's write end,
-    /// stderr pipe's write end), waiting at most `timeout` for the answer.
-    pub async fn spawn(
-        &self,
-        mut req: SpawnRequest,
-        fds: [RawFd; 3],
-        timeout: Duration,
-    ) -> io::Result<Forked> {
-        req.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    /// Fork a worker with the descriptors `fds` (listener, control pipe's write end, stderr
+    /// pipe's write end, sealed setup memfd: `spawn.rs`), waiting at most `timeout` for the
+    /// answer. The message itself carries only a request id (`docs/zygote.md`).
+    pub async fn spawn(&self, fds: [RawFd; 4], timeout: Duration) -> io::Result<Forked> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
             let mut st = self.lock();
             if st.dead {
                 return Err(io::Error::other("the zygote is gone"));
             }
-            st.pending.insert(req.id, tx);
+            st.pending.insert(id, tx);
         }
         let mut out = Vec::new();
-        msg::encode(&ZygoteMsg::Spawn(req.clone()), &mut out);
+        msg::encode(&ZygoteMsg::Spawn { id }, &mut out);
         if let Err(e) = self.send(&out, &fds).await {
-            self.lock().pending.remove(&req.id);
+            self.lock().pending.remove(&id);
             return Err(e);
         }
         let pid = match tokio::time::timeout(timeout, rx).await {
@@ -325,7 +321,7 @@ impl Zygote {
             Ok(Ok(Err(why))) => return Err(io::Error::other(why)),
             Ok(Err(_)) => return Err(io::Error::other("the zygote died")),
             Err(_) => {
-                self.lock().pending.remove(&req.id);
+                self.lock().pending.remove(&id);
                 return Err(io::Error::other(format!("no answer from the zygote in {timeout:?}")));
             }
         };
@@ -344,7 +340,7 @@ impl Zygote {
         Ok(Forked { pid, pidfd: sys::async_fd(pidfd)?, exit: erx, orphaned: false, ended: None })
     }
 
-    async fn send(&self, out: &[u8], fds: &[RawFd; 3]) -> io::Result<()> {
+    async fn send(&self, out: &[u8], fds: &[RawFd; 4]) -> io::Result<()> {
         let iov = [io::IoSlice::new(out)];
         let cmsg = [ControlMessage::ScmRights(fds)];
         loop {
@@ -409,7 +405,7 @@ impl Zygote {
                     st.early.insert(pid, status);
                 }
             },
-            ZygoteMsg::Spawn(_) => tracing::warn!(pid = self.pid, "zygote sent a Spawn"),
+            ZygoteMsg::Spawn { .. } => tracing::warn!(pid = self.pid, "zygote sent a Spawn"),
         }
     }
 

@@ -1,22 +1,29 @@
 //! `paddock-worker zygote`: a template process that has initialised Python and imported the
 //! preload modules once, and forks workers on the router's request. A forked worker first
-//! becomes the tenant (session, groups, gid, uid, umask, cwd, descriptors, environment), then
-//! runs the normal worker path, where only the app itself is still to be looked up.
+//! reads its setup from the sealed memfd that came with the request, becomes the tenant
+//! (session, groups, gid, uid, umask, cwd, descriptors, environment), then runs the normal
+//! worker path, where only the app itself is still to be looked up.
+//!
+//! The zygote itself never reads a setup: it serves every tenant of its Python configuration,
+//! and what it held would be inherited by every worker it forks afterwards (STYLE.md item 20).
 //!
 //! The zygote is single-threaded, checked before every fork, and forks through Python's
 //! `os.fork()` so CPython's own fork hooks run (import lock, `random` reseeding, threading
 //! state). It reaps its children and reports each exit to the router. See `docs/zygote.md`.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::io::{self, IoSliceMut};
+use std::fs::File;
+use std::io::{self, IoSliceMut, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::socket::{recvmsg, send, ControlMessageOwned, MsgFlags};
-use paddock_proto::zygote::{self as msg, SpawnRequest, ZygoteMsg};
+use paddock_proto::zygote::{self as msg, WorkerSetup, ZygoteMsg};
 use paddock_proto::{FRAME_HEADER_LEN, MAX_PAYLOAD};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyModule};
@@ -115,7 +122,8 @@ fn warm_up_trac(py: Python<'_>) {
 }
 
 fn serve(sock: &OwnedFd, chld: &OwnedFd) -> Exit {
-    let mut buf = vec![0u8; FRAME_HEADER_LEN + MAX_PAYLOAD];
+    // A `Spawn` is 9 bytes: a bigger packet is truncated, and so refused.
+    let mut buf = [0u8; 64];
     loop {
         let ready = match sys::poll_in(&[sock.as_fd(), chld.as_fd()], -1) {
             Ok(r) => r,
@@ -131,14 +139,16 @@ fn serve(sock: &OwnedFd, chld: &OwnedFd) -> Exit {
             }
         }
         if ready.first() == Some(&true) {
-            match receive(sock, &mut buf) {
+            let got = receive(sock, &mut buf);
+            // Nothing tenant-specific should ever arrive; if it did, it must not stay.
+            buf.fill(0);
+            match got {
                 Ok(None) => {
                     tracing::info!("the router closed the zygote socket; exiting");
                     return Exit::Ok;
                 }
-                Ok(Some((ZygoteMsg::Spawn(req), fds))) => {
-                    let id = req.id;
-                    let answer = match spawn(req, fds) {
+                Ok(Some((ZygoteMsg::Spawn { id }, fds))) => {
+                    let answer = match spawn(fds) {
                         Ok(pid) => ZygoteMsg::Spawned { id, pid },
                         Err(why) => {
                             tracing::warn!("spawn request {id} refused: {why}");
@@ -160,7 +170,7 @@ fn serve(sock: &OwnedFd, chld: &OwnedFd) -> Exit {
 /// One packet: `Ok(None)` at end of stream.
 fn receive(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<(ZygoteMsg, Vec<OwnedFd>)>> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([RawFd; 3]);
+    let mut space = nix::cmsg_space!([RawFd; 4]);
     let flags = MsgFlags::MSG_CMSG_CLOEXEC;
     let m = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
     let mut fds = Vec::new();
@@ -191,16 +201,20 @@ fn reply(sock: &OwnedFd, m: &ZygoteMsg) {
     }
 }
 
-/// Fork a worker for `req`; returns its pid. Nothing is started on an error.
-fn spawn(req: SpawnRequest, fds: Vec<OwnedFd>) -> Result<u32, String> {
-    let [listener, control, stderr]: [OwnedFd; 3] =
-        fds.try_into().map_err(|v: Vec<_>| format!("expected 3 descriptors, got {}", v.len()))?;
-    let cwd = CString::new(req.cwd.clone()).map_err(|_| "working directory contains NUL")?;
-    // Parsed here, by the normal worker's parser, so a bad request fails without a child.
-    let argv = std::iter::once(OsString::from("paddock-worker"))
-        .chain(req.args.iter().map(|a| OsStr::from_bytes(a).to_owned()));
-    let cfg = Config::try_parse_from(argv).map_err(|e| e.to_string())?;
-    cfg.validate()?;
+/// The descriptors of one `Spawn`, in the order the router sends them.
+struct Passed {
+    listener: OwnedFd,
+    control: OwnedFd,
+    stderr: OwnedFd,
+    /// Sealed memfd with the [`WorkerSetup`]; read by the child only.
+    setup: OwnedFd,
+}
+
+/// Fork a worker; returns its pid. Nothing is started on an error.
+fn spawn(fds: Vec<OwnedFd>) -> Result<u32, String> {
+    let [listener, control, stderr, setup]: [OwnedFd; 4] =
+        fds.try_into().map_err(|v: Vec<_>| format!("expected 4 descriptors, got {}", v.len()))?;
+    let passed = Passed { listener, control, stderr, setup };
     let parent = std::process::id() as libc::pid_t;
     Python::attach(|py| {
         let py_threads = py
@@ -219,36 +233,79 @@ fn spawn(req: SpawnRequest, fds: Vec<OwnedFd>) -> Result<u32, String> {
             .and_then(|os| os.call_method0("fork")?.extract())
             .map_err(|e| format!("fork failed: {e}"))?;
         if pid == 0 {
-            let b = sys::Become {
-                creds: req.creds.as_ref(),
-                umask: req.umask,
-                cwd: &cwd,
-                listener,
-                control,
-                stderr,
-                parent,
-            };
-            child(py, cfg, b, &req.env);
+            child(py, passed, parent);
         }
         // Our copies close here: the control pipe's EOF must mean the worker is gone.
-        drop((listener, control, stderr));
+        drop(passed);
         Ok(pid as u32)
     })
 }
 
-/// The forked child: become the tenant, then the normal worker path. Never returns.
-fn child(py: Python<'_>, cfg: Config, b: sys::Become<'_>, env: &[(Vec<u8>, Vec<u8>)]) -> ! {
+/// The forked child: read the setup, become the tenant, then the normal worker path. Never
+/// returns.
+fn child(py: Python<'_>, p: Passed, parent: libc::pid_t) -> ! {
+    let Passed { listener, control, stderr, setup } = p;
+    let (setup, cfg, cwd) = match read_setup(setup).and_then(parse_setup) {
+        Ok(s) => s,
+        Err(why) => {
+            // On the worker's own stderr pipe (fd 2 is still the zygote's): the router logs it
+            // with the tenant, then sees the worker end before `Ready`.
+            let _ = writeln!(File::from(stderr), "ERROR cannot start the worker: {why}");
+            std::process::exit(Exit::Usage as i32);
+        }
+    };
+    let b = sys::Become {
+        creds: setup.creds.as_ref(),
+        umask: setup.umask,
+        cwd: &cwd,
+        listener,
+        control,
+        stderr,
+        parent,
+    };
     if let Err(e) = sys::become_worker(b) {
         tracing::error!("cannot become the tenant's worker: {e}");
         std::process::exit(Exit::Os as i32);
     }
     log::set_tenant(&cfg.tenant);
-    if let Err(e) = replace_environ(py, env) {
+    if let Err(e) = replace_environ(py, &setup.env) {
         log::python_error(py, &e, "cannot set the worker's environment");
         std::process::exit(Exit::Os as i32);
     }
     let code = py.detach(|| crate::run_forked(cfg));
     std::process::exit(code as i32)
+}
+
+/// The [`WorkerSetup`] in the memfd the router sent: sealed against change (checked), a
+/// regular file of at most one frame (checked before anything is allocated), read whole.
+fn read_setup(fd: OwnedFd) -> Result<WorkerSetup, String> {
+    let sealed = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
+    let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)
+        .map_err(|e| format!("the setup descriptor is not a memfd: {e}"))?;
+    if !SealFlag::from_bits_truncate(seals).contains(sealed) {
+        return Err("the setup memfd is not sealed".to_string());
+    }
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(|e| format!("fstat of the setup memfd: {e}"))?;
+    let max = (FRAME_HEADER_LEN + MAX_PAYLOAD) as u64;
+    if !meta.is_file() || meta.len() > max {
+        return Err(format!("the setup memfd holds {} bytes (at most {max})", meta.len()));
+    }
+    let mut buf = vec![0u8; meta.len() as usize];
+    // At offset 0: the file position is shared with the router's descriptor, which wrote it.
+    file.read_exact_at(&mut buf, 0).map_err(|e| format!("reading the setup memfd: {e}"))?;
+    msg::decode_setup(&buf).map_err(|e| format!("bad worker setup: {e}"))
+}
+
+/// The command line (by the normal worker's own parser, so the two ways of starting a worker
+/// cannot drift apart) and the working directory of `setup`.
+fn parse_setup(setup: WorkerSetup) -> Result<(WorkerSetup, Config, CString), String> {
+    let cwd = CString::new(setup.cwd.clone()).map_err(|_| "working directory contains NUL")?;
+    let argv = std::iter::once(OsString::from("paddock-worker"))
+        .chain(setup.args.iter().map(|a| OsStr::from_bytes(a).to_owned()));
+    let cfg = Config::try_parse_from(argv).map_err(|e| e.to_string())?;
+    cfg.validate()?;
+    Ok((setup, cfg, cwd))
 }
 
 /// The zygote's environment is replaced wholesale; `os.environb` also calls unsetenv/putenv, so
