@@ -250,7 +250,10 @@ fn child(py: Python<'_>, p: Passed, parent: libc::pid_t) -> ! {
         Err(why) => {
             // On the worker's own stderr pipe (fd 2 is still the zygote's): the router logs it
             // with the tenant, then sees the worker end before `Ready`.
-            let _ = writeln!(File::from(stderr), "ERROR cannot start the worker: {why}");
+            // One line (clap's messages have several), so the router logs it as one.
+            let why = why.split('\n').filter(|l| !l.trim().is_empty()).collect::<Vec<_>>();
+            let _ =
+                writeln!(File::from(stderr), "ERROR cannot start the worker: {}", why.join(" "));
             std::process::exit(Exit::Usage as i32);
         }
     };
@@ -317,4 +320,70 @@ fn replace_environ(py: Python<'_>, env: &[(Vec<u8>, Vec<u8>)]) -> PyResult<()> {
         environb.set_item(PyBytes::new(py, k), PyBytes::new(py, v))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+
+    fn memfd(bytes: &[u8], seals: SealFlag) -> OwnedFd {
+        let flags = MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING;
+        let mut f = File::from(memfd_create(c"test-setup", flags).expect("memfd"));
+        f.write_all(bytes).expect("write");
+        fcntl(f.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals)).expect("seal");
+        f.into()
+    }
+
+    fn all_seals() -> SealFlag {
+        SealFlag::F_SEAL_SHRINK
+            | SealFlag::F_SEAL_GROW
+            | SealFlag::F_SEAL_WRITE
+            | SealFlag::F_SEAL_SEAL
+    }
+
+    fn sample() -> WorkerSetup {
+        WorkerSetup {
+            args: ["--tenant", "t", "--app", "m:app", "--threads", "2", "--listen-fd", "3"]
+                .map(|a| a.as_bytes().to_vec())
+                .to_vec(),
+            env: vec![(b"HOME".to_vec(), b"/srv/t".to_vec())],
+            cwd: b"/srv/t".to_vec(),
+            umask: 0o027,
+            creds: None,
+        }
+    }
+
+    #[test]
+    fn a_sealed_setup_is_read_whole_from_the_start() {
+        let mut bytes = Vec::new();
+        msg::encode_setup(&sample(), &mut bytes).expect("fits");
+        // Written through the descriptor, so its position is at the end, as the router leaves it.
+        assert_eq!(read_setup(memfd(&bytes, all_seals())), Ok(sample()));
+    }
+
+    #[test]
+    fn unsealed_oversized_garbage_and_non_memfd_setups_are_refused() {
+        let mut bytes = Vec::new();
+        msg::encode_setup(&sample(), &mut bytes).expect("fits");
+        let unsealed = read_setup(memfd(&bytes, SealFlag::F_SEAL_SHRINK));
+        assert!(unsealed.is_err_and(|e| e.contains("not sealed")));
+        let huge = vec![0u8; FRAME_HEADER_LEN + MAX_PAYLOAD + 1];
+        assert!(read_setup(memfd(&huge, all_seals())).is_err_and(|e| e.contains("at most")));
+        let garbage = read_setup(memfd(b"\x10\0\0\0\x04\0\0\0\x07", all_seals()));
+        assert!(garbage.is_err_and(|e| e.contains("bad worker setup")));
+        assert!(read_setup(memfd(b"", all_seals())).is_err());
+        let (read, _write) = nix::unistd::pipe().expect("pipe");
+        assert!(read_setup(read).is_err_and(|e| e.contains("not a memfd")));
+    }
+
+    #[test]
+    fn a_setup_is_parsed_by_the_workers_own_command_line_parser() {
+        let (_, cfg, cwd) = parse_setup(sample()).expect("valid");
+        assert_eq!((cfg.tenant.as_str(), cwd.as_bytes()), ("t", &b"/srv/t"[..]));
+        let bad = WorkerSetup { args: vec![b"--no-such-flag".to_vec()], ..sample() };
+        assert!(parse_setup(bad).is_err());
+        let nul = WorkerSetup { cwd: b"/srv/\0t".to_vec(), ..sample() };
+        assert!(parse_setup(nul).is_err_and(|e| e.contains("NUL")));
+    }
 }
