@@ -202,6 +202,13 @@ fn spawn(req: SpawnRequest, fds: Vec<OwnedFd>) -> Result<u32, String> {
     let cfg = Config::try_parse_from(argv).map_err(|e| e.to_string())?;
     cfg.validate()?;
     let parent = std::process::id() as libc::pid_t;
+    // Read before the fork; a child needs nothing from the file system for its limits.
+    let cap_last = sys::cap_last_cap();
+    let cgroup_procs = match &cfg.limits.cgroup_procs {
+        Some(p) => Some(CString::new(p.as_os_str().as_bytes()).map_err(|_| "NUL in path")?),
+        None => None,
+    };
+    let limits = cfg.limits.clone();
     Python::attach(|py| {
         let py_threads = py
             .import("threading")
@@ -227,6 +234,9 @@ fn spawn(req: SpawnRequest, fds: Vec<OwnedFd>) -> Result<u32, String> {
                 control,
                 stderr,
                 parent,
+                limits: &limits,
+                cgroup_procs: cgroup_procs.as_deref(),
+                cap_last,
             };
             child(py, cfg, b, &req.env);
         }
