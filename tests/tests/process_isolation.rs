@@ -252,16 +252,21 @@ fn workers_have_no_privileges_and_the_configured_limits() {
         let site = Site::new(zygote);
         let server = site.start();
         let (worker, orphan) = detach_grandchild(&site, &server, uid);
+        let _reap = Reap(orphan);
         let what = if zygote { "zygote-forked worker" } else { "direct worker" };
         assert_confined(worker, what);
         // What the app starts inherits them (sleep was exec'd: no way back to privileges).
         assert_confined(orphan, "its grandchild");
-        cleanup(orphan);
     }
 }
 
-fn cleanup(pid: u32) {
-    if alive(pid) {
-        common::signal(pid, 9);
+/// Kills the grandchild the test made the app start, whatever the outcome.
+struct Reap(u32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            common::signal(self.0, 9);
+        }
     }
 }
