@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cgroup;
 pub mod config;
 pub mod counters;
 pub mod diag;
@@ -76,6 +77,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+    cgroup::init();
     let addr = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(%addr, sites = ?config.sites, mount = %config.mount, "paddock listening");
     let registry = Arc::new(registry::Registry::new(
@@ -107,6 +109,7 @@ pub async fn run(
     monitor.abort();
     tracing::info!("stopping worker pools");
     state.registry.stop_all().await;
+    cgroup::shutdown();
     tracing::info!("stopped");
     Ok(())
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
+use crate::cgroup::{GroupLimits, PoolGroup};
 use crate::forward::conn::{OpenSlot, WorkerConn};
 use crate::identity::Identity;
 use crate::supervisor::{self, Reason, SlotCmd};
@@ -75,6 +76,8 @@ pub struct Pool {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Open connections to the workers, idle or carrying a request (at most one per thread).
     conns_open: Arc<AtomicUsize>,
+    /// The pool's cgroup (killed and removed when the pool is dropped); `None` without one.
+    pub(crate) cgroup: Option<PoolGroup>,
 }
 
 #[derive(Default)]
@@ -105,6 +108,13 @@ impl Pool {
             Err(e) => return Err(e),
         }
         let listener = UnixListener::bind(&socket_path)?;
+        let l = &spec.settings.limits;
+        let limits = GroupLimits {
+            memory_max: l.memory_max,
+            cpu_max: Some(l.cpu_max),
+            pids_max: l.pids_max,
+        };
+        let cgroup = PoolGroup::create(&spec.name, n, &limits);
         let slots = spec.settings.processes * spec.settings.threads;
         let (status_tx, _) = watch::channel(Status::Starting);
         let (stop_tx, _) = watch::channel(false);
@@ -134,6 +144,7 @@ impl Pool {
             last_used_ms: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
             conns_open: Arc::new(AtomicUsize::new(0)),
+            cgroup,
         });
         let tasks = receivers
             .into_iter()

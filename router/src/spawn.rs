@@ -17,38 +17,109 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::cgroup;
 use crate::pool::Pool;
-use crate::sys::{self, ChildSetup};
+use crate::sys::{self, ChildSetup, Limits};
 use crate::zygote::{self, Forked};
 
-/// A worker process: the router's own child, or one forked by a zygote (see `zygote.rs`).
-pub enum Proc {
+/// A worker process (the router's own child, or one forked by a zygote: see `zygote.rs`) and
+/// the group its descendants live in, killed as soon as the worker has ended.
+pub struct Proc {
+    kind: Kind,
+    group: Group,
+}
+
+enum Kind {
     Direct(Child),
     Forked(Forked),
 }
 
+/// Where a worker's descendants are: its cgroup leaf, or (without cgroup2) its process group,
+/// led by the worker since its `setsid`.
+enum Group {
+    Leaf(cgroup::Leaf),
+    Pgid(u32),
+    Ended,
+}
+
 impl Proc {
     pub fn id(&self) -> u32 {
-        match self {
-            Proc::Direct(c) => c.id().unwrap_or(0),
-            Proc::Forked(f) => f.pid(),
+        match &self.kind {
+            Kind::Direct(c) => c.id().unwrap_or(0),
+            Kind::Forked(f) => f.pid(),
         }
     }
 
-    /// Wait until the process has ended. Cancel-safe.
+    /// Wait until the process has ended, then kill what it left behind. Cancel-safe.
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
-        match self {
-            Proc::Direct(c) => c.wait().await,
-            Proc::Forked(f) => f.wait().await,
-        }
+        let status = match &mut self.kind {
+            Kind::Direct(c) => c.wait().await,
+            Kind::Forked(f) => f.wait().await,
+        };
+        self.end_group();
+        status
     }
 
     /// SIGKILL, without waiting.
     pub fn start_kill(&mut self) -> std::io::Result<()> {
-        match self {
-            Proc::Direct(c) => c.start_kill(),
-            Proc::Forked(f) => f.start_kill(),
+        match &mut self.kind {
+            Kind::Direct(c) => c.start_kill(),
+            Kind::Forked(f) => f.start_kill(),
         }
+    }
+
+    /// Kill the worker's cgroup leaf (and remove it), or its process group.
+    fn end_group(&mut self) {
+        match std::mem::replace(&mut self.group, Group::Ended) {
+            Group::Leaf(leaf) => drop(leaf),
+            // A pgid stays reserved while any member lives, so this cannot hit a stranger
+            // unless the group is already empty and its number was reused (see
+            // docs/security-notes-limits.md).
+            Group::Pgid(pgid) if pgid > 0 => {
+                let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+            }
+            Group::Pgid(_) | Group::Ended => {}
+        }
+    }
+}
+
+impl Drop for Proc {
+    /// Before the process itself is killed and reaped (`kill_on_drop`, `Forked`'s drop), while
+    /// its pid is still held.
+    fn drop(&mut self) {
+        self.end_group();
+    }
+}
+
+/// A new cgroup leaf for one worker of `pool`; `None` without cgroups (or if it cannot be made:
+/// then the process group is the fallback).
+fn new_leaf(pool: &Pool) -> Option<cgroup::Leaf> {
+    let group = pool.cgroup.as_ref()?;
+    group
+        .leaf()
+        .map_err(|e| tracing::warn!(tenant = %pool.spec.name, "cannot create a worker cgroup, falling back to its process group: {e}"))
+        .ok()
+}
+
+fn group_of(leaf: Option<cgroup::Leaf>, pid: u32) -> Group {
+    match leaf {
+        Some(l) => Group::Leaf(l),
+        None => Group::Pgid(pid),
+    }
+}
+
+/// The rlimits of `pool`'s processes. `RLIMIT_NPROC` counts every process of the uid, so it is
+/// only set for a tenant that runs as its own non-root user.
+pub fn limits(l: &crate::config::Limits, creds: Option<&sys::Creds>) -> Limits {
+    let own_user = creds.is_some_and(|c| c.uid != 0);
+    Limits {
+        nofile: l.nofile,
+        nproc: if own_user { l.nproc } else { 0 },
+        address_space: l.address_space,
+        core: Some(l.core),
     }
 }
 
@@ -77,15 +148,22 @@ async fn spawn_forked(
     let spec = &pool.spec;
     let (ctl_read, ctl_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (err_read, err_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let leaf = new_leaf(pool);
+    let creds = pool.identity.creds();
+    let mut args = worker_args(pool);
+    args.extend(forked_limit_args(&limits(&spec.settings.limits, creds.as_ref())));
+    if let Some(l) = &leaf {
+        args.extend(["--cgroup-procs".into(), l.procs_path().into()]);
+    }
     let setup = WorkerSetup {
-        args: worker_args(pool).iter().map(|a| a.as_bytes().to_vec()).collect(),
+        args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
         env: worker_env(pool)
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect(),
         cwd: spec.dir.as_os_str().as_bytes().to_vec(),
         umask: spec.settings.umask,
-        creds: pool.identity.creds().map(|c| Creds { uid: c.uid, gid: c.gid, groups: c.groups }),
+        creds: creds.map(|c| Creds { uid: c.uid, gid: c.gid, groups: c.groups }),
     };
     let setup = sealed_setup(&setup)?;
     let fds = [
@@ -96,8 +174,33 @@ async fn spawn_forked(
     ];
     let forked = z.spawn(fds, spec.settings.startup_timeout).await?;
     drop((ctl_write, err_write, setup));
-    relay_stderr(pipe::Receiver::from_owned_fd(err_read)?, spec.name.clone(), forked.pid(), slot);
-    Ok((Proc::Forked(forked), Control::new(ctl_read)?))
+    let pid = forked.pid();
+    // The child joined the leaf itself before its uid change (`--cgroup-procs`); this move is
+    // for a child that could not, before it can be Ready (see docs/security-notes-limits.md).
+    if let Some(l) = &leaf {
+        l.join(pid)
+            .map_err(|e| std::io::Error::other(format!("moving {pid} to its cgroup: {e}")))?;
+    }
+    relay_stderr(pipe::Receiver::from_owned_fd(err_read)?, spec.name.clone(), pid, slot);
+    let proc = Proc { kind: Kind::Forked(forked), group: group_of(leaf, pid) };
+    Ok((proc, Control::new(ctl_read)?))
+}
+
+/// The rlimits for a forked worker to set on itself (`become_worker`); a direct one gets them
+/// from `sys::prepare`.
+fn forked_limit_args(l: &Limits) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    for (flag, v) in [
+        ("--rlimit-nofile", Some(l.nofile)),
+        ("--rlimit-nproc", Some(l.nproc)),
+        ("--rlimit-as", Some(l.address_space)),
+        ("--rlimit-core", l.core),
+    ] {
+        if let Some(v) = v {
+            a.extend([flag.into(), v.to_string().into()]);
+        }
+    }
+    a
 }
 
 /// A sealed memfd holding `setup`: the zygote passes it to the child it forks, which alone reads
@@ -196,12 +299,17 @@ fn spawn_direct(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Control
     cmd.current_dir(&spec.dir);
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     cmd.kill_on_drop(true);
+    let leaf = new_leaf(pool);
+    let creds = pool.identity.creds();
+    let confine = limits(&s.limits, creds.as_ref());
     sys::prepare(
         &mut cmd,
         ChildSetup {
-            creds: pool.identity.creds(),
+            creds,
             umask: s.umask,
             fds: vec![(listen_fd.as_raw_fd(), 3), (ctl_fd.as_raw_fd(), 4)],
+            cgroup_procs: leaf.as_ref().map(|l| l.procs_fd().as_raw_fd()),
+            confine: Some(confine),
         },
     );
     let mut child = cmd.spawn()?;
@@ -210,7 +318,8 @@ fn spawn_direct(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Control
     if let Some(err) = child.stderr.take() {
         relay_stderr(err, spec.name.clone(), pid, slot);
     }
-    Ok((Proc::Direct(child), Control::new(ctl_read)?))
+    let proc = Proc { kind: Kind::Direct(child), group: group_of(leaf, pid) };
+    Ok((proc, Control::new(ctl_read)?))
 }
 
 /// Log each line a worker writes to stderr, tagged with its tenant, pid and slot.

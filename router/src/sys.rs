@@ -3,7 +3,9 @@
 //! std's `Command::uid` drops supplementary groups and runs `pre_exec` closures only after the
 //! uid change, so the groups a tenant needs could not be set. We do the whole credential switch
 //! here, with async-signal-safe calls only (no allocation, no locks), in the order the kernel
-//! requires: groups, gid, uid.
+//! requires: groups, gid, uid. Before that the child joins its cgroup and, when it will run
+//! tenant code, takes its limits (rlimits, empty capability bounding set, no ambient
+//! capabilities, `no_new_privs`), while it still has the right to.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -18,6 +20,20 @@ pub struct ChildSetup {
     /// `(from, to)` pairs: `from` is duplicated onto `to` without close-on-exec. `from` fds must
     /// all be above every `to` so one dup never clobbers a later source.
     pub fds: Vec<(RawFd, RawFd)>,
+    /// An open `cgroup.procs` the child writes its pid to first (see `cgroup.rs`).
+    pub cgroup_procs: Option<RawFd>,
+    /// Limits of a process that runs tenant code; `None` for the zygote, which must keep its
+    /// capabilities to switch its children's uid.
+    pub confine: Option<Limits>,
+}
+
+/// Resource limits (soft = hard) set in a child that runs tenant code; 0 or `None`: leave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub nofile: u64,
+    pub nproc: u64,
+    pub address_space: u64,
+    pub core: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -30,19 +46,34 @@ pub struct Creds {
 /// Install the credential switch, fd layout, new session and parent-death signal on `cmd`.
 pub fn prepare(cmd: &mut tokio::process::Command, setup: ChildSetup) {
     let parent = std::process::id() as libc::pid_t;
+    // Read before the fork: the child may not allocate. Only root can drop from the bounding
+    // set (CAP_SETPCAP); an unprivileged router has no capabilities to pass on anyway.
+    let root = nix::unistd::geteuid().is_root();
+    let cap_last = match (&setup.confine, root) {
+        (Some(_), true) => Some(cap_last_cap()),
+        _ => None,
+    };
     let groups: Vec<libc::gid_t> = setup
         .creds
         .as_ref()
         .map(|c| c.groups.iter().map(|&g| g as libc::gid_t).collect())
         .unwrap_or_default();
     // SAFETY: the closure runs in the forked child before exec; it only makes raw syscalls
-    // (setsid, setgroups, setgid, setuid, umask, dup2, prctl, getppid), which are
-    // async-signal-safe, and touches no memory that another thread could hold locked: the
+    // (setsid, write, get/setrlimit, setgroups, setgid, setuid, umask, dup2, prctl, getppid),
+    // which are async-signal-safe, and touches no memory that another thread could hold locked: the
     // captured vectors were allocated before the fork and are only read.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
+            }
+            // First: every process this child ever starts is born in the leaf.
+            if let Some(fd) = setup.cgroup_procs {
+                write_own_pid(fd)?;
+            }
+            if let Some(l) = &setup.confine {
+                set_limits(l, root)?;
+                drop_privileges(cap_last)?;
             }
             if let Some(c) = &setup.creds {
                 if libc::setgroups(groups.len(), groups.as_ptr()) != 0
@@ -68,6 +99,94 @@ pub fn prepare(cmd: &mut tokio::process::Command, setup: ChildSetup) {
             Ok(())
         });
     }
+}
+
+/// The highest capability number the kernel knows (`/proc/sys/kernel/cap_last_cap`); 63 if it
+/// cannot be read (dropping an unknown one is then an EINVAL, which is ignored).
+fn cap_last_cap() -> libc::c_ulong {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63)
+}
+
+/// `pid` in decimal at the end of `buf`, without allocating (for a child between fork and
+/// exec).
+fn format_pid(pid: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let (mut n, mut i) = (pid, buf.len());
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// In the child: write our pid to an open `cgroup.procs`. Async-signal-safe.
+fn write_own_pid(fd: RawFd) -> io::Result<()> {
+    let mut buf = [0u8; 10];
+    // SAFETY: getpid takes nothing; write reads `text`, a live slice, for its length.
+    let ok = unsafe {
+        let text = format_pid(libc::getpid() as u32, &mut buf);
+        libc::write(fd, text.as_ptr().cast(), text.len()) == text.len() as isize
+    };
+    match ok {
+        true => Ok(()),
+        false => Err(io::Error::last_os_error()),
+    }
+}
+
+/// In the child: the rlimits (soft = hard). Without root a limit above the current hard one is
+/// lowered to it (raising it would fail). Async-signal-safe.
+fn set_limits(l: &Limits, root: bool) -> io::Result<()> {
+    let wanted = [
+        (libc::RLIMIT_NOFILE, Some(l.nofile).filter(|&n| n > 0)),
+        (libc::RLIMIT_NPROC, Some(l.nproc).filter(|&n| n > 0)),
+        (libc::RLIMIT_AS, Some(l.address_space).filter(|&n| n > 0)),
+        (libc::RLIMIT_CORE, l.core),
+    ];
+    for (res, value) in wanted {
+        let Some(v) = value else { continue };
+        let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes one struct to `cur`, a valid local; setrlimit only reads it.
+        unsafe {
+            if libc::getrlimit(res, &mut cur) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let v = if root { v } else { v.min(cur.rlim_max) };
+            let new = libc::rlimit { rlim_cur: v, rlim_max: v };
+            if libc::setrlimit(res, &new) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// In the child: an empty capability bounding set (when `cap_last` is given: we are root),
+/// no ambient capabilities, and `no_new_privs`, so that neither the uid change nor any later
+/// exec (a setuid program, file capabilities) can give tenant code a privilege.
+/// Async-signal-safe.
+fn drop_privileges(cap_last: Option<libc::c_ulong>) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        for cap in cap_last.map(|last| 0..=last).into_iter().flatten() {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+                && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
+        if libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0) != 0
+            || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// A close-on-exec duplicate of `fd` numbered 10 or above, so that the `dup2` onto 3 and 4 in
@@ -119,4 +238,18 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: an `OwnedFd` is open for as long as it lives and always reports the same
     // descriptor, and the `AsyncFd` owns it until it is dropped.
     Ok(unsafe { tokio::io::unix::AsyncFd::register(fd) }?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_are_formatted_without_allocating() {
+        let mut buf = [0u8; 10];
+        assert_eq!(format_pid(0, &mut buf), b"0");
+        assert_eq!(format_pid(7, &mut buf), b"7");
+        assert_eq!(format_pid(4194304, &mut buf), b"4194304");
+        assert_eq!(format_pid(u32::MAX, &mut buf), b"4294967295");
+    }
 }

@@ -263,7 +263,14 @@ impl Zygote {
         cmd.kill_on_drop(true);
         sys::prepare(
             &mut cmd,
-            ChildSetup { creds: None, umask: 0o022, fds: vec![(theirs_high.as_raw_fd(), 3)] },
+            ChildSetup {
+                creds: None,
+                umask: 0o022,
+                fds: vec![(theirs_high.as_raw_fd(), 3)],
+                cgroup_procs: None,
+                // Keeps its capabilities: it switches its children's uid (they drop theirs).
+                confine: None,
+            },
         );
         let mut child = cmd.spawn()?;
         drop(theirs_high);

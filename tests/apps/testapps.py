@@ -134,6 +134,30 @@ def _bighead(environ, start_response):
     return [b"big"]
 
 
+def _orphan(environ, start_response):
+    """Double fork + setsid: a detached grandchild (`sleep 300`, parent 1 once its parent
+    exits) that must die with the worker's pool all the same. Answers both pids."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() == 0:
+                os.write(w, str(os.getpid()).encode())
+                os.close(w)
+                os.execv("/bin/sleep", ["sleep", "300"])
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(child, 0)
+    pid = int(os.read(r, 32) or b"0")
+    os.close(r)
+    body = json.dumps({"worker": os.getpid(), "orphan": pid}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+
+
 def _fail(environ, start_response):
     raise RuntimeError("deliberate failure for the test")
 
@@ -156,6 +180,8 @@ def app(environ, start_response):
         return _probe(environ, start_response)
     if path.startswith("/bighead"):
         return _bighead(environ, start_response)
+    if path.startswith("/orphan"):
+        return _orphan(environ, start_response)
     if path.startswith("/fail"):
         return _fail(environ, start_response)
     return _environ(environ, start_response)

@@ -95,6 +95,30 @@ pub struct Config {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    /// Limits a worker forked by a zygote sets on itself before its uid change (a worker the
+    /// router starts directly gets them from the router, which ignores these flags).
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// Resource limits and the cgroup of a forked worker (`become_worker`); 0: leave as is.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Limits {
+    /// `RLIMIT_NOFILE` (soft = hard).
+    #[arg(long, default_value_t = 0)]
+    pub rlimit_nofile: u64,
+    /// `RLIMIT_NPROC` (soft = hard).
+    #[arg(long, default_value_t = 0)]
+    pub rlimit_nproc: u64,
+    /// `RLIMIT_AS` in bytes (soft = hard).
+    #[arg(long, default_value_t = 0)]
+    pub rlimit_as: u64,
+    /// `RLIMIT_CORE` in bytes (soft = hard); absent: leave.
+    #[arg(long)]
+    pub rlimit_core: Option<u64>,
+    /// The `cgroup.procs` of this worker's cgroup, joined before anything else.
+    #[arg(long)]
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 /// Process exit codes.

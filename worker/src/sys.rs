@@ -1,6 +1,7 @@
 //! The worker's one door to `unsafe`: adopting inherited file descriptors, the shutdown signal
 //! handler and its self-pipe, `poll(2)`, the per-thread `epoll` wait for connections and the
-//! stdout redirection. Everything else in the crate is safe code.
+//! stdout redirection, and (in `confine`) a forked worker's cgroup and limits. Everything else
+//! in the crate is safe code.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -8,6 +9,10 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+mod confine;
+pub use confine::cap_last_cap;
+use confine::{confine, join_cgroup};
 
 /// Set by the SIGTERM/SIGINT handler; read by the accept and connection loops.
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
@@ -312,10 +317,16 @@ pub struct Become<'a> {
     pub stderr: OwnedFd,
     /// The zygote's pid: the child checks it is still its parent after PR_SET_PDEATHSIG.
     pub parent: libc::pid_t,
+    /// rlimits to set before the uid change.
+    pub limits: &'a crate::Limits,
+    /// The worker's `cgroup.procs`, joined first.
+    pub cgroup_procs: Option<&'a std::ffi::CStr>,
+    /// The highest capability number (read by the zygote before the fork).
+    pub cap_last: libc::c_ulong,
 }
 
-/// In a child just forked by the zygote, before anything else runs: new session, the tenant's
-/// groups, gid and uid (checked to have taken, including the saved ids), umask, working
+/// In a child just forked by the zygote, before anything else runs: new session, its cgroup,
+/// its limits (see [`confine`]), the tenant's groups, gid and uid (checked to have taken, including the saved ids), umask, working
 /// directory, descriptors (0 = /dev/null, 1 and 2 = the router's stderr pipe, 3 = listener,
 /// 4 = control pipe; everything else closed, the zygote's own socket included), SIGCHLD back to
 /// its default, and the parent-death signal (SIGTERM: a worker whose zygote died finishes its
@@ -332,6 +343,13 @@ pub fn become_worker(b: Become<'_>) -> io::Result<()> {
         if libc::setsid() < 0 {
             return Err(err("setsid"));
         }
+    }
+    if let Some(p) = b.cgroup_procs {
+        join_cgroup(p).map_err(|e| io::Error::new(e.kind(), format!("joining its cgroup: {e}")))?;
+    }
+    confine(b.limits, b.cap_last)?;
+    // SAFETY: as the block above; still single-threaded, now confined.
+    unsafe {
         if let Some(c) = b.creds {
             let groups: Vec<libc::gid_t> = c.groups.iter().map(|&g| g as libc::gid_t).collect();
             if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {

@@ -215,6 +215,8 @@ fn spawn(fds: Vec<OwnedFd>) -> Result<u32, String> {
         fds.try_into().map_err(|v: Vec<_>| format!("expected 4 descriptors, got {}", v.len()))?;
     let passed = Passed { listener, control, stderr, setup };
     let parent = std::process::id() as libc::pid_t;
+    // Read before the fork (the same for every tenant): the child drops capabilities up to it.
+    let cap_last = sys::cap_last_cap();
     Python::attach(|py| {
         let py_threads = py
             .import("threading")
@@ -232,7 +234,7 @@ fn spawn(fds: Vec<OwnedFd>) -> Result<u32, String> {
             .and_then(|os| os.call_method0("fork")?.extract())
             .map_err(|e| format!("fork failed: {e}"))?;
         if pid == 0 {
-            child(py, passed, parent);
+            child(py, passed, parent, cap_last);
         }
         // Our copies close here: the control pipe's EOF must mean the worker is gone.
         drop(passed);
@@ -242,7 +244,7 @@ fn spawn(fds: Vec<OwnedFd>) -> Result<u32, String> {
 
 /// The forked child: read the setup, become the tenant, then the normal worker path. Never
 /// returns.
-fn child(py: Python<'_>, p: Passed, parent: libc::pid_t) -> ! {
+fn child(py: Python<'_>, p: Passed, parent: libc::pid_t, cap_last: libc::c_ulong) -> ! {
     let Passed { listener, control, stderr, setup } = p;
     let (setup, cfg, cwd) = match read_setup(setup).and_then(parse_setup) {
         Ok(s) => s,
@@ -256,6 +258,12 @@ fn child(py: Python<'_>, p: Passed, parent: libc::pid_t) -> ! {
             std::process::exit(Exit::Usage as i32);
         }
     };
+    // A path with a NUL cannot be joined: the router then moves the pid itself (spawn.rs).
+    let cgroup_procs = cfg
+        .limits
+        .cgroup_procs
+        .as_ref()
+        .and_then(|p| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())).ok());
     let b = sys::Become {
         creds: setup.creds.as_ref(),
         umask: setup.umask,
@@ -264,6 +272,9 @@ fn child(py: Python<'_>, p: Passed, parent: libc::pid_t) -> ! {
         control,
         stderr,
         parent,
+        limits: &cfg.limits,
+        cgroup_procs: cgroup_procs.as_deref(),
+        cap_last,
     };
     if let Err(e) = sys::become_worker(b) {
         tracing::error!("cannot become the tenant's worker: {e}");

@@ -334,7 +334,15 @@ async fn provision(
             .kill_on_drop(true);
         crate::sys::prepare(
             &mut cmd,
-            ChildSetup { creds: owner.clone(), umask: 0o022, fds: Vec::new() },
+            ChildSetup {
+                creds: owner.clone(),
+                umask: 0o022,
+                fds: Vec::new(),
+                cgroup_procs: None,
+                // The provisioning commands run the tenant's code (its trac-admin, plugins):
+                // they get the built-in pool limits.
+                confine: Some(crate::spawn::limits(&Default::default(), owner.as_ref())),
+            },
         );
         let child = cmd
             .spawn()

@@ -151,6 +151,21 @@ pub struct TenantSection {
     pub graceful_timeout: Option<Spanned<String>>,
     /// Recycle a process whose resident memory stays above this (e.g. `"512M"`; 0: off).
     pub memory_limit: Option<Spanned<String>>,
+    /// `RLIMIT_NOFILE` of the pool's processes (0: the router's).
+    pub rlimit_nofile: Option<Spanned<i64>>,
+    /// `RLIMIT_NPROC`: processes and threads of the tenant's uid (0: leave it; never applied
+    /// to uid 0).
+    pub rlimit_nproc: Option<Spanned<i64>>,
+    /// `RLIMIT_AS`: address space of each process, e.g. `"4G"` (`"0"`: no limit).
+    pub rlimit_as: Option<Spanned<String>>,
+    /// `RLIMIT_CORE`: largest core file, e.g. `"0"` (none).
+    pub rlimit_core: Option<Spanned<String>>,
+    /// cgroup `memory.max` of the whole pool, e.g. `"1G"` (`"0"`: none; needs delegation).
+    pub memory_max: Option<Spanned<String>>,
+    /// cgroup `cpu.max` of the whole pool: `"50%"` of one CPU, `"200%"`, or `"max"`.
+    pub cpu_max: Option<Spanned<String>>,
+    /// cgroup `pids.max` of the whole pool (0: none; needs delegation).
+    pub pids_max: Option<Spanned<i64>>,
     /// Files whose change restarts the pool gracefully (default: the app script, if the app is
     /// a file).
     pub watch_files: Option<Vec<String>>,
@@ -219,6 +234,13 @@ impl TenantSection {
                 .clone()
                 .or_else(|| base.graceful_timeout.clone()),
             memory_limit: self.memory_limit.clone().or_else(|| base.memory_limit.clone()),
+            rlimit_nofile: self.rlimit_nofile.clone().or_else(|| base.rlimit_nofile.clone()),
+            rlimit_nproc: self.rlimit_nproc.clone().or_else(|| base.rlimit_nproc.clone()),
+            rlimit_as: self.rlimit_as.clone().or_else(|| base.rlimit_as.clone()),
+            rlimit_core: self.rlimit_core.clone().or_else(|| base.rlimit_core.clone()),
+            memory_max: self.memory_max.clone().or_else(|| base.memory_max.clone()),
+            cpu_max: self.cpu_max.clone().or_else(|| base.cpu_max.clone()),
+            pids_max: self.pids_max.clone().or_else(|| base.pids_max.clone()),
             watch_files: self.watch_files.clone().or_else(|| base.watch_files.clone()),
             idle_timeout: self.idle_timeout.clone().or_else(|| base.idle_timeout.clone()),
             queue_timeout: self.queue_timeout.clone().or_else(|| base.queue_timeout.clone()),

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use file::{AdminSection, FileConfig, RuleEntry, TenantSection};
-pub use settings::PoolSettings;
+pub use settings::{Limits, PoolSettings};
 pub use signup::{default_provision, SignupConfig};
 
 use crate::diag::{line_of, Diagnostic, Diagnostics};

@@ -9,6 +9,7 @@ use toml::Spanned;
 use super::file::TenantSection;
 use super::units::{parse_duration, parse_size};
 use super::Validator;
+use crate::cgroup::CpuMax;
 
 /// Validated settings of one pool. String values may hold `{tenant}`, `{tenant_dir}` and
 /// `{sites}` placeholders until [`PoolSettings::expand`] fills them for a tenant.
@@ -35,6 +36,8 @@ pub struct PoolSettings {
     pub graceful_timeout: Duration,
     /// Bytes; 0: no limit.
     pub memory_limit: u64,
+    /// Limits of every process running the tenant's code.
+    pub limits: Limits,
     /// Files whose change restarts the pool; `None`: the default list.
     pub watch_files: Option<Vec<String>>,
     pub idle_timeout: Duration,
@@ -46,6 +49,33 @@ pub struct PoolSettings {
     pub environ: BTreeMap<String, String>,
     /// HTTP Basic authentication; `None` when off.
     pub auth: Option<crate::auth::AuthSettings>,
+}
+
+/// Per-process rlimits and per-pool cgroup limits (0: not set; see `cgroup.rs`, `sys.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub nofile: u64,
+    pub nproc: u64,
+    pub address_space: u64,
+    pub core: u64,
+    pub memory_max: u64,
+    pub cpu_max: CpuMax,
+    pub pids_max: u64,
+}
+
+impl Default for Limits {
+    /// The built-in defaults (also what signup's provisioning commands get).
+    fn default() -> Self {
+        Limits {
+            nofile: 4096,
+            nproc: 512,
+            address_space: 4 << 30,
+            core: 0,
+            memory_max: 0,
+            cpu_max: CpuMax::Max,
+            pids_max: 512,
+        }
+    }
 }
 
 /// The defaults every section is merged over: Trac's entry point with `trac.env_path`.
@@ -65,6 +95,13 @@ pub(super) fn builtin_section() -> TenantSection {
         queue_limit: Some(Spanned::new(0..0, 100)),
         graceful_timeout: s("30s"),
         memory_limit: s("0"),
+        rlimit_nofile: Some(Spanned::new(0..0, 4096)),
+        rlimit_nproc: Some(Spanned::new(0..0, 512)),
+        rlimit_as: s("4G"),
+        rlimit_core: s("0"),
+        memory_max: s("0"),
+        cpu_max: s("max"),
+        pids_max: Some(Spanned::new(0..0, 512)),
         idle_timeout: s("10m"),
         queue_timeout: s("30s"),
         request_timeout: s("60s"),
@@ -95,6 +132,35 @@ fn duration(v: &mut Validator<'_>, field: &Option<Spanned<String>>, name: &str) 
             Duration::from_secs(1)
         }),
         None => Duration::from_secs(1),
+    }
+}
+
+fn size(v: &mut Validator<'_>, field: &Option<Spanned<String>>, name: &str) -> u64 {
+    match field {
+        Some(m) => parse_size(m.get_ref()).unwrap_or_else(|e| {
+            v.err(Some(m.span()), format!("`{name}`: {e}"));
+            0
+        }),
+        None => 0,
+    }
+}
+
+fn limits(v: &mut Validator<'_>, s: &TenantSection) -> Limits {
+    let cpu_max = match &s.cpu_max {
+        Some(c) => CpuMax::parse(c.get_ref()).unwrap_or_else(|e| {
+            v.err(Some(c.span()), format!("`cpu_max`: {e}"));
+            CpuMax::Max
+        }),
+        None => CpuMax::Max,
+    };
+    Limits {
+        nofile: non_negative(v, &s.rlimit_nofile, "rlimit_nofile"),
+        nproc: non_negative(v, &s.rlimit_nproc, "rlimit_nproc"),
+        address_space: size(v, &s.rlimit_as, "rlimit_as"),
+        core: size(v, &s.rlimit_core, "rlimit_core"),
+        memory_max: size(v, &s.memory_max, "memory_max"),
+        cpu_max,
+        pids_max: non_negative(v, &s.pids_max, "pids_max"),
     }
 }
 
@@ -134,13 +200,7 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
     let max_requests_jitter = non_negative(v, &s.max_requests_jitter, "max_requests_jitter");
     let min_processes = non_negative(v, &s.min_processes, "min_processes") as usize;
     let queue_limit = non_negative(v, &s.queue_limit, "queue_limit") as usize;
-    let memory_limit = match &s.memory_limit {
-        Some(m) => parse_size(m.get_ref()).unwrap_or_else(|e| {
-            v.err(Some(m.span()), format!("`memory_limit`: {e}"));
-            0
-        }),
-        None => 0,
-    };
+    let memory_limit = size(v, &s.memory_limit, "memory_limit");
     let max_body = match &s.max_body {
         Some(m) => parse_size(m.get_ref()).unwrap_or_else(|e| {
             v.err(Some(m.span()), format!("`max_body`: {e}"));
@@ -185,6 +245,7 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         queue_limit,
         graceful_timeout: duration(v, &s.graceful_timeout, "graceful_timeout"),
         memory_limit,
+        limits: limits(v, s),
         watch_files: s.watch_files.clone(),
         idle_timeout: duration(v, &s.idle_timeout, "idle_timeout"),
         queue_timeout: duration(v, &s.queue_timeout, "queue_timeout"),

@@ -1,0 +1,133 @@
+//! Pure parsing for the cgroup module: where cgroup2 is mounted, which cgroup we are in, and
+//! the `cpu_max` setting.
+
+use std::path::PathBuf;
+
+/// The mount point of the cgroup2 file system in a `/proc/self/mountinfo` text: the unified
+/// hierarchy (`/sys/fs/cgroup` on a pure-v2 host, `/sys/fs/cgroup/unified` on a hybrid one).
+/// Only a mount of the hierarchy's root (`/`) will do: a bind mount of a sub-cgroup would not
+/// match the path in `/proc/self/cgroup`.
+pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        // `id parent major:minor root mount-point options [optional...] - fstype source ...`
+        let (pre, post) = line.split_once(" - ")?;
+        let fstype = post.split_whitespace().next()?;
+        let mut f = pre.split_whitespace();
+        let root = f.nth(3)?;
+        let point = f.next()?;
+        (fstype == "cgroup2" && root == "/").then(|| PathBuf::from(unescape(point)))
+    })
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as octal escapes (`\040`).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], oct) {
+            (b'\\', Some(d)) => {
+                out.push(d.iter().fold(0u8, |a, c| a.wrapping_mul(8).wrapping_add(c - b'0')));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The cgroup2 path of this process from `/proc/self/cgroup` (the `0::/path` line). A path
+/// with `..` or one marked `(deleted)` is refused.
+pub fn own_cgroup(text: &str) -> Option<String> {
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+    let ok = path.starts_with('/') && !path.split('/').any(|p| p == "..") && !path.ends_with(')');
+    ok.then(|| path.to_string())
+}
+
+/// `cpu_max`: a share of one CPU in percent (`"50%"`, `"200%"` for two CPUs) or `"max"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuMax {
+    Max,
+    Percent(u32),
+}
+
+/// The period `cpu.max` quotas are written against (100 ms, the kernel's default).
+const PERIOD_US: u64 = 100_000;
+
+impl CpuMax {
+    pub fn parse(s: &str) -> Result<CpuMax, String> {
+        let t = s.trim();
+        if t == "max" {
+            return Ok(CpuMax::Max);
+        }
+        let pct = t.strip_suffix('%').and_then(|n| n.trim().parse::<u32>().ok());
+        match pct {
+            Some(p) if (1..=100_000).contains(&p) => Ok(CpuMax::Percent(p)),
+            _ => Err(format!("`{s}` is not a CPU share such as \"50%\" or \"max\"")),
+        }
+    }
+
+    /// What is written to `cpu.max`: `"$QUOTA $PERIOD"` in microseconds.
+    pub fn file_value(&self) -> String {
+        match self {
+            CpuMax::Max => format!("max {PERIOD_US}"),
+            CpuMax::Percent(p) => format!("{} {PERIOD_US}", PERIOD_US * u64::from(*p) / 100),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_the_unified_hierarchy() {
+        assert_eq!(cgroup2_mount(HYBRID), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        let v2 = "29 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        assert_eq!(cgroup2_mount(v2), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(cgroup2_mount(&HYBRID.replace("cgroup2", "tmpfs")), None);
+        assert_eq!(cgroup2_mount(""), None);
+    }
+
+    #[test]
+    fn skips_bind_mounts_of_sub_cgroups_and_unescapes() {
+        let text = "\
+50 23 0:38 /docker/abc /mnt/cg rw - cgroup2 cgroup2 rw
+51 23 0:38 / /srv/my\\040cgroups rw shared:9 - cgroup2 none rw
+";
+        assert_eq!(cgroup2_mount(text), Some(PathBuf::from("/srv/my cgroups")));
+    }
+
+    #[test]
+    fn own_cgroup_is_the_v2_line() {
+        let text = "9:name=systemd:/\n4:memory:/process_api/9b95\n0::/\n";
+        assert_eq!(own_cgroup(text).as_deref(), Some("/"));
+        let unit = "0::/system.slice/paddock.service\n";
+        assert_eq!(own_cgroup(unit).as_deref(), Some("/system.slice/paddock.service"));
+        assert_eq!(own_cgroup("4:memory:/x\n"), None);
+        assert_eq!(own_cgroup("0::/../etc\n"), None);
+        assert_eq!(own_cgroup("0::/gone (deleted)\n"), None);
+        assert_eq!(own_cgroup("0::relative\n"), None);
+    }
+
+    #[test]
+    fn cpu_max_values() {
+        assert_eq!(CpuMax::parse("max"), Ok(CpuMax::Max));
+        assert_eq!(CpuMax::parse("50%").map(|c| c.file_value()).as_deref(), Ok("50000 100000"));
+        assert_eq!(CpuMax::parse("250%").map(|c| c.file_value()).as_deref(), Ok("250000 100000"));
+        assert_eq!(CpuMax::Max.file_value(), "max 100000");
+        for bad in ["0%", "half", "50", "-5%", ""] {
+            assert!(CpuMax::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
