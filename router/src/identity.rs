@@ -44,9 +44,6 @@ pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
     }
     let meta = std::fs::metadata(&t.dir)
         .map_err(|e| format!("tenant `{}`: cannot read {}: {e}", t.name, t.dir.display()))?;
-    if !t.settings.allow_world_readable {
-        check_private(t, meta.mode())?;
-    }
     let user = match &t.settings.user {
         Some(u) => Some(lookup_user(u)?),
         None => User::from_uid(Uid::from_raw(meta.uid())).ok().flatten(),
@@ -66,6 +63,9 @@ pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
             t.dir.display(),
             t.name
         ));
+    }
+    if !t.settings.allow_world_readable {
+        check_private(t, meta.mode())?;
     }
     let groups = match &user {
         Some(u) => CString::new(u.name.clone())

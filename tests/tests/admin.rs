@@ -6,6 +6,7 @@
 mod adminkit;
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -305,6 +306,7 @@ fn discovery_follows_directories_within_a_second() {
     let a = Admin::start(Setup::default());
     let site = a.sites().join("handmade");
     assert_eq!(a.server.get("/trac/handmade/").status, 404);
+    private_dir(&site); // as root, a tenant directory others can reach is refused
     write(&site.join("conf/trac.ini"), "[project]\n");
     let seen = within(Duration::from_secs(1), || a.server.get("/trac/handmade/").status == 200);
     assert!(seen.is_some(), "new site not served within 1 s:\n{}", a.server.log_text());
@@ -326,6 +328,8 @@ fn thousands_of_tenants_cost_nothing_until_their_first_request() {
     for i in 0..2000 {
         write(&a.sites().join(format!("t{i:04}/conf/trac.ini")), "");
     }
+    std::fs::set_permissions(a.sites().join("t1234"), std::fs::Permissions::from_mode(0o750))
+        .expect("chmod");
     let rss = || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", a.server.child.id()));
         let status = status.expect("status");
@@ -347,6 +351,12 @@ fn thousands_of_tenants_cost_nothing_until_their_first_request() {
     // Nothing is kept per tenant: memory does not grow with 2000 of them listed twice.
     a.api("GET", "/api/v1/tenants", None);
     assert!(rss() < before + 64 * 1024, "RSS grew from {before} kB to {} kB", rss());
+}
+
+/// `dir`, made with mode 0750.
+fn private_dir(dir: &Path) {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o750).create(dir).expect("mkdir");
 }
 
 /// Checks every answer recorded by `a` against docs/openapi.yaml.
