@@ -64,6 +64,9 @@ pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
             t.name
         ));
     }
+    if !t.settings.allow_world_readable {
+        check_private(t, meta.mode())?;
+    }
     let groups = match &user {
         Some(u) => CString::new(u.name.clone())
             .ok()
@@ -74,6 +77,30 @@ pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
     };
     let user_name = user.map(|u| u.name).unwrap_or_else(|| uid.to_string());
     Ok(Identity { creds: Some((uid, gid, groups)), user_name })
+}
+
+/// Refuse a tenant directory other users can reach: any `o+rwx` bit on it while every
+/// directory above lets others through (`o+x`). Tenants run as different users, and one must
+/// not read another's database (its login cookies, say). A parent closed to others (a 0700
+/// directory) hides everything below it.
+fn check_private(t: &TenantSpec, mode: u32) -> Result<(), String> {
+    if mode & 0o007 == 0 {
+        return Ok(());
+    }
+    let real = std::fs::canonicalize(&t.dir)
+        .map_err(|e| format!("tenant `{}`: cannot resolve {}: {e}", t.name, t.dir.display()))?;
+    let passable = |d: &std::path::Path| std::fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0);
+    if !real.ancestors().skip(1).all(passable) {
+        return Ok(());
+    }
+    let d = t.dir.display();
+    Err(format!(
+        "tenant `{}`: {d} is open to other users (mode {:04o}, and every directory above it lets them through), so other tenants could read its files. \
+         Run `chmod o-rwx {d}` (or `chmod 0750 {d}`), or set `allow_world_readable = true` in [tenants.{}] if that is intended",
+        t.name,
+        mode & 0o7777,
+        t.name
+    ))
 }
 
 fn lookup_user(u: &str) -> Result<User, String> {

@@ -1,4 +1,5 @@
-//! The router's one door for `unsafe`: what a worker child does between `fork` and `exec`.
+//! The router's one door for `unsafe`: what a worker child does between `fork` and `exec`,
+//! and descriptors from raw system calls.
 //!
 //! std's `Command::uid` drops supplementary groups and runs `pre_exec` closures only after the
 //! uid change, so the groups a tenant needs could not be set. We do the whole credential switch
@@ -238,6 +239,40 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: an `OwnedFd` is open for as long as it lives and always reports the same
     // descriptor, and the `AsyncFd` owns it until it is dropped.
     Ok(unsafe { tokio::io::unix::AsyncFd::register(fd) }?)
+}
+
+/// `openat(2)` relative to `dir` (close-on-exec), as an owned descriptor.
+pub fn openat(
+    dir: std::os::fd::BorrowedFd<'_>,
+    path: &std::path::Path,
+    flags: nix::fcntl::OFlag,
+    mode: nix::sys::stat::Mode,
+) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let flags = flags | nix::fcntl::OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(Some(dir.as_raw_fd()), path, flags, mode)?;
+    // SAFETY: the kernel just created `fd` for this call alone; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat2(2)` of `path` strictly beneath `dir`, following no symlink at all (not even in
+/// the middle of the path): what a tenant made inside its directory cannot point root
+/// elsewhere.
+pub fn open_beneath(
+    dir: std::os::fd::BorrowedFd<'_>,
+    path: &std::path::Path,
+    flags: nix::fcntl::OFlag,
+) -> io::Result<OwnedFd> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::AsRawFd;
+    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).resolve(
+        ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    );
+    let fd = nix::fcntl::openat2(dir.as_raw_fd(), path, how)?;
+    // SAFETY: the kernel just created `fd` for this call alone; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 mod adminkit;
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -305,6 +306,7 @@ fn discovery_follows_directories_within_a_second() {
     let a = Admin::start(Setup::default());
     let site = a.sites().join("handmade");
     assert_eq!(a.server.get("/trac/handmade/").status, 404);
+    private_dir(&site); // as root, a tenant directory others can reach is refused
     write(&site.join("conf/trac.ini"), "[project]\n");
     let seen = within(Duration::from_secs(1), || a.server.get("/trac/handmade/").status == 200);
     assert!(seen.is_some(), "new site not served within 1 s:\n{}", a.server.log_text());
@@ -326,6 +328,8 @@ fn thousands_of_tenants_cost_nothing_until_their_first_request() {
     for i in 0..2000 {
         write(&a.sites().join(format!("t{i:04}/conf/trac.ini")), "");
     }
+    std::fs::set_permissions(a.sites().join("t1234"), std::fs::Permissions::from_mode(0o750))
+        .expect("chmod");
     let rss = || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", a.server.child.id()));
         let status = status.expect("status");
@@ -347,6 +351,12 @@ fn thousands_of_tenants_cost_nothing_until_their_first_request() {
     // Nothing is kept per tenant: memory does not grow with 2000 of them listed twice.
     a.api("GET", "/api/v1/tenants", None);
     assert!(rss() < before + 64 * 1024, "RSS grew from {before} kB to {} kB", rss());
+}
+
+/// `dir`, made with mode 0750.
+fn private_dir(dir: &Path) {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o750).create(dir).expect("mkdir");
 }
 
 /// Checks every answer recorded by `a` against docs/openapi.yaml.
@@ -395,27 +405,35 @@ fn check_openapi(a: &Admin) {
 }
 
 #[test]
-fn real_trac_signup_runs_as_the_signup_user_and_serves_wikistart() {
+fn real_trac_signup_runs_as_its_own_user_and_serves_wikistart() {
     let venv = venv().to_str().expect("utf-8").to_string();
-    // As root, new sites belong to an unprivileged user and the pool runs as it.
-    let user = if nix_is_root() { Some(adminkit::ensure_user()) } else { None };
-    let admin = match &user {
-        Some(_) => "signup_user = \"paddock-e2e\"".to_string(),
-        None => String::new(),
+    // As root, the new site gets its own user (the test's own pattern and uid range), its
+    // pool runs as it, and its files are private.
+    let root = nix_is_root();
+    let users = root.then(|| adminkit::TestUsers::new(&["pe2e-real-trac"]));
+    let admin = match root {
+        true => "site_user = \"pe2e-{name}\"\nsite_uid_min = 39800\nsite_uid_max = 39899",
+        false => "",
     };
     let defaults = format!(
         "app = \"trac.web.main:dispatch_request\"\nvirtualenv = \"{venv}\"\n[defaults.auth]\nhtpasswd = \"{{tenant_dir}}/htpasswd\"\n"
     );
-    let a = Admin::start(Setup { admin: &admin, defaults: &defaults, args: &[] });
+    let a = Admin::start(Setup { admin, defaults: &defaults, args: &[] });
     let body = json!({"name": "real-trac", "admin_user": "alice", "password": "wonderland"});
     let (s, t) = a.api("POST", "/api/v1/tenants", Some(&body.to_string()));
     assert_eq!(s, 201, "{t}\n{}", a.server.log_text());
     let dir = a.sites().join("real-trac");
-    if let Some(uid) = user {
+    if root {
         use std::os::unix::fs::MetadataExt;
-        assert_eq!(std::fs::metadata(&dir).expect("dir").uid(), uid, "owned by signup_user");
-        assert_eq!(std::fs::metadata(dir.join("db/trac.db")).expect("db").uid(), uid);
+        let uid = adminkit::uid_of("pe2e-real-trac").expect("the site's user exists");
+        let meta = std::fs::metadata(&dir).expect("dir");
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o750), "owned by its user, private");
+        let db = std::fs::metadata(dir.join("db/trac.db")).expect("db");
+        assert_eq!(db.uid(), uid);
+        assert_eq!(db.mode() & 0o007, 0, "trac.db not readable by others: {:o}", db.mode());
     }
+    let ini = std::fs::read_to_string(dir.join("conf/trac.ini")).expect("trac.ini");
+    assert!(ini.contains("trac.admin.web_ui.pluginadminpanel = disabled"), "{ini}");
     let wiki = a.server.get("/trac/real-trac/wiki/WikiStart");
     assert_eq!(wiki.status, 200, "{}", a.server.log_text());
     assert!(wiki.text().contains("Welcome to Trac"), "{}", wiki.text());
@@ -433,13 +451,21 @@ fn real_trac_signup_runs_as_the_signup_user_and_serves_wikistart() {
         .find_map(|(_, v)| v.split(';').next().filter(|c| c.starts_with("trac_auth=")))
         .expect("trac_auth cookie")
         .to_string();
-    let admin_page = a.server.request(
-        format!("GET /trac/real-trac/admin HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n").as_bytes(),
-    );
+    let get = |path: &str| {
+        a.server.request(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    let admin_page = get("/trac/real-trac/admin");
     assert_eq!(admin_page.status, 200, "{}", admin_page.text());
     assert!(admin_page.text().contains("Administration"), "{}", admin_page.text());
-    if user.is_some() {
+    // Plugin upload (code run as the site's user) is off by default.
+    let plugins = get("/trac/real-trac/admin/general/plugin");
+    assert_eq!(plugins.status, 404, "{}", plugins.text());
+    if root {
         let (_, t) = a.api("GET", "/api/v1/tenants/real-trac", None);
-        assert_eq!(t["pool"]["user"], "paddock-e2e", "{t}");
+        assert_eq!(t["pool"]["user"], "pe2e-real-trac", "{t}");
     }
+    drop(a);
+    drop(users);
 }

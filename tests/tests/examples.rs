@@ -28,6 +28,7 @@ impl Example {
     fn new(files: &[&str]) -> Example {
         let ex = Example { root: tempfile::tempdir().expect("tempdir") };
         std::fs::create_dir_all(ex.path().join("sites")).expect("mkdir sites");
+        common::private(&ex.path().join("sites")); // a tenant directory in parent-dir.toml
         for f in files {
             ex.copy(f, &ex.etc().join(f));
         }
@@ -195,8 +196,10 @@ fn sites() {
     // to nobody (alpha stays root's, allowed by the harness's --allow-root).
     let as_root = common::nix_is_root();
     if as_root {
-        std::fs::set_permissions(ex.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod");
+        for d in [ex.path().to_path_buf(), ex.path().join("sites")] {
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .expect("chmod");
+        }
         let st = Command::new("chown")
             .args(["-R", "65534:65534"])
             .arg(ex.site("beta"))
@@ -373,6 +376,7 @@ fn serve_environ_app(ex: &Example, file: &str, table: &str, sites: &[&str]) -> S
     ex.edit(file, &format!("{table}\n"), &format!("{table}\napp = {:?}\n", utf8(&app)));
     for site in sites {
         common::write(&ex.site(site).join("conf/trac.ini"), "");
+        common::private(&ex.site(site));
     }
     ex.serve(file)
 }

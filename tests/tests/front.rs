@@ -13,6 +13,7 @@ use common::{repo_root, write, Server};
 fn start(dir: &Path, top: &str) -> Server {
     let tdir = dir.join("apps");
     std::fs::create_dir_all(&tdir).expect("mkdir");
+    common::private(&tdir);
     let cfg = dir.join("paddock.toml");
     write(
         &cfg,

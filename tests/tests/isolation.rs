@@ -29,6 +29,12 @@ fn id_of(flag: &str) -> Option<u32> {
     String::from_utf8_lossy(&o.stdout).trim().parse().ok()
 }
 
+/// A tenant directory with mode 0750: as root, one that others can reach is refused.
+fn private_dir(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+}
+
 fn chown(path: &Path, spec: &str) {
     let st = Command::new("chown").arg("-R").arg(spec).arg(path).status().expect("chown");
     assert!(st.success());
@@ -59,7 +65,7 @@ fn pool_runs_as_the_owner_of_the_tenant_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let tenant = dir.path().join("site");
-    std::fs::create_dir_all(&tenant).expect("mkdir");
+    private_dir(&tenant);
     let config = apps_config(dir.path(), &tenant, "");
     let (uid, gid) = if nix_is_root() {
         let ids = ensure_user();
@@ -85,7 +91,7 @@ fn pool_runs_as_the_owner_of_the_tenant_directory() {
     assert_eq!(field(&json, "gid"), gid.to_string(), "{json}");
     assert_eq!(field(&json, "cwd"), format!("\"{}\"", tenant.display()));
     assert_eq!(field(&json, "home"), format!("\"{}\"", tenant.display()));
-    assert_eq!(field(&json, "umask"), "18", "umask 022 by default");
+    assert_eq!(field(&json, "umask"), "23", "umask 027 by default");
     assert!(!json.contains("PADDOCK_E2E_SECRET"), "router environment leaked: {json}");
 }
 
@@ -116,7 +122,7 @@ fn configured_user_wins_over_the_directory_owner() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let tenant = dir.path().join("site");
-    std::fs::create_dir_all(&tenant).expect("mkdir");
+    private_dir(&tenant);
     let config =
         apps_config(dir.path(), &tenant, &format!("user = \"{TEST_USER}\"\numask = \"027\""));
     let server = Server::start_with(&["--config", config.to_str().expect("utf-8")], false, &[]);
@@ -142,8 +148,8 @@ fn a_tenant_cannot_read_another_tenants_files_or_reach_its_socket() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    std::fs::create_dir_all(&a).expect("mkdir");
-    std::fs::create_dir_all(&b).expect("mkdir");
+    private_dir(&a);
+    private_dir(&b);
     let secret = b.join("secret.txt");
     std::fs::write(&secret, "b's secret").expect("write");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");

@@ -11,6 +11,7 @@ use common::{eventually, repo_root, signal, write, Server};
 fn apps_server(dir: &Path) -> Server {
     let tenant = dir.join("apps");
     std::fs::create_dir_all(&tenant).expect("mkdir");
+    common::private(&tenant);
     let config = dir.join("paddock.toml");
     write(
         &config,

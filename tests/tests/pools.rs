@@ -227,6 +227,7 @@ fn failing_app_gets_fast_503_without_spawn_storm_and_recovers() {
     write(&appdir.join("flaky.py"), "raise ImportError('not yet')\n");
     let tdir = dir.path().join("f");
     std::fs::create_dir_all(&tdir).expect("mkdir");
+    common::private(&tdir);
     let cfg = dir.path().join("paddock.toml");
     write(
         &cfg,
@@ -298,6 +299,7 @@ fn touching_the_wsgi_script_restarts_the_pool_gracefully() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tdir = dir.path().join("s");
     std::fs::create_dir_all(&tdir).expect("mkdir");
+    common::private(&tdir);
     let script = tdir.join("app.wsgi");
     write(&script, "import os\ndef application(e, sr):\n    sr('200 OK', [])\n    return [b'v1 %d' % os.getpid()]\n");
     let cfg = dir.path().join("paddock.toml");

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, is_zygote, nix_is_root, repo_root, send_raw, write, Server};
+use common::{
+    eventually, free_port, is_zygote, nix_is_root, private, repo_root, send_raw, write, Server,
+};
 
 const USER: &str = "paddock-e2e";
 const TOKEN: &str = "process-isolation-token";
@@ -47,6 +49,7 @@ impl Site {
             .expect("chmod");
         let tenant = dir.path().join("esc");
         std::fs::create_dir_all(&tenant).expect("mkdir");
+        private(&tenant);
         let st = Command::new("chown").arg(format!("{USER}:")).arg(&tenant).status();
         assert!(st.expect("chown").success());
         write(&dir.path().join("tokens"), &format!("{TOKEN}\n"));

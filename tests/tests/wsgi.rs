@@ -18,6 +18,7 @@ fn start_apps(extra: &str) -> Apps {
     let dir = tempfile::tempdir().expect("tempdir");
     let tenant = dir.path().join("apps");
     std::fs::create_dir_all(&tenant).expect("mkdir");
+    common::private(&tenant);
     let apps = repo_root().join("tests/apps");
     let config = dir.path().join("paddock.toml");
     write(
@@ -182,6 +183,7 @@ fn many_concurrent_requests() {
 #[test]
 fn app_that_cannot_be_imported_gives_503_not_a_hang() {
     let dir = tempfile::tempdir().expect("tempdir");
+    common::private(dir.path());
     let config = dir.path().join("paddock.toml");
     write(
         &config,

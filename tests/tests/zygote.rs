@@ -49,6 +49,7 @@ fn config(dir: &Path, tenants: &[(&str, &str)]) -> std::path::PathBuf {
     for (name, extra) in tenants {
         let tdir = dir.join(name);
         std::fs::create_dir_all(&tdir).expect("mkdir");
+        common::private(&tdir);
         text.push_str(&format!(
             "[tenants.{name}]\ndir = \"{}\"\nmount = \"/{name}\"\napp = \"testapps:application\"\nprocesses = 1\nwatch_files = []\n",
             tdir.display()

@@ -19,10 +19,12 @@ use crate::front::State;
 use crate::respond;
 
 pub mod api;
+mod claim;
 mod owner;
 mod page;
 mod ratelimit;
 pub mod signup;
+pub mod siteuser;
 mod tenants;
 pub mod tokens;
 

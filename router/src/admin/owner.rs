@@ -1,6 +1,7 @@
-//! Who owns a new tenant and runs its provisioning: `signup_user`/`signup_group` when paddock
-//! runs as root (the new directory is theirs, so the pool later runs as them too), paddock's
-//! own user otherwise.
+//! Who owns a new tenant and runs its provisioning. As root: a user of its own, made for the
+//! site (see `siteuser`), or the shared `signup_user`/`signup_group` when the operator opts
+//! in; the new directory is theirs, so the pool later runs as them too. Not root: paddock's
+//! own user.
 
 use std::ffi::CString;
 
@@ -9,8 +10,19 @@ use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 use crate::config::SignupConfig;
 use crate::sys::Creds;
 
-/// Credentials to switch to (`None`: keep paddock's own), or why signup cannot run.
-pub fn resolve(sc: &SignupConfig, allow_root: bool) -> Result<Option<Creds>, String> {
+/// Who a new site will belong to.
+#[derive(Debug, Clone)]
+pub enum Owner {
+    /// Paddock's own user (it is not root).
+    Me,
+    /// The shared `signup_user`.
+    Shared(Creds),
+    /// A user of its own, to be created (as root, without `signup_user`).
+    PerSite,
+}
+
+/// The owner of new sites, or why signup cannot run.
+pub fn resolve(sc: &SignupConfig, allow_root: bool) -> Result<Owner, String> {
     let me = Uid::effective();
     if !me.is_root() {
         if let Some(want) = &sc.user {
@@ -21,14 +33,9 @@ pub fn resolve(sc: &SignupConfig, allow_root: bool) -> Result<Option<Creds>, Str
                 ));
             }
         }
-        return Ok(None);
+        return Ok(Owner::Me);
     }
-    let Some(want) = &sc.user else {
-        if allow_root {
-            return Ok(Some(Creds { uid: 0, gid: 0, groups: vec![0] }));
-        }
-        return Err("signup needs `signup_user` in [admin]: paddock runs as root, and new sites must not belong to root".into());
-    };
+    let Some(want) = &sc.user else { return Ok(Owner::PerSite) };
     let user = match want.parse::<u32>() {
         Ok(n) => User::from_uid(Uid::from_raw(n)),
         Err(_) => User::from_name(want),
@@ -55,5 +62,5 @@ pub fn resolve(sc: &SignupConfig, allow_root: bool) -> Result<Option<Creds>, Str
         .and_then(|c| getgrouplist(&c, Gid::from_raw(gid)).ok())
         .map(|g| g.into_iter().map(Gid::as_raw).collect())
         .unwrap_or_else(|| vec![gid]);
-    Ok(Some(Creds { uid: user.uid.as_raw(), gid, groups }))
+    Ok(Owner::Shared(Creds { uid: user.uid.as_raw(), gid, groups }))
 }

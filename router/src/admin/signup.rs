@@ -1,28 +1,26 @@
 //! Creating a tenant (the API's `POST /api/v1/tenants` and the public signup page).
 //!
 //! 1. The name must be a lowercase DNS label, not reserved and not taken.
-//! 2. The name is claimed by creating `<sites>/.creating-NAME` with `mkdir`, which is atomic:
-//!    of two signups for one name, exactly one gets the directory and the other 409. A set of
-//!    names being created in this process tells a claim left behind by a crash (removed) from
-//!    one in progress.
+//! 2. The name is claimed by creating `<sites>/.creating-NAME` (see `claim`). As root, the
+//!    site's own user is created (see `siteuser`), or the shared `signup_user` is used, and the
+//!    claim is handed to it.
 //! 3. The provisioning commands run in that directory, as the user who will own the tenant,
-//!    with a scrubbed environment and one deadline for them all; on timeout the whole process
-//!    group is killed. Their output is kept for the error message.
+//!    at umask 027, with a scrubbed environment and one deadline for them all; on timeout the
+//!    whole process group is killed. Their output is kept for the error message.
 //! 4. The admin user's bcrypt entry goes into `htpasswd`, then the directory is renamed to
 //!    `<sites>/NAME` (never replacing anything). Discovery sees it from the next request on.
 //!
-//! Any failure removes the claimed directory: nothing half-made stays behind.
+//! Any failure discards the claim (and a user made for it): nothing half-made stays behind.
 
-use std::collections::BTreeSet;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use http::StatusCode;
 use tokio::sync::Semaphore;
 
+use super::claim::Claim;
+use super::owner::Owner;
 use crate::config::{Config, SignupConfig};
 use crate::front::State;
 use crate::metrics::Signup;
@@ -38,6 +36,8 @@ pub const RESERVED: [&str; 18] = [
 const CONCURRENT_PROVISIONING: usize = 2;
 /// bcrypt cost of the admin user's htpasswd entry (about 80 ms to check).
 const BCRYPT_COST: u32 = 10;
+/// umask of the provisioning commands: nothing of a new site is readable by other users.
+const PROVISION_UMASK: u32 = 0o027;
 /// Characters of a failed command's output kept in the error.
 const OUTPUT_TAIL: usize = 1500;
 
@@ -121,24 +121,35 @@ async fn create_tenant(st: &State, req: &SignupRequest) -> Result<TenantSpec, Si
         return Err(SignupError::Taken(name.into()));
     }
     let owner = super::owner::resolve(sc, cfg.allow_root).map_err(SignupError::Unavailable)?;
-    let claim = Claim::take(&sites, name)?;
+    let site_user = match owner {
+        Owner::PerSite => Some(super::siteuser::name_for(&sc.site_user, name)?),
+        _ => None,
+    };
+    let mut claim = Claim::take(&sites, name)?;
     if std::fs::symlink_metadata(sites.join(name)).is_ok() {
         return Err(SignupError::Taken(name.into()));
     }
-    if let Some(c) = &owner {
-        std::os::unix::fs::chown(&claim.dir, Some(c.uid), Some(c.gid))
-            .map_err(|e| internal(format!("cannot chown {}: {e}", claim.dir.display())))?;
+    let creds = match (owner, site_user) {
+        (Owner::Shared(c), _) => Some(c),
+        (_, Some(u)) => Some(claim.new_user(&u, sc.site_uids, &sites.join(name)).await?),
+        _ => None,
+    };
+    if let Some(c) = &creds {
+        claim.hand_over(c)?;
     }
     let _permit = permits().acquire().await.map_err(|_| internal("shutting down".into()))?;
     let vars = Vars::new(&cfg, sc, &claim.dir, &sites, req);
-    provision(sc, &vars, &claim.dir, owner.clone()).await.inspect_err(|e| {
+    provision(sc, &vars, &claim.dir, creds.clone()).await.inspect_err(|e| {
         tracing::error!(tenant = %name, "signup: {e}");
     })?;
-    if !claim.dir.join(&cfg.marker).is_file() {
+    if !claim.has_file(&cfg.marker) {
         let m = cfg.marker.display();
         return Err(SignupError::Provision(format!("the commands did not create {m}")));
     }
-    write_htpasswd(&claim.dir, &req.admin_user, &req.password, owner.as_ref()).await?;
+    let entry = htpasswd_entry(&req.admin_user, &req.password).await?;
+    claim
+        .write_new("htpasswd", &entry, creds.as_ref())
+        .map_err(|e| internal(format!("cannot write {}/htpasswd: {e}", claim.dir.display())))?;
     claim.commit(&sites.join(name))?;
     let spec = cfg.tenant(name).ok_or_else(|| internal(format!("`{name}` does not resolve")))?;
     tracing::info!(tenant = %name, admin_user = %req.admin_user, "signup: tenant created");
@@ -209,78 +220,6 @@ fn taken(cfg: &Config, sites: &Path, name: &str) -> bool {
         || std::fs::symlink_metadata(sites.join(name)).is_ok()
 }
 
-/// Names being created by this process.
-fn creating() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
-    static SET: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
-    SET.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `<sites>/.creating-NAME`, removed on drop unless committed.
-struct Claim {
-    name: String,
-    dir: PathBuf,
-    committed: bool,
-}
-
-impl Claim {
-    fn take(sites: &Path, name: &str) -> Result<Claim, SignupError> {
-        if !creating().insert(name.to_string()) {
-            return Err(SignupError::Taken(name.into()));
-        }
-        let mut claim = Claim {
-            name: name.into(),
-            dir: sites.join(format!(".creating-{name}")),
-            committed: false,
-        };
-        let mk = || std::fs::DirBuilder::new().mode(0o755).create(&claim.dir);
-        match mk() {
-            Ok(()) => Ok(claim),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // Not ours (we hold the name): left behind by a paddock that died mid-signup.
-                tracing::warn!(dir = %claim.dir.display(), "removing a signup directory left behind");
-                let _ = std::fs::remove_dir_all(&claim.dir);
-                mk().map_err(|e| {
-                    claim.committed = true; // not ours to remove
-                    internal(format!("cannot create {}: {e}", claim.dir.display()))
-                })?;
-                Ok(claim)
-            }
-            Err(e) => {
-                claim.committed = true;
-                Err(internal(format!("cannot create {}: {e}", claim.dir.display())))
-            }
-        }
-    }
-
-    /// Rename into place, never replacing what is there.
-    fn commit(mut self, to: &Path) -> Result<(), SignupError> {
-        use nix::fcntl::{renameat2, RenameFlags};
-        match renameat2(None, &self.dir, None, to, RenameFlags::RENAME_NOREPLACE) {
-            Ok(()) => {
-                self.committed = true;
-                Ok(())
-            }
-            Err(nix::errno::Errno::EEXIST) => Err(SignupError::Taken(self.name.clone())),
-            Err(e) => Err(internal(format!(
-                "cannot rename {} to {}: {e}",
-                self.dir.display(),
-                to.display()
-            ))),
-        }
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if !self.committed {
-            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-                tracing::error!(dir = %self.dir.display(), "cannot remove a failed signup's directory: {e}");
-            }
-        }
-        creating().remove(&self.name);
-    }
-}
-
 /// Placeholder values for the provisioning commands.
 struct Vars(Vec<(&'static str, String)>);
 
@@ -336,7 +275,7 @@ async fn provision(
             &mut cmd,
             ChildSetup {
                 creds: owner.clone(),
-                umask: 0o022,
+                umask: PROVISION_UMASK,
                 fds: Vec::new(),
                 cgroup_procs: None,
                 // The provisioning commands run the tenant's code (its trac-admin, plugins):
@@ -387,28 +326,14 @@ fn tail(s: &str) -> String {
     format!("…{}", s.chars().skip(n - OUTPUT_TAIL).collect::<String>())
 }
 
-async fn write_htpasswd(
-    dir: &Path,
-    user: &str,
-    password: &str,
-    owner: Option<&Creds>,
-) -> Result<(), SignupError> {
+/// `user:bcrypt-hash` and a newline (the hash computed off the async threads).
+async fn htpasswd_entry(user: &str, password: &str) -> Result<String, SignupError> {
     let pw = password.to_string();
     let hash = tokio::task::spawn_blocking(move || bcrypt::hash(pw, BCRYPT_COST))
         .await
         .map_err(|e| internal(format!("bcrypt task failed: {e}")))?
         .map_err(|e| internal(format!("bcrypt failed: {e}")))?;
-    let path = dir.join("htpasswd");
-    let write = || -> std::io::Result<()> {
-        let mut f =
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o640).open(&path)?;
-        writeln!(f, "{user}:{hash}")?;
-        if let Some(c) = owner {
-            std::os::unix::fs::chown(&path, Some(c.uid), Some(c.gid))?;
-        }
-        Ok(())
-    };
-    write().map_err(|e| internal(format!("cannot write {}: {e}", path.display())))
+    Ok(format!("{user}:{hash}\n"))
 }
 
 #[cfg(test)]
@@ -438,26 +363,6 @@ mod tests {
         assert!(check_password("short").is_err());
         assert!(check_password("new\nline!").is_err());
         assert!(check_password(&"x".repeat(73)).is_err());
-    }
-
-    #[test]
-    fn claims_are_exclusive_and_cleaned_up() {
-        let sites = tempfile::tempdir().expect("tempdir");
-        let a = Claim::take(sites.path(), "one").expect("first claim");
-        assert!(matches!(Claim::take(sites.path(), "one"), Err(SignupError::Taken(_))));
-        std::fs::write(a.dir.join("junk"), "x").expect("write");
-        drop(a);
-        assert!(!sites.path().join(".creating-one").exists(), "failed claim removed");
-        // Left behind by a crash: taken over.
-        std::fs::create_dir(sites.path().join(".creating-two")).expect("mkdir");
-        let b = Claim::take(sites.path(), "two").expect("stale claim taken over");
-        std::fs::create_dir(sites.path().join("two")).expect("mkdir");
-        std::fs::write(sites.path().join("two/x"), "x").expect("write");
-        assert!(matches!(b.commit(&sites.path().join("two")), Err(SignupError::Taken(_))));
-        assert!(!sites.path().join(".creating-two").exists());
-        let c = Claim::take(sites.path(), "three").expect("claim");
-        c.commit(&sites.path().join("three")).expect("commit");
-        assert!(sites.path().join("three").is_dir());
     }
 
     #[test]

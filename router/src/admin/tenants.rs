@@ -55,9 +55,11 @@ pub async fn delete(st: &State, cfg: &Config, name: &str) -> Response<Body> {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no archive directory is configured");
     };
     st.registry.remove(name);
+    let owner = std::fs::metadata(&t.dir).ok().map(|m| std::os::unix::fs::MetadataExt::uid(&m));
     match archive_dir(&t.dir, &archive, name) {
         Ok(to) => {
             tracing::info!(tenant = %name, archived_to = %to.display(), "tenant deleted (archived)");
+            lock_site_user(cfg, name, owner).await;
             ok(json!({ "name": name, "archived_to": to.display().to_string() }))
         }
         Err(e) => {
@@ -71,6 +73,26 @@ pub async fn delete(st: &State, cfg: &Config, name: &str) -> Response<Body> {
                 format!("cannot move {} to {}: {e}{hint}", t.dir.display(), archive.display());
             error(StatusCode::INTERNAL_SERVER_ERROR, &msg)
         }
+    }
+}
+
+/// As root, lock the deleted site's own user and end its processes (see `siteuser`): only a
+/// user that is this site's by the `site_user` pattern and uid range, never a shared one.
+async fn lock_site_user(cfg: &Config, name: &str, owner: Option<u32>) {
+    let Some(sc) = cfg.admin.as_ref().map(|a| &a.signup) else { return };
+    let Some(uid) = owner.filter(|u| (sc.site_uids.0..=sc.site_uids.1).contains(u)) else {
+        return;
+    };
+    let Ok(want) = super::siteuser::name_for(&sc.site_user, name) else { return };
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
+    if !nix::unistd::Uid::effective().is_root() || user.is_none_or(|u| u.name != want) {
+        return;
+    }
+    let locked = tokio::task::spawn_blocking(move || super::siteuser::lock(&want, uid)).await;
+    match locked {
+        Ok(Ok(())) => tracing::info!(tenant = %name, uid, "the site's user is locked"),
+        Ok(Err(e)) => tracing::error!(tenant = %name, "{e}"),
+        Err(e) => tracing::error!(tenant = %name, "locking the site's user failed: {e}"),
     }
 }
 

@@ -83,10 +83,17 @@ pub struct AdminSection {
     pub provision: Option<Spanned<Vec<Vec<String>>>>,
     /// Time the provisioning commands may take, all together.
     pub provision_timeout: Option<Spanned<String>>,
-    /// Unix user that owns new tenants and runs their provisioning (when paddock is root).
+    /// As root: one shared Unix user for every new tenant instead of one user per site.
     pub signup_user: Option<Spanned<String>>,
     /// Unix group of new tenants (default: `signup_user`'s primary group).
     pub signup_group: Option<Spanned<String>>,
+    /// As root: the name of each new site's own user, with `{name}`; default `site-{name}`.
+    pub site_user: Option<Spanned<String>>,
+    /// As root: the range of uids (and gids) given to new sites' users.
+    pub site_uid_min: Option<Spanned<i64>>,
+    pub site_uid_max: Option<Spanned<i64>>,
+    /// Leave Trac's plugin upload panel on in new sites (default false).
+    pub signup_plugin_upload: Option<bool>,
     /// Public signups per client address per `signup_window` (0: no limit).
     pub signup_limit: Option<Spanned<i64>>,
     /// Window of `signup_limit`, e.g. `"10m"`.
@@ -131,8 +138,10 @@ pub struct TenantSection {
     pub group: Option<Spanned<String>>,
     /// `LANG` of the worker processes.
     pub lang: Option<String>,
-    /// umask of the worker processes, octal string such as `"022"`.
+    /// umask of the worker processes, octal string such as `"027"`.
     pub umask: Option<Spanned<String>>,
+    /// As root: serve a tenant directory that other users can reach (default false).
+    pub allow_world_readable: Option<bool>,
     /// Time a worker may take to import its app.
     pub startup_timeout: Option<Spanned<String>>,
     /// Recycle a process after this many requests (0: never), with no pause: the replacement
@@ -220,6 +229,7 @@ impl TenantSection {
             group: self.group.clone().or_else(|| base.group.clone()),
             lang: self.lang.clone().or_else(|| base.lang.clone()),
             umask: self.umask.clone().or_else(|| base.umask.clone()),
+            allow_world_readable: self.allow_world_readable.or(base.allow_world_readable),
             startup_timeout: self.startup_timeout.clone().or_else(|| base.startup_timeout.clone()),
             max_requests: self.max_requests.clone().or_else(|| base.max_requests.clone()),
             max_requests_jitter: self

@@ -26,6 +26,8 @@ pub struct PoolSettings {
     pub group: Option<String>,
     pub lang: String,
     pub umask: u32,
+    /// As root, serve the tenant even if other users can reach its directory.
+    pub allow_world_readable: bool,
     pub startup_timeout: Duration,
     pub max_requests: u64,
     pub max_requests_jitter: u64,
@@ -86,7 +88,7 @@ pub(super) fn builtin_section() -> TenantSection {
         threads: Some(Spanned::new(0..0, 4)),
         app: s("trac.web.main:dispatch_request"),
         lang: Some("C.UTF-8".to_string()),
-        umask: s("022"),
+        umask: s("027"),
         startup_timeout: s("60s"),
         max_requests: Some(Spanned::new(0..0, 0)),
         max_requests_jitter: Some(Spanned::new(0..0, 0)),
@@ -189,12 +191,12 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
             u32::from_str_radix(u.get_ref(), 8).ok().filter(|m| *m <= 0o777).unwrap_or_else(|| {
                 v.err(
                     Some(u.span()),
-                    format!("`umask` must be octal such as \"022\", not `{}`", u.get_ref()),
+                    format!("`umask` must be octal such as \"027\", not `{}`", u.get_ref()),
                 );
-                0o022
+                0o027
             })
         }
-        None => 0o022,
+        None => 0o027,
     };
     let max_requests = non_negative(v, &s.max_requests, "max_requests");
     let max_requests_jitter = non_negative(v, &s.max_requests_jitter, "max_requests_jitter");
@@ -237,6 +239,7 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         group: s.group.as_ref().map(|x| x.get_ref().clone()),
         lang: s.lang.clone().unwrap_or_else(|| "C.UTF-8".to_string()),
         umask,
+        allow_world_readable: s.allow_world_readable.unwrap_or(false),
         startup_timeout: duration(v, &s.startup_timeout, "startup_timeout"),
         max_requests,
         max_requests_jitter,

@@ -23,8 +23,13 @@ pub struct SignupConfig {
     /// Argv lists run in order, placeholders not yet filled.
     pub provision: Vec<Vec<String>>,
     pub provision_timeout: Duration,
+    /// As root: one shared user for every new site (opt-in); `None`: one user per site.
     pub user: Option<String>,
     pub group: Option<String>,
+    /// Name of each new site's own user, with `{name}`.
+    pub site_user: String,
+    /// uids (and gids) of the sites' own users, inclusive.
+    pub site_uids: (u32, u32),
     /// Public signups per client address per `window`; 0: no limit.
     pub limit: u32,
     pub window: Duration,
@@ -32,13 +37,24 @@ pub struct SignupConfig {
     pub reserved: Vec<String>,
 }
 
-/// Trac: create the environment, then make the signing-up user its administrator.
-pub fn default_provision() -> Vec<Vec<String>> {
+/// Default `site_user` and `site_uid_min`/`site_uid_max`.
+pub const SITE_USER: &str = "site-{name}";
+pub const SITE_UIDS: (u32, u32) = (30000, 39999);
+
+/// Trac: create the environment, then make the signing-up user its administrator. Unless
+/// `plugin_upload`, the plugin panel is switched off: an uploaded plugin is code run as the
+/// site's user, which TRAC_ADMIN alone should not give.
+pub fn default_provision(plugin_upload: bool) -> Vec<Vec<String>> {
     let cmd = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
-    vec![
+    let mut v = vec![
         cmd(&["{trac_admin}", "{dir}", "initenv", "{name}", "sqlite:db/trac.db"]),
         cmd(&["{trac_admin}", "{dir}", "permission", "add", "{admin_user}", "TRAC_ADMIN"]),
-    ]
+    ];
+    if !plugin_upload {
+        let panel = "trac.admin.web_ui.PluginAdminPanel";
+        v.push(cmd(&["{trac_admin}", "{dir}", "config", "set", "components", panel, "disabled"]));
+    }
+    v
 }
 
 impl SignupConfig {
@@ -63,7 +79,7 @@ pub(super) fn validate(
         ok.then(|| t.to_string())
     });
     let provision = match &s.provision {
-        None => default_provision(),
+        None => default_provision(s.signup_plugin_upload.unwrap_or(false)),
         Some(p) => {
             for cmd in p.get_ref() {
                 if cmd.first().is_none_or(|c| c.is_empty()) {
@@ -123,6 +139,8 @@ pub(super) fn validate(
     };
     let user = unix(&s.signup_user, "signup_user");
     let group = unix(&s.signup_group, "signup_group");
+    let site_user = site_user(v, s);
+    let site_uids = site_uids(v, s);
     SignupConfig {
         enabled: s.signup.unwrap_or(true),
         public_url,
@@ -131,10 +149,46 @@ pub(super) fn validate(
         provision_timeout,
         user,
         group,
+        site_user,
+        site_uids,
         limit,
         window,
         reserved: s.reserved_names.iter().flatten().map(|n| n.to_ascii_lowercase()).collect(),
     }
+}
+
+/// `site_user`: `{name}` is required (one user per site), the rest must make a user name.
+fn site_user(v: &mut Validator<'_>, s: &AdminSection) -> String {
+    let Some(p) = &s.site_user else { return SITE_USER.to_string() };
+    let sample = p.get_ref().replace("{name}", "a");
+    if !p.get_ref().contains("{name}") || !crate::tenant::valid_unix_name(&sample) {
+        v.err(
+            Some(p.span()),
+            "admin `site_user` must be a user name holding `{name}`, such as \"site-{name}\"",
+        );
+    }
+    p.get_ref().clone()
+}
+
+fn site_uids(v: &mut Validator<'_>, s: &AdminSection) -> (u32, u32) {
+    let mut get = |f: &Option<toml::Spanned<i64>>, name: &str, d: u32| match f {
+        None => d,
+        Some(n) => u32::try_from(*n.get_ref()).ok().filter(|&u| u >= 1000).unwrap_or_else(|| {
+            v.err(Some(n.span()), format!("admin `{name}` must be a uid from 1000 up"));
+            d
+        }),
+    };
+    let (lo, hi) = (
+        get(&s.site_uid_min, "site_uid_min", SITE_UIDS.0),
+        get(&s.site_uid_max, "site_uid_max", SITE_UIDS.1),
+    );
+    if lo > hi {
+        v.err(
+            s.site_uid_min.as_ref().map(|n| n.span()),
+            "admin `site_uid_min` is above `site_uid_max`",
+        );
+    }
+    (lo, hi)
 }
 
 /// The first `{...}` in `arg` that is not a known placeholder.

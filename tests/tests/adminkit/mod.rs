@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{free_port, repo_root, send_raw, write, Response, Server};
+use crate::common::{free_port, nix_is_root, repo_root, send_raw, write, Response, Server};
 
 pub const TOKEN: &str = "s3cret-token-for-tests";
 
@@ -141,6 +141,12 @@ impl Admin {
 }
 
 fn config_text(dir: &std::path::Path, port: u16, s: &Setup<'_>) -> String {
+    // As root, signup makes a Unix user per site unless told otherwise; tests that do not
+    // test that share the one test user instead of creating users.
+    let shared = nix_is_root() && !s.admin.contains("_user");
+    if shared {
+        ensure_user();
+    }
     format!(
         r#"sites = "{sites}"
 [defaults]
@@ -151,6 +157,7 @@ threads = 2
 listen = "127.0.0.1:{port}"
 tokens_file = "{dir}/tokens"
 {admin}
+{shared}
 "#,
         sites = dir.join("sites").display(),
         dir = dir.display(),
@@ -164,6 +171,7 @@ tokens_file = "{dir}/tokens"
             )
         },
         admin = s.admin,
+        shared = if shared { "signup_user = \"paddock-e2e\"" } else { "" },
     )
 }
 
@@ -192,4 +200,39 @@ pub fn ensure_user() -> u32 {
     assert!(st.success(), "creating user paddock-e2e failed");
     let out = std::process::Command::new("id").args(["-u", "paddock-e2e"]).output().expect("id");
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("uid")
+}
+
+/// Users a test creates through signup (`pe2e-*`), removed at the end (after paddock and
+/// its pools are gone), and before the test in case an interrupted run left them.
+pub struct TestUsers(Vec<String>);
+
+impl TestUsers {
+    pub fn new(names: &[&str]) -> TestUsers {
+        let u = TestUsers(names.iter().map(|n| n.to_string()).collect());
+        u.remove();
+        u
+    }
+
+    fn remove(&self) {
+        for name in &self.0 {
+            let script = format!(
+                "(! id -u {name} >/dev/null 2>&1 || userdel -f {name}); (! getent group {name} >/dev/null || groupdel {name})"
+            );
+            let _ = std::process::Command::new("flock")
+                .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
+                .status();
+        }
+    }
+}
+
+impl Drop for TestUsers {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// The uid of user `name`, if it exists.
+pub fn uid_of(name: &str) -> Option<u32> {
+    let out = std::process::Command::new("id").args(["-u", name]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }

@@ -65,6 +65,14 @@ pub fn trac_env(dir: &Path, name: &str) {
         "trac-admin initenv failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    private(dir);
+}
+
+/// Mode 0750: as root, Paddock refuses a tenant directory other users can reach (the test
+/// temp dirs are 0755).
+pub fn private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).expect("chmod 0750");
 }
 
 /// A free loopback port (bound then released; the server binds it right after).
@@ -327,6 +335,7 @@ pub fn apps_config(dir: &Path, top: &str, tenants: &[(&str, &str)]) -> PathBuf {
     for (name, extra) in tenants {
         let tdir = dir.join(name);
         std::fs::create_dir_all(&tdir).expect("mkdir");
+        private(&tdir);
         text.push_str(&format!(
             "[tenants.{name}]\ndir = \"{}\"\nmount = \"/{name}\"\napp = \"testapps:application\"\npython_path = [\"{}\"]\nwatch_files = []\n{extra}\n",
             tdir.display(),
