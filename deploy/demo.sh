@@ -45,6 +45,8 @@ WIKI
     user=paddock-demo-$n
     id -u "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
     chown -R "$user:" "$site"
+    # Private: other site users must not reach its database (Paddock refuses it otherwise).
+    chmod 0750 "$site"
   fi
 done
 
