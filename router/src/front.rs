@@ -232,7 +232,7 @@ async fn dispatch(
     let decision = route::decide(&cfg, &target, &info, probe.as_ref());
     let routed = match decision {
         Decision::Tenant(r) => r,
-        Decision::Index => return (None, index::render(&cfg)),
+        Decision::Index => return (None, index::respond(cfg.clone()).await),
         Decision::NotFound => {
             return (
                 None,
@@ -255,7 +255,7 @@ async fn dispatch(
         }
     };
     let name = routed.spec.name.clone();
-    if crate::discovery::is_disabled(&routed.spec) {
+    if crate::discovery::is_disabled(&cfg, &routed.spec) {
         let why = "This site is disabled by its host.";
         return (Some(name), respond::page(StatusCode::SERVICE_UNAVAILABLE, why));
     }

@@ -120,3 +120,30 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // descriptor, and the `AsyncFd` owns it until it is dropped.
     Ok(unsafe { tokio::io::unix::AsyncFd::register(fd) }?)
 }
+
+/// `openat2(2)` through nix, owning the new descriptor. `dirfd` `None` is the working
+/// directory (paths are absolute there anyway).
+pub fn openat2(
+    dirfd: Option<std::os::fd::BorrowedFd<'_>>,
+    path: &std::path::Path,
+    how: nix::fcntl::OpenHow,
+) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let dirfd = dirfd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let fd = nix::fcntl::openat2(dirfd, path, how)?;
+    // SAFETY: `fd` was just returned by openat2 and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat(2)` through nix, owning the new descriptor (the fallback where openat2 is missing).
+pub fn openat(
+    dirfd: Option<std::os::fd::BorrowedFd<'_>>,
+    path: &std::path::Path,
+    flags: nix::fcntl::OFlag,
+) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let dirfd = dirfd.map(|d| d.as_raw_fd());
+    let fd = nix::fcntl::openat(dirfd, path, flags, nix::sys::stat::Mode::empty())?;
+    // SAFETY: `fd` was just returned by openat and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

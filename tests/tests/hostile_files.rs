@@ -1,0 +1,301 @@
+//! Files a hostile tenant plants in its own directory, which the router (often root) reads:
+//! a FIFO as `conf/trac.ini` or `htpasswd` must not stall the front door, a huge sparse
+//! `trac.ini` must not cost memory, an `htpasswd` symlinked to a private host file must not be
+//! read (nor its user names logged), an `htdocs` symlink must not publish `/etc`, and a
+//! tenant must not be able to disable or re-enable itself. Works as any user; as root the
+//! "private host file" is really root-only.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{free_port, parse_response, repo_root, write, Response, Server};
+
+const TOKEN: &str = "hostile-files-token";
+/// `erin`/`password` (`htpasswd -nbs`).
+const ERIN: &str = "erin:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n";
+
+struct Host {
+    server: Server,
+    admin: SocketAddr,
+    dir: tempfile::TempDir,
+    /// FIFOs to unblock at the end, so an unfixed router stuck in `open` can exit.
+    fifos: Vec<PathBuf>,
+}
+
+impl Host {
+    /// Paddock over `<tmp>/sites` (marker `VERSION`, as every Trac environment has), the test
+    /// app, `/login` protected by `{tenant_dir}/htpasswd`, `/chrome/site` from
+    /// `{tenant_dir}/htdocs`, and the admin listener. `make` fills the sites first.
+    fn start(make: impl FnOnce(&Path)) -> Host {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let sites = dir.path().join("sites");
+        std::fs::create_dir_all(&sites).expect("mkdir");
+        make(&sites);
+        write(&dir.path().join("tokens"), &format!("{TOKEN}\n"));
+        let port = free_port();
+        let config = dir.path().join("paddock.toml");
+        let text = format!(
+            r#"sites = "{sites}"
+marker = "VERSION"
+[defaults]
+app = "testapps:application"
+python_path = ["{apps}"]
+processes = 1
+threads = 2
+static = {{ "/chrome/site" = "{{tenant_dir}}/htdocs" }}
+[defaults.auth]
+htpasswd = "{{tenant_dir}}/htpasswd"
+[admin]
+listen = "127.0.0.1:{port}"
+tokens_file = "{dir}/tokens"
+"#,
+            sites = sites.display(),
+            apps = repo_root().join("tests/apps").display(),
+            dir = dir.path().display(),
+        );
+        write(&config, &text);
+        let server = Server::start(&["--config", config.to_str().expect("utf-8")]);
+        let admin: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let up = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(admin).is_err() {
+            assert!(Instant::now() < up, "admin listener not up:\n{}", server.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Host { server, admin, dir, fifos: Vec::new() }
+    }
+
+    fn sites(&self) -> PathBuf {
+        self.dir.path().join("sites")
+    }
+
+    fn get(&self, path: &str, extra: &str) -> Option<Response> {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
+        within(self.server.addr, raw.as_bytes(), Duration::from_secs(10))
+    }
+
+    fn api(&self, method: &str, path: &str) -> Option<Response> {
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Authorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n"
+        );
+        within(self.admin, raw.as_bytes(), Duration::from_secs(10))
+    }
+
+    fn status(&self, path: &str) -> u16 {
+        self.get(path, "").map_or(0, |r| r.status)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Opening a FIFO read-write never blocks and releases readers stuck in `open`.
+        for f in &self.fifos {
+            let _ = std::fs::OpenOptions::new().read(true).write(true).open(f);
+        }
+    }
+}
+
+/// One request with a deadline: `None` when no full answer came in time.
+fn within(addr: SocketAddr, raw: &[u8], limit: Duration) -> Option<Response> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&addr, limit).ok()?;
+    s.set_read_timeout(Some(limit)).ok()?;
+    s.set_write_timeout(Some(limit)).ok()?;
+    s.write_all(raw).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    parse_response(&buf).ok()
+}
+
+/// A tenant directory with the marker and a working `htpasswd` and `htdocs`.
+fn tenant(sites: &Path, name: &str) -> PathBuf {
+    let t = sites.join(name);
+    write(&t.join("VERSION"), "Trac Environment Version 1\n");
+    write(&t.join("conf/trac.ini"), &format!("[project]\nname = Project {name}\n"));
+    write(&t.join("htpasswd"), ERIN);
+    write(&t.join("htdocs/site.css"), "body {}\n");
+    std::fs::set_permissions(t.join("htdocs/site.css"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    t
+}
+
+fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let st = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(st.success(), "mkfifo {}", path.display());
+}
+
+/// Ask for `path` from `n` clients at once (enough to occupy every runtime thread).
+fn flood(addr: SocketAddr, path: &str, extra: &str, n: usize) {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let raw = raw.clone();
+            std::thread::spawn(move || within(addr, raw.as_bytes(), Duration::from_secs(3)))
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+#[test]
+fn a_fifo_trac_ini_does_not_stop_the_front_door() {
+    let mut h = Host::start(|sites| {
+        tenant(sites, "good");
+        tenant(sites, "evil");
+    });
+    let fifo = h.sites().join("evil/conf/trac.ini");
+    mkfifo(&fifo);
+    h.fifos.push(fifo);
+    flood(h.server.addr, "/trac/", "", cores() + 2);
+    let index = h.get("/trac/", "").expect("the index answers");
+    assert_eq!(index.status, 200);
+    let text = index.text();
+    assert!(text.contains("Project good") && text.contains(">evil<"), "{text}");
+    assert_eq!(h.status("/trac/good/"), 200, "{}", h.server.log_text());
+    assert_eq!(h.api("GET", "/api/v1/tenants").map(|r| r.status), Some(200));
+    assert_eq!(h.status("/trac/good/chrome/site/site.css"), 200);
+}
+
+#[test]
+fn a_fifo_htpasswd_refuses_its_logins_only() {
+    let mut h = Host::start(|sites| {
+        tenant(sites, "good");
+        tenant(sites, "evil");
+    });
+    let fifo = h.sites().join("evil/htpasswd");
+    mkfifo(&fifo);
+    h.fifos.push(fifo);
+    let creds = "Authorization: Basic ZXJpbjpwYXNzd29yZA==\r\n"; // erin:password
+    flood(h.server.addr, "/trac/evil/login", creds, cores() + 2);
+    let started = Instant::now();
+    let r = h.get("/trac/evil/login", creds).expect("a protected request answers");
+    assert!(matches!(r.status, 401 | 500), "{}", r.status);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(h.get("/trac/good/login", creds).map(|r| r.status), Some(200));
+    assert_eq!(h.status("/trac/"), 200);
+    assert_eq!(h.api("GET", "/api/v1/tenants").map(|r| r.status), Some(200));
+    let log = h.server.log_text();
+    assert!(log.contains("not a regular file"), "{log}");
+}
+
+/// Peak resident memory of `pid` in KiB (VmHWM: a read freed at once still counts).
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("number")
+}
+
+#[test]
+fn a_huge_sparse_trac_ini_costs_no_memory() {
+    let h = Host::start(|sites| {
+        tenant(sites, "good");
+        let t = tenant(sites, "big");
+        let f = std::fs::File::create(t.join("conf/trac.ini")).expect("create");
+        f.set_len(1 << 30).expect("sparse 1 GiB");
+    });
+    // The baseline before any index request: the first one is what would cost the GiB.
+    assert_eq!(h.status("/nothing-here"), 404);
+    let before = peak_kib(h.server.child.id());
+    for _ in 0..2 {
+        let r = h.get("/trac/", "").expect("the index answers");
+        assert!(r.status == 200 && r.text().contains(">big<"), "{}", r.text());
+    }
+    let grew = peak_kib(h.server.child.id()).saturating_sub(before);
+    assert!(grew < 100 * 1024, "peak RSS grew by {grew} KiB");
+    let log = h.server.log_text();
+    assert!(log.contains("larger than"), "{log}");
+}
+
+#[test]
+fn an_htpasswd_symlink_to_a_private_file_is_refused_and_not_logged() {
+    let secret_names: Vec<String> =
+        (0..3).map(|i| format!("paddock-e2e-hostacct{i}-{}", std::process::id())).collect();
+    let outside = tempfile::tempdir().expect("tempdir");
+    let shadow = outside.path().join("shadow");
+    let text: String = secret_names
+        .iter()
+        .map(|n| format!("{n}:$y$j9T$abcdefgh$ijklmnopqrstuvwxyz:19000:0:99999:7:::\n"))
+        .collect();
+    write(&shadow, &text);
+    std::fs::set_permissions(&shadow, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let h = Host::start(|sites| {
+        let t = tenant(sites, "evil");
+        std::fs::remove_file(t.join("htpasswd")).expect("rm");
+        symlink(&shadow, t.join("htpasswd")).expect("symlink");
+    });
+    let creds = "Authorization: Basic ZXJpbjpwYXNzd29yZA==\r\n";
+    let r = h.get("/trac/evil/login", creds).expect("answers");
+    assert_eq!(r.status, 401);
+    let log = h.server.log_text();
+    for n in &secret_names {
+        assert!(!log.contains(n.as_str()), "{n} leaked into the log:\n{log}");
+    }
+    assert!(log.contains("symbolic link"), "{log}");
+}
+
+#[test]
+fn an_htdocs_symlink_does_not_publish_the_host() {
+    let h = Host::start(|sites| {
+        tenant(sites, "good");
+        let t = tenant(sites, "evil");
+        std::fs::remove_dir_all(t.join("htdocs")).expect("rm");
+        symlink("/etc", t.join("htdocs")).expect("symlink");
+        // A symlink lower down, too.
+        let g = tenant(sites, "sneaky");
+        symlink("/etc/passwd", g.join("htdocs/passwd")).expect("symlink");
+    });
+    assert_eq!(h.status("/trac/good/chrome/site/site.css"), 200);
+    assert_eq!(h.status("/trac/evil/chrome/site/passwd"), 404);
+    assert_eq!(h.status("/trac/evil/chrome/site/hostname"), 404);
+    assert_eq!(h.status("/trac/sneaky/chrome/site/passwd"), 404);
+    assert_eq!(h.status("/trac/sneaky/chrome/site/site.css"), 200);
+}
+
+#[test]
+fn a_tenant_can_neither_disable_nor_re_enable_itself() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let victim = outside.path().join("victim");
+    write(&victim, "precious\n");
+    let h = Host::start(|sites| {
+        let t = tenant(sites, "self");
+        write(&t.join(".paddock-disabled"), "I disable myself\n");
+        tenant(sites, "other");
+        // The old marker as a symlink: an admin disable must not write through it.
+        symlink(&victim, sites.join("other/.paddock-disabled")).expect("symlink");
+    });
+    assert_eq!(h.status("/trac/self/"), 200, "the in-directory marker is not honoured");
+    assert_eq!(h.status("/trac/other/"), 200);
+    let r = h.api("POST", "/api/v1/tenants/other/disable").expect("disable");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(h.status("/trac/other/"), 503);
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
+    // Everything the tenant may delete in its directory, except the marker that makes it one.
+    let t = h.sites().join("other");
+    for e in std::fs::read_dir(&t).expect("read").filter_map(Result::ok) {
+        let p = e.path();
+        if e.file_name() != "VERSION" {
+            let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir_all(&p));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(h.status("/trac/other/"), 503, "still disabled");
+    let r = h.api("POST", "/api/v1/tenants/other/enable").expect("enable");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(h.status("/trac/other/"), 200);
+    let state = h.sites().join(".paddock");
+    let mode = std::fs::metadata(&state).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o700), "{}", state.display());
+}
