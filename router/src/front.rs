@@ -41,7 +41,7 @@ pub struct State {
 
 impl State {
     pub fn new(config: Config, overrides: Overrides, registry: Arc<Registry>) -> Self {
-        let probe = Arc::new(FsProbe::new(config.file_roots.clone()));
+        let probe = Arc::new(FsProbe::for_config(&config));
         let max_tenants = config
             .admin
             .as_ref()
@@ -72,7 +72,7 @@ impl State {
             Some(path) => Config::load(path, &self.overrides)?,
             None => Config::from_overrides(&self.overrides)?,
         };
-        let probe = Arc::new(FsProbe::new(new.file_roots.clone()));
+        let probe = Arc::new(FsProbe::for_config(&new));
         let new = Arc::new(new);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
         *self.probe.write().unwrap_or_else(|e| e.into_inner()) = probe;

@@ -32,6 +32,12 @@ impl Host {
     /// app, `/login` protected by `{tenant_dir}/htpasswd`, `/chrome/site` from
     /// `{tenant_dir}/htdocs`, and the admin listener. `make` fills the sites first.
     fn start(make: impl FnOnce(&Path)) -> Host {
+        Host::start_with("", make)
+    }
+
+    /// [`Host::start`] with `top` lines at the top of the configuration (`@SITES@` there is
+    /// the sites directory).
+    fn start_with(top: &str, make: impl FnOnce(&Path)) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
@@ -41,9 +47,11 @@ impl Host {
         write(&dir.path().join("tokens"), &format!("{TOKEN}\n"));
         let port = free_port();
         let config = dir.path().join("paddock.toml");
+        let top = top.replace("@SITES@", &sites.display().to_string());
         let text = format!(
             r#"sites = "{sites}"
 marker = "VERSION"
+{top}
 [defaults]
 app = "testapps:application"
 python_path = ["{apps}"]
@@ -298,4 +306,24 @@ fn a_tenant_can_neither_disable_nor_re_enable_itself() {
     let state = h.sites().join(".paddock");
     let mode = std::fs::metadata(&state).map(|m| m.permissions().mode() & 0o777);
     assert_eq!(mode.ok(), Some(0o700), "{}", state.display());
+}
+
+#[test]
+fn symlinks_below_a_tenant_directory_decide_nothing() {
+    let rule = "[[rules]]\nconditions = [\"%{REQUEST_URI} ^/trac/([^/]+)/gated\", \"@SITES@/%1/flag.txt !-f\"]\nrule = \". - [F]\"\n";
+    let h = Host::start_with(rule, |sites| {
+        let good = tenant(sites, "good");
+        write(&good.join("flag.txt"), "yes\n");
+        // The marker as a symlink: an oracle for files root can see, were it followed.
+        let ghost = sites.join("ghost");
+        std::fs::create_dir_all(&ghost).expect("mkdir");
+        symlink(good.join("VERSION"), ghost.join("VERSION")).expect("symlink");
+        // A rule's file test through a symlink to another tenant's file.
+        let linked = tenant(sites, "linked");
+        symlink(good.join("flag.txt"), linked.join("flag.txt")).expect("symlink");
+    });
+    assert_eq!(h.status("/trac/good/"), 200);
+    assert_eq!(h.status("/trac/ghost/"), 404, "a symlinked marker makes no tenant");
+    assert_eq!(h.status("/trac/good/gated"), 200);
+    assert_eq!(h.status("/trac/linked/gated"), 403, "-f does not follow a tenant's symlink");
 }
