@@ -304,8 +304,15 @@ fn a_tenant_can_neither_disable_nor_re_enable_itself() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(h.status("/trac/other/"), 200);
     let state = h.sites().join(".paddock");
-    let mode = std::fs::metadata(&state).map(|m| m.permissions().mode() & 0o777);
-    assert_eq!(mode.ok(), Some(0o700), "{}", state.display());
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777).ok();
+    assert_eq!(mode(&state), Some(0o700), "{}", state.display());
+    // Deleting archives the directory where the tenant no longer reaches it, and forgets the
+    // flag (disabled again first, so there is one to forget).
+    assert_eq!(h.api("POST", "/api/v1/tenants/other/disable").map(|r| r.status), Some(200));
+    let r = h.api("DELETE", "/api/v1/tenants/other").expect("delete");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mode(&h.sites().join(".archive")), Some(0o700));
+    assert!(!state.join("disabled/other").exists());
 }
 
 #[test]

@@ -180,6 +180,18 @@ extra:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=:ignored:fields
     }
 
     #[test]
+    fn problems_never_name_the_user() {
+        // What a copy of /etc/shadow would give: every line a problem, no name in any.
+        let shadow = "root:$y$j9T$abc$def:19000:0:99999:7:::\nsecretacct:!:19000::::::\nnocolon\n";
+        let p = parse(shadow.as_bytes());
+        assert_eq!(p.problems.len(), 3, "{:?}", p.problems);
+        for m in &p.problems {
+            assert!(!m.contains("root") && !m.contains("secretacct"), "{m}");
+            assert!(!m.contains("nocolon") && !m.contains("$y$"), "{m}");
+        }
+    }
+
+    #[test]
     fn verifies_good_and_bad_passwords() {
         let p = parse(FILE.as_bytes());
         for (user, good) in
