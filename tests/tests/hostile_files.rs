@@ -334,3 +334,44 @@ fn symlinks_below_a_tenant_directory_decide_nothing() {
     assert_eq!(h.status("/trac/good/gated"), 200);
     assert_eq!(h.status("/trac/linked/gated"), 403, "-f does not follow a tenant's symlink");
 }
+
+/// The unprivileged tenant user of the root-only tests (created once, under flock).
+fn ensure_user(name: &str) {
+    let script = format!(
+        "id -u {name} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {name}"
+    );
+    let st = Command::new("flock")
+        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
+        .status()
+        .expect("run useradd");
+    assert!(st.success(), "creating user {name} failed");
+}
+
+#[test]
+fn a_symlink_in_a_tenant_python_path_gets_no_zygote() {
+    if !common::nix_is_root() {
+        println!("skipped: needs root (a directory owned by a tenant user)");
+        return;
+    }
+    ensure_user("paddock-e2e");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let t = dir.path().join("w");
+    std::fs::create_dir_all(&t).expect("mkdir");
+    // Points at trusted, root-owned code now; the tenant may re-point it at its own later.
+    symlink(repo_root().join("tests/apps"), t.join("lib")).expect("symlink");
+    let st = Command::new("chown").args(["-R", "-h", "paddock-e2e:"]).arg(&t).status();
+    assert!(st.expect("chown").success());
+    let config = dir.path().join("paddock.toml");
+    let text = format!(
+        "index = false\n[tenants.w]\ndir = \"{t}\"\nmount = \"/w\"\napp = \"testapps:application\"\n\
+         processes = 1\nwatch_files = []\npython_path = [\"{t}/lib\"]\npreload = [\"testapps\"]\n",
+        t = t.display()
+    );
+    write(&config, &text);
+    let server = Server::start_with(&["--config", config.to_str().expect("utf-8")], false, &[]);
+    let r = server.get("/w/pid");
+    assert_eq!(r.status, 200, "{}", server.log_text());
+    assert!(server.zygote_pids().is_empty(), "root imports through a tenant's symlink");
+    assert!(server.log_text().contains("no zygote, starting workers directly"));
+}
