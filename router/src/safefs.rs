@@ -16,7 +16,7 @@
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -161,12 +161,10 @@ pub(crate) fn walk(dir: &OwnedFd, rel: &Path, flags: OFlag) -> io::Result<OwnedF
     for name in middle {
         let parent = at.as_ref().unwrap_or(dir).as_fd();
         let fd = sys::openat(Some(parent), Path::new(name), step)?;
-        let kind = File::from(fd.try_clone()?).metadata()?.file_type();
-        if kind.is_symlink() {
-            return Err(io::Error::from_raw_os_error(libc::ELOOP));
-        }
-        if !kind.is_dir() {
-            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        match nix::sys::stat::fstat(fd.as_raw_fd())?.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {}
+            libc::S_IFLNK => return Err(io::Error::from_raw_os_error(libc::ELOOP)),
+            _ => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
         }
         at = Some(fd);
     }
