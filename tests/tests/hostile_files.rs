@@ -38,6 +38,11 @@ impl Host {
     /// [`Host::start`] with `top` lines at the top of the configuration (`@SITES@` there is
     /// the sites directory).
     fn start_with(top: &str, make: impl FnOnce(&Path)) -> Host {
+        Host::start_full(top, "", make)
+    }
+
+    /// [`Host::start_with`] with `defaults` lines in `[defaults]` too.
+    fn start_full(top: &str, defaults: &str, make: impl FnOnce(&Path)) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
@@ -58,6 +63,7 @@ python_path = ["{apps}"]
 processes = 1
 threads = 2
 static = {{ "/chrome/site" = "{{tenant_dir}}/htdocs" }}
+{defaults}
 [defaults.auth]
 htpasswd = "{{tenant_dir}}/htpasswd"
 [admin]
@@ -374,4 +380,35 @@ fn a_symlink_in_a_tenant_python_path_gets_no_zygote() {
     assert_eq!(r.status, 200, "{}", server.log_text());
     assert!(server.zygote_pids().is_empty(), "root imports through a tenant's symlink");
     assert!(server.log_text().contains("no zygote, starting workers directly"));
+}
+
+#[test]
+fn a_watched_symlink_is_not_followed() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let target = outside.path().join("private");
+    write(&target, "root's\n");
+    let h = Host::start_full(
+        "",
+        "watch_files = [\"{tenant_dir}/watched\", \"{tenant_dir}/real\"]",
+        |sites| {
+            let t = tenant(sites, "w");
+            symlink(&target, t.join("watched")).expect("symlink");
+            write(&t.join("real"), "v1\n");
+        },
+    );
+    let pid = || h.get("/trac/w/pid", "").map(|r| r.text()).unwrap_or_default();
+    let first = pid();
+    assert!(!first.is_empty(), "{}", h.server.log_text());
+    // A change of the file behind the tenant's symlink is invisible: no restart.
+    std::thread::sleep(Duration::from_millis(1100));
+    write(&target, "root's, changed and longer\n");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(pid(), first, "the pool restarted on a file outside the tenant's reach");
+    // The tenant's own file still counts.
+    write(&h.sites().join("w/real"), "v2, longer\n");
+    let start = Instant::now();
+    while pid() == first && start.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_ne!(pid(), first, "a change of a watched file restarts the pool");
 }
