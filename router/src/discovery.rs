@@ -25,6 +25,9 @@ use crate::tenant::TenantSpec;
 /// Directory of `state_dir` with one file per disabled tenant.
 const DISABLED: &str = "disabled";
 
+/// Why a tenant cannot be disabled without `sites` or `state_dir`.
+pub const NO_STATE_DIR: &str = "no state_dir is configured (it defaults to <sites>/.paddock, and there is no sites directory): set `state_dir` to be able to disable tenants";
+
 /// The tenant is disabled: one `lstat` in the operator's `state_dir`.
 pub fn is_disabled(cfg: &Config, spec: &TenantSpec) -> bool {
     cfg.state_dir
@@ -36,9 +39,11 @@ pub fn is_disabled(cfg: &Config, spec: &TenantSpec) -> bool {
 /// (0700) as needed. Blocking (a few small writes).
 pub fn set_disabled(cfg: &Config, name: &str, note: Option<&str>) -> io::Result<PathBuf> {
     let Some(state) = &cfg.state_dir else {
-        return Err(io::Error::other(
-            "no state_dir is configured (it defaults to <sites>/.paddock, and no sites directory is set): set `state_dir` to disable tenants",
-        ));
+        // Nothing can be disabled without one, so enabling is done already.
+        return match note {
+            None => Ok(PathBuf::new()),
+            Some(_) => Err(io::Error::new(io::ErrorKind::Unsupported, NO_STATE_DIR)),
+        };
     };
     let file = state.join(DISABLED).join(name);
     let Some(note) = note else {
@@ -125,5 +130,24 @@ mod tests {
         std::fs::remove_dir_all(&site).expect("rm");
         assert!(!still_served(&cfg, "one"));
         assert!(!still_served(&cfg, "bare"));
+    }
+
+    #[test]
+    fn without_sites_disabling_needs_a_state_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let load = |extra: &str| {
+            let text = format!("{extra}\n[tenants.a]\ndir = \"{}\"\n", dir.path().display());
+            let path = dir.path().join("paddock.toml");
+            std::fs::write(&path, text).expect("write");
+            Config::load(&path, &Overrides::default()).expect("config")
+        };
+        let cfg = load("");
+        assert_eq!(cfg.state_dir, None);
+        let e = set_disabled(&cfg, "a", Some("off")).expect_err("no state_dir");
+        assert!(e.to_string().contains("set `state_dir`"), "{e}");
+        assert!(set_disabled(&cfg, "a", None).is_ok(), "nothing to enable");
+        let cfg = load(&format!("state_dir = \"{}/state\"", dir.path().display()));
+        set_disabled(&cfg, "a", Some("off")).expect("disable");
+        assert!(!still_served(&cfg, "a"));
     }
 }

@@ -18,6 +18,9 @@ pub fn set_disabled(st: &State, cfg: &Config, name: &str, disabled: bool) -> Res
     with_tenant(cfg, name, |t| {
         let note = format!("disabled through the admin API at {}\n", timestamp(SystemTime::now()));
         let note = disabled.then_some(note.as_str());
+        if disabled && cfg.state_dir.is_none() {
+            return error(StatusCode::SERVICE_UNAVAILABLE, crate::discovery::NO_STATE_DIR);
+        }
         if let Err(e) = crate::discovery::set_disabled(cfg, name, note) {
             tracing::error!(tenant = %name, "cannot change the disabled state: {e}");
             let msg = format!("cannot change the disabled state: {e}");
