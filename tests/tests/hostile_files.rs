@@ -26,7 +26,9 @@ fn a_fifo_trac_ini_does_not_stop_the_front_door() {
     mkfifo(&fifo);
     h.fifos.push(fifo);
     flood(h.server.addr, "/trac/", "", cores() + 2);
+    let started = Instant::now();
     let index = h.get("/trac/", "").expect("the index answers");
+    println!("index with a FIFO trac.ini answered in {:?}", started.elapsed());
     assert_eq!(index.status, 200);
     let text = index.text();
     assert!(text.contains("Project good") && text.contains(">evil<"), "{text}");
@@ -80,6 +82,7 @@ fn a_huge_sparse_trac_ini_costs_no_memory() {
         assert!(r.status == 200 && r.text().contains(">big<"), "{}", r.text());
     }
     let grew = peak_kib(h.server.child.id()).saturating_sub(before);
+    println!("peak RSS after two index requests: +{grew} KiB");
     assert!(grew < 100 * 1024, "peak RSS grew by {grew} KiB");
     let log = h.server.log_text();
     assert!(log.contains("larger than"), "{log}");
