@@ -41,7 +41,7 @@ pub struct State {
 
 impl State {
     pub fn new(config: Config, overrides: Overrides, registry: Arc<Registry>) -> Self {
-        let probe = Arc::new(FsProbe::new(config.file_roots.clone()));
+        let probe = Arc::new(FsProbe::for_config(&config));
         let max_tenants = config
             .admin
             .as_ref()
@@ -72,7 +72,7 @@ impl State {
             Some(path) => Config::load(path, &self.overrides)?,
             None => Config::from_overrides(&self.overrides)?,
         };
-        let probe = Arc::new(FsProbe::new(new.file_roots.clone()));
+        let probe = Arc::new(FsProbe::for_config(&new));
         let new = Arc::new(new);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
         *self.probe.write().unwrap_or_else(|e| e.into_inner()) = probe;
@@ -232,7 +232,7 @@ async fn dispatch(
     let decision = route::decide(&cfg, &target, &info, probe.as_ref());
     let routed = match decision {
         Decision::Tenant(r) => r,
-        Decision::Index => return (None, index::render(&cfg)),
+        Decision::Index => return (None, index::respond(cfg.clone()).await),
         Decision::NotFound => {
             return (
                 None,
@@ -255,7 +255,7 @@ async fn dispatch(
         }
     };
     let name = routed.spec.name.clone();
-    if crate::discovery::is_disabled(&routed.spec) {
+    if crate::discovery::is_disabled(&cfg, &routed.spec) {
         let why = "This site is disabled by its host.";
         return (Some(name), respond::page(StatusCode::SERVICE_UNAVAILABLE, why));
     }

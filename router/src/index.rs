@@ -1,14 +1,36 @@
 //! The index of tenants served at the mount point (`/trac/`), like Trac's own project index
 //! for `TRAC_ENV_PARENT_DIR`, but without starting any worker.
+//!
+//! Each tenant's `conf/trac.ini` is a file its tenant controls: it is read beneath the tenant
+//! directory with no symlink, only if it is a regular file of at most
+//! [`TRAC_INI_CAP`](crate::safefs::TRAC_INI_CAP) bytes, and the whole page is built on the
+//! blocking pool, never on the async threads.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use http::{header, Response, StatusCode};
 
 use crate::config::Config;
 use crate::forward::Body;
 use crate::respond::{escape, full};
+use crate::safefs::{self, Place};
 use crate::tenant::TenantSpec;
 
-/// Render the index page: the configured template, or the built-in one.
+/// The index page, built on the blocking pool (it lists the sites directory and reads a file
+/// per tenant).
+pub async fn respond(cfg: Arc<Config>) -> Response<Body> {
+    match tokio::task::spawn_blocking(move || render(&cfg)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("index page failed: {e}");
+            crate::respond::page(StatusCode::INTERNAL_SERVER_ERROR, "The index is unavailable.")
+        }
+    }
+}
+
+/// Render the index page: the configured template, or the built-in one. Blocking.
 pub fn render(cfg: &Config) -> Response<Body> {
     let tenants = cfg.list_tenants();
     let mut items = String::new();
@@ -48,7 +70,14 @@ pub fn render(cfg: &Config) -> Response<Body> {
 /// `[project] name` and `descr` from a Trac tenant's `conf/trac.ini`, falling back to the
 /// tenant name. Read only for the index page.
 fn project_info(t: &TenantSpec) -> (String, String) {
-    let text = std::fs::read_to_string(t.dir.join("conf/trac.ini")).unwrap_or_default();
+    let text = match safefs::read(&Place::beneath(&t.dir, "conf/trac.ini"), safefs::TRAC_INI_CAP) {
+        Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            warn_once(t.dir.join("conf/trac.ini"), &t.name, &e);
+            String::new()
+        }
+    };
     let mut in_project = false;
     let (mut name, mut descr) = (String::new(), String::new());
     for line in text.lines() {
@@ -72,4 +101,17 @@ fn project_info(t: &TenantSpec) -> (String, String) {
         descr.clear();
     }
     (name, descr)
+}
+
+/// Log a skipped `trac.ini` once per file (until the set is full, then it starts over).
+fn warn_once(file: PathBuf, tenant: &str, e: &std::io::Error) {
+    static WARNED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    let set = warned.get_or_insert_with(HashSet::new);
+    if set.len() >= 10_000 {
+        set.clear();
+    }
+    if set.insert(file) {
+        tracing::warn!(tenant, "index: conf/trac.ini skipped, the tenant is listed by name: {e}");
+    }
 }

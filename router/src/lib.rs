@@ -25,6 +25,7 @@ pub mod registry;
 pub mod respond;
 pub mod route;
 pub mod rules;
+pub mod safefs;
 pub mod spawn;
 pub mod statics;
 pub mod supervisor;

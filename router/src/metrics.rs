@@ -551,7 +551,9 @@ fn count_known(config: &Config) -> usize {
         if let Ok(rd) = std::fs::read_dir(sites) {
             for e in rd.flatten() {
                 let Ok(n) = e.file_name().into_string() else { continue };
-                if crate::tenant::valid_name(&n) && sites.join(&n).join(&config.marker).is_file() {
+                if crate::tenant::valid_name(&n)
+                    && crate::tenant::has_marker(&sites.join(&n), &config.marker)
+                {
                     names.insert(n);
                 }
             }

@@ -2,6 +2,10 @@
 //! pool whose WSGI script or `conf/trac.ini` changed (as mod_wsgi's script reloading does).
 //! One task for the whole server; it only looks at pools that exist, so idle tenants cost
 //! nothing.
+//!
+//! Watched files usually lie in tenant directories: they are looked at with
+//! [`safefs::stat`] (no symlink below the tenant directory, nothing opened) on the blocking
+//! pool, never on the async threads.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::pool::Pool;
 use crate::registry::Registry;
+use crate::safefs::{self, Place};
 use crate::supervisor::Reason;
 
 const TICK: Duration = Duration::from_secs(1);
@@ -21,10 +26,12 @@ const MEMORY_STRIKES: u32 = 3;
 #[derive(Default)]
 pub struct Monitor {
     /// Last seen modification stamp of each watched file, per pool instance.
-    stamps: HashMap<(usize, PathBuf), Option<(SystemTime, u64)>>,
+    stamps: HashMap<(usize, PathBuf), Stamp>,
     strikes: HashMap<u32, u32>,
     ticks: u64,
 }
+
+type Stamp = Option<(SystemTime, u64)>;
 
 /// Whether a tenant still exists and may keep its pool (see `discovery::still_served`).
 pub type Served = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -38,7 +45,11 @@ pub fn spawn(registry: Arc<Registry>, served: Served) -> tokio::task::JoinHandle
         loop {
             every.tick().await;
             stop_gone(&registry, &served);
-            m.tick(&registry);
+            let watched: Vec<_> = registry.pools().iter().flat_map(watched_files).collect();
+            let job =
+                move || watched.into_iter().map(|(key, place)| (key, stamp(&place))).collect();
+            let stamps = tokio::task::spawn_blocking(job).await.unwrap_or_default();
+            m.tick(&registry, &stamps);
         }
     })
 }
@@ -53,12 +64,13 @@ fn stop_gone(registry: &Registry, served: &Served) {
 }
 
 impl Monitor {
-    pub fn tick(&mut self, registry: &Registry) {
+    /// One round; `stamps` are the watched files' current stamps, by (pool, file).
+    pub fn tick(&mut self, registry: &Registry, stamps: &HashMap<(usize, PathBuf), Stamp>) {
         self.ticks += 1;
         registry.reap_idle();
         let pools = registry.pools();
         for p in &pools {
-            self.check_files(p);
+            self.check_files(p, stamps);
         }
         if self.ticks % MEMORY_EVERY == 0 {
             self.check_memory(&pools);
@@ -67,10 +79,10 @@ impl Monitor {
         self.stamps.retain(|(id, _), _| live.contains(id));
     }
 
-    fn check_files(&mut self, p: &Arc<Pool>) {
-        let id = Arc::as_ptr(p) as usize;
-        for f in watched_files(p) {
-            let now = stamp(&f);
+    fn check_files(&mut self, p: &Arc<Pool>, stamps: &HashMap<(usize, PathBuf), Stamp>) {
+        for ((id, f), _) in watched_files(p) {
+            // A pool started since the stamps were taken waits for the next tick.
+            let Some(&now) = stamps.get(&(id, f.clone())) else { continue };
             match self.stamps.insert((id, f.clone()), now) {
                 Some(before) if before != now && !p.is_stopping() => {
                     tracing::info!(tenant = %p.spec.name, file = %f.display(), "watched file changed; restarting the pool's processes");
@@ -109,21 +121,30 @@ impl Monitor {
 /// itself, writes it on every admin change, and restarting on each save loses state Trac
 /// keeps in its processes (one of Trac's own functional tests fails that way); list it in
 /// `watch_files` to restart on it anyway.
-fn watched_files(p: &Pool) -> Vec<PathBuf> {
+/// Each keyed by (pool instance, path), with where trust in the path ends.
+fn watched_files(p: &Arc<Pool>) -> Vec<((usize, PathBuf), Place)> {
     let s = &p.spec.settings;
-    if let Some(list) = &s.watch_files {
-        return list.iter().map(PathBuf::from).collect();
-    }
-    let mut out = Vec::new();
-    if s.app.contains('/') {
-        let app = Path::new(&s.app);
-        out.push(if app.is_absolute() { app.to_path_buf() } else { p.spec.dir.join(app) });
-    }
-    out
+    let files: Vec<PathBuf> = match &s.watch_files {
+        Some(list) => list.iter().map(PathBuf::from).collect(),
+        None if s.app.contains('/') => {
+            let app = Path::new(&s.app);
+            vec![if app.is_absolute() { app.to_path_buf() } else { p.spec.dir.join(app) }]
+        }
+        None => Vec::new(),
+    };
+    let id = Arc::as_ptr(p) as usize;
+    files
+        .into_iter()
+        .map(|f| {
+            let place = Place::of(&f, Some(&p.spec.dir), None);
+            ((id, f), place)
+        })
+        .collect()
 }
 
-fn stamp(f: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(f).ok()?;
+/// Modification time and size; a symlink is described, not followed. Blocking.
+fn stamp(place: &Place) -> Stamp {
+    let m = safefs::stat(place).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
 

@@ -241,37 +241,32 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     Ok(unsafe { tokio::io::unix::AsyncFd::register(fd) }?)
 }
 
-/// `openat(2)` relative to `dir` (close-on-exec), as an owned descriptor.
+/// `openat2(2)` through nix, owning the new descriptor. `dirfd` `None` is the working
+/// directory (paths are absolute there anyway).
+pub fn openat2(
+    dirfd: Option<std::os::fd::BorrowedFd<'_>>,
+    path: &std::path::Path,
+    how: nix::fcntl::OpenHow,
+) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let dirfd = dirfd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let fd = nix::fcntl::openat2(dirfd, path, how)?;
+    // SAFETY: `fd` was just returned by openat2 and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat(2)` through nix (always close-on-exec), owning the new descriptor; `mode` is used
+/// with `O_CREAT` only.
 pub fn openat(
-    dir: std::os::fd::BorrowedFd<'_>,
+    dirfd: Option<std::os::fd::BorrowedFd<'_>>,
     path: &std::path::Path,
     flags: nix::fcntl::OFlag,
     mode: nix::sys::stat::Mode,
 ) -> io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;
-    let flags = flags | nix::fcntl::OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::openat(Some(dir.as_raw_fd()), path, flags, mode)?;
-    // SAFETY: the kernel just created `fd` for this call alone; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `openat2(2)` of `path` strictly beneath `dir`, following no symlink at all (not even in
-/// the middle of the path): what a tenant made inside its directory cannot point root
-/// elsewhere.
-pub fn open_beneath(
-    dir: std::os::fd::BorrowedFd<'_>,
-    path: &std::path::Path,
-    flags: nix::fcntl::OFlag,
-) -> io::Result<OwnedFd> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
-    use std::os::fd::AsRawFd;
-    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).resolve(
-        ResolveFlag::RESOLVE_BENEATH
-            | ResolveFlag::RESOLVE_NO_SYMLINKS
-            | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-    );
-    let fd = nix::fcntl::openat2(dir.as_raw_fd(), path, how)?;
-    // SAFETY: the kernel just created `fd` for this call alone; nothing else owns it.
+    let dirfd = dirfd.map(|d| d.as_raw_fd());
+    let fd = nix::fcntl::openat(dirfd, path, flags | nix::fcntl::OFlag::O_CLOEXEC, mode)?;
+    // SAFETY: `fd` was just returned by openat and is owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

@@ -1,8 +1,9 @@
 //! Tenants: names, where they live, and how a name becomes a runnable pool description.
 //!
 //! A tenant is either configured (`[tenants.NAME]`) or discovered: a directory under `sites`
-//! holding the marker file. Discovery is a `stat` at request time, so a new directory is live
-//! at once and thousands of idle tenants cost nothing.
+//! holding the marker file (a regular file, reached with no symlink). Discovery is a `stat` at
+//! request time, so a new directory is live at once and thousands of idle tenants cost
+//! nothing.
 
 use std::path::{Path, PathBuf};
 
@@ -50,7 +51,7 @@ impl Config {
             return Some(TenantSpec { name: name.to_string(), dir, mount, settings });
         }
         let dir = self.sites.as_ref()?.join(name);
-        if !dir.join(&self.marker).is_file() {
+        if !has_marker(&dir, &self.marker) {
             return None;
         }
         let settings = self.defaults.expand(name, &dir, self.sites.as_deref());
@@ -88,8 +89,15 @@ pub(crate) fn scan(sites: &Path, marker: &Path) -> Vec<String> {
     };
     rd.filter_map(Result::ok)
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| valid_name(n) && sites.join(n).join(marker).is_file())
+        .filter(|n| valid_name(n) && has_marker(&sites.join(n), marker))
         .collect()
+}
+
+/// `dir` holds `marker` as a regular file, found with no symlink below `dir`. Runs inline on
+/// the request path: it only takes an `O_PATH` descriptor (which opens nothing, so a FIFO
+/// cannot block it) and `fstat`s it: openat2, statx, close.
+pub fn has_marker(dir: &Path, marker: &Path) -> bool {
+    crate::safefs::is_file(&crate::safefs::Place::beneath(dir, marker))
 }
 
 #[cfg(test)]

@@ -187,11 +187,27 @@ pub fn trusted(key: &Key) -> Result<(), String> {
 }
 
 fn check_dir(dir: &Path, me: u32, leaf: bool) -> Result<(), String> {
+    // Python imports through the path as written: whoever may write a directory on it could
+    // re-point a symlink there after this check, so those count as well as the target's.
+    check_chain(dir, me, leaf, false)?;
     let real = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut cur: Option<&Path> = Some(&real);
+    check_chain(&real, me, leaf, true)
+}
+
+/// `dir` and each directory above it: owned by root or `me`, not group/world-writable (a
+/// sticky one above is fine). Without `follow`, entries are `lstat`ed and a symlink itself is
+/// skipped (its directory, the next one up, is what decides where it points).
+fn check_chain(dir: &Path, me: u32, leaf: bool, follow: bool) -> Result<(), String> {
+    let mut cur: Option<&Path> = Some(dir);
     let mut first = leaf;
-    while let Some(p) = cur {
-        let m = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    while let Some(p) = cur.filter(|p| !p.as_os_str().is_empty()) {
+        let m = if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) };
+        let m = m.map_err(|e| format!("{}: {e}", p.display()))?;
+        cur = p.parent();
+        if m.file_type().is_symlink() {
+            first = false;
+            continue;
+        }
         if m.uid() != 0 && m.uid() != me {
             return Err(format!(
                 "{} (imported from by the zygote) is owned by uid {}, not root",
@@ -208,7 +224,6 @@ fn check_dir(dir: &Path, me: u32, leaf: bool) -> Result<(), String> {
             ));
         }
         first = false;
-        cur = p.parent();
     }
     Ok(())
 }
@@ -554,5 +569,18 @@ mod tests {
             .expect("chmod");
         assert!(trusted(&key(&lib)).is_err(), "a writable parent could swap the directory");
         assert!(trusted(&key(Path::new("/nonexistent/zygote"))).is_err());
+        // A trusted target behind a symlink in a writable directory: the link can be
+        // re-pointed after the check.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        std::os::unix::fs::symlink(&lib, open.join("link")).expect("symlink");
+        assert_eq!(trusted(&key(&lib)), Ok(()));
+        assert!(trusted(&key(&open.join("link"))).is_err_and(|e| e.contains("open")));
+        let safe_link = dir.path().join("link");
+        std::os::unix::fs::symlink(&lib, &safe_link).expect("symlink");
+        assert_eq!(trusted(&key(&safe_link)), Ok(()), "a link in a trusted directory is fine");
     }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{repo_root, trac_env, venv, write, Response, Server};
+use common::{private, repo_root, trac_env, venv, write, Response, Server};
 
 /// Made with Apache 2.4.71's htpasswd: `joé`/`sésame` (bcrypt, -B), `alice`/`wonderland`
 /// (-m, apr1), `bob`/`builder` (-s, SHA-1), `dave`/`password` (-d, crypt: refused).
@@ -37,6 +37,8 @@ fn start() -> Apps {
     let apps = repo_root().join("tests/apps");
     write(&dir.path().join("apps/htpasswd"), USERS);
     std::fs::create_dir_all(dir.path().join("broken")).expect("mkdir");
+    private(&dir.path().join("apps"));
+    private(&dir.path().join("broken"));
     let config = dir.path().join("paddock.toml");
     write(
         &config,

@@ -176,7 +176,7 @@ fn describe(cfg: &Config, t: &crate::tenant::TenantSpec, pool: Option<&Arc<Pool>
         "mount": t.mount,
         "url": format!("{}{}/", public_url(cfg), t.mount),
         "configured": cfg.tenants.contains_key(&t.name),
-        "disabled": crate::discovery::is_disabled(t),
+        "disabled": crate::discovery::is_disabled(cfg, t),
         "pool": pool,
     })
 }

@@ -8,29 +8,22 @@ use serde_json::json;
 
 use super::api::{error, info, ok, with_tenant};
 use crate::config::Config;
-use crate::discovery::DISABLED_MARKER;
 use crate::forward::Body;
 use crate::front::State;
 use crate::supervisor::Reason;
 
-/// Disable: write the marker (requests get 503 from now on) and stop the pool. Enable: remove
-/// the marker; the next request starts the pool.
+/// Disable: write `<state_dir>/disabled/<name>` (requests get 503 from now on) and stop the
+/// pool. Enable: remove it; the next request starts the pool.
 pub fn set_disabled(st: &State, cfg: &Config, name: &str, disabled: bool) -> Response<Body> {
     with_tenant(cfg, name, |t| {
-        let marker = t.dir.join(DISABLED_MARKER);
-        let done = if disabled {
-            let note =
-                format!("disabled through the admin API at {}\n", timestamp(SystemTime::now()));
-            std::fs::write(&marker, note)
-        } else {
-            match std::fs::remove_file(&marker) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                r => r,
-            }
-        };
-        if let Err(e) = done {
-            tracing::error!(tenant = %name, "cannot change {}: {e}", marker.display());
-            let msg = format!("cannot change {}: {e}", marker.display());
+        let note = format!("disabled through the admin API at {}\n", timestamp(SystemTime::now()));
+        let note = disabled.then_some(note.as_str());
+        if disabled && cfg.state_dir.is_none() {
+            return error(StatusCode::SERVICE_UNAVAILABLE, crate::discovery::NO_STATE_DIR);
+        }
+        if let Err(e) = crate::discovery::set_disabled(cfg, name, note) {
+            tracing::error!(tenant = %name, "cannot change the disabled state: {e}");
+            let msg = format!("cannot change the disabled state: {e}");
             return error(StatusCode::INTERNAL_SERVER_ERROR, &msg);
         }
         if disabled {
@@ -58,6 +51,10 @@ pub async fn delete(st: &State, cfg: &Config, name: &str) -> Response<Body> {
     let owner = std::fs::metadata(&t.dir).ok().map(|m| std::os::unix::fs::MetadataExt::uid(&m));
     match archive_dir(&t.dir, &archive, name) {
         Ok(to) => {
+            // A new tenant of the same name must not inherit the flag.
+            if let Err(e) = crate::discovery::set_disabled(cfg, name, None) {
+                tracing::warn!(tenant = %name, "cannot clear the disabled state: {e}");
+            }
             tracing::info!(tenant = %name, archived_to = %to.display(), "tenant deleted (archived)");
             lock_site_user(cfg, name, owner).await;
             ok(json!({ "name": name, "archived_to": to.display().to_string() }))
@@ -96,10 +93,14 @@ async fn lock_site_user(cfg: &Config, name: &str, owner: Option<u32>) {
     }
 }
 
-/// Move `dir` to `<archive>/<name>.<UTC timestamp>[-N]`, never replacing anything.
+/// Move `dir` to `<archive>/<name>.<UTC timestamp>[-N]`, never replacing anything. The
+/// archive is made 0700: an archived tenant no longer reaches its files.
 fn archive_dir(dir: &Path, archive: &Path, name: &str) -> std::io::Result<PathBuf> {
     use nix::fcntl::{renameat2, RenameFlags};
-    std::fs::create_dir_all(archive)?;
+    if let Some(parent) = archive.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    crate::discovery::private_dir(archive)?;
     let stamp = timestamp(SystemTime::now());
     for n in 1..=100 {
         let to = match n {
@@ -171,5 +172,8 @@ mod tests {
             assert!(to.join("conf").is_dir());
         }
         assert_eq!(std::fs::read_dir(&archive).expect("read").count(), 2);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&archive).expect("archive").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 }

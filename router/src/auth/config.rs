@@ -54,6 +54,10 @@ pub struct AuthSettings {
     pub htpasswd: String,
     pub realm: String,
     pub paths: Vec<PathRule>,
+    /// The tenant directory and `sites` (filled by expansion): an `htpasswd` below either is
+    /// the tenant's file, reached with no symlink (see [`crate::safefs`]).
+    pub tenant_dir: Option<std::path::PathBuf>,
+    pub sites: Option<std::path::PathBuf>,
 }
 
 /// One entry of `paths`.
@@ -130,7 +134,7 @@ pub fn validate(s: Option<&AuthSection>, base_dir: &Path) -> (Option<AuthSetting
             String::new()
         }
     };
-    (Some(AuthSettings { htpasswd, realm, paths }), problems)
+    (Some(AuthSettings { htpasswd, realm, paths, tenant_dir: None, sites: None }), problems)
 }
 
 /// Relative paths are resolved from the configuration file's directory, unless they start
@@ -162,7 +166,22 @@ impl AuthSettings {
             htpasswd: x(&self.htpasswd),
             realm: x(&self.realm),
             paths: self.paths.clone(),
+            tenant_dir: self.tenant_dir.clone(),
+            sites: self.sites.clone(),
         }
+    }
+
+    /// The same settings for the tenant living in `dir`.
+    pub fn within(mut self, dir: &Path, sites: Option<&Path>) -> AuthSettings {
+        self.tenant_dir = Some(dir.to_path_buf());
+        self.sites = sites.map(Path::to_path_buf);
+        self
+    }
+
+    /// Where the htpasswd file lies: in the tenant's reach or the operator's.
+    pub fn htpasswd_place(&self) -> crate::safefs::Place {
+        let file = Path::new(&self.htpasswd);
+        crate::safefs::Place::of(file, self.tenant_dir.as_deref(), self.sites.as_deref())
     }
 
     /// Whether `path_info` (the path inside the tenant, as the app will see it) needs
@@ -192,7 +211,13 @@ mod tests {
 
     fn settings(paths: &[&str]) -> AuthSettings {
         let rules = paths.iter().map(|p| path_rule(p).expect("valid")).collect();
-        AuthSettings { htpasswd: "/x".into(), realm: String::new(), paths: rules }
+        AuthSettings {
+            htpasswd: "/x".into(),
+            realm: String::new(),
+            paths: rules,
+            tenant_dir: None,
+            sites: None,
+        }
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //! user added or removed while serving counts from the next request. A file modified less than
 //! [`RACY`] before it was read might change again within the same timestamp tick; such a copy
 //! is not trusted and the file is read again on each lookup until it is older.
+//!
+//! The router may be root and the file may lie in a tenant's directory, so it is reached
+//! through [`safefs`]: no symlink below the tenant directory (nor as the last component of an
+//! operator's path), a regular file only (a FIFO cannot hang the open), at most
+//! [`HTPASSWD_CAP`] bytes. Reading blocks: [`Files::get`] runs on the blocking pool, and only
+//! the metadata-only [`Files::cached`] runs on the async threads.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use super::htpasswd::{self, Stored};
 use crate::filestamp::FileVersion;
+use crate::safefs::{self, Place, HTPASSWD_CAP};
 
 const RACY: Duration = Duration::from_secs(2);
 /// Problems remembered so each is logged once; forgotten past this many.
@@ -37,9 +44,21 @@ pub struct Files {
 }
 
 impl Files {
-    /// The current contents of `path`; `None` (logged) when it cannot be read.
-    pub fn get(&self, path: &Path) -> Option<Arc<Loaded>> {
-        match self.try_get(path) {
+    /// The cached copy of `place` if it is still current: one `O_PATH` open and `fstat`,
+    /// which never opens the file itself, so it may run on the async threads. `None`: call
+    /// [`Files::get`] off them.
+    pub fn cached(&self, place: &Place) -> Option<Arc<Loaded>> {
+        let meta = safefs::stat(place).ok().filter(|m| m.is_file())?;
+        let version = FileVersion::of(&meta);
+        let loaded = lock(&self.loaded);
+        let l = loaded.get(&place.path())?;
+        (l.version == version && !l.racy).then(|| l.clone())
+    }
+
+    /// The current contents of `place`; `None` (logged) when it cannot be read. Blocking.
+    pub fn get(&self, place: &Place) -> Option<Arc<Loaded>> {
+        let path = &place.path();
+        match self.try_get(place) {
             Ok(l) => {
                 if lock(&self.errors).remove(path).is_some() {
                     tracing::info!(file = %path.display(), "htpasswd file readable again");
@@ -62,18 +81,13 @@ impl Files {
         }
     }
 
-    fn try_get(&self, path: &Path) -> std::io::Result<Arc<Loaded>> {
-        let version = FileVersion::of(&std::fs::metadata(path)?);
-        if let Some(l) = lock(&self.loaded).get(path) {
-            if l.version == version && !l.racy {
-                return Ok(l.clone());
-            }
+    fn try_get(&self, place: &Place) -> std::io::Result<Arc<Loaded>> {
+        if let Some(l) = self.cached(place) {
+            return Ok(l);
         }
-        // Read through an open file and stat that, so contents and version belong together.
-        let mut f = std::fs::File::open(path)?;
-        let meta = f.metadata()?;
-        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        std::io::Read::read_to_end(&mut f, &mut bytes)?;
+        let path = &place.path();
+        // Read through the open file and stat that, so contents and version belong together.
+        let (bytes, meta) = safefs::read(place, HTPASSWD_CAP)?;
         let parsed = htpasswd::parse(&bytes);
         self.warn_once(path, &parsed.problems);
         let age = meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok());
@@ -114,16 +128,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("users");
         let files = Files::default();
-        assert!(files.get(&path).is_none(), "missing file");
-        std::fs::write(&path, "a:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").expect("write");
-        let first = files.get(&path).expect("loaded");
+        let path = &Place::Operator(path);
+        assert!(files.get(path).is_none(), "missing file");
+        std::fs::write(path.path(), "a:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").expect("write");
+        let first = files.get(path).expect("loaded");
         assert!(first.users.contains_key("a") && first.racy);
         // Same length, same second: only a racy copy guarantees the change is seen.
-        std::fs::write(&path, "b:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").expect("write");
-        let second = files.get(&path).expect("loaded");
+        std::fs::write(path.path(), "b:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").expect("write");
+        let second = files.get(path).expect("loaded");
         assert!(second.users.contains_key("b") && !second.users.contains_key("a"));
-        std::fs::remove_file(&path).expect("rm");
-        assert!(files.get(&path).is_none());
+        std::fs::remove_file(path.path()).expect("rm");
+        assert!(files.get(path).is_none());
         assert!(lock(&files.loaded).is_empty());
     }
 
@@ -136,9 +151,9 @@ mod tests {
         let f = std::fs::File::options().write(true).open(&path).expect("open");
         f.set_modified(old).expect("set mtime");
         let files = Files::default();
-        let first = files.get(&path).expect("loaded");
+        let first = files.get(&Place::Operator(path.clone())).expect("loaded");
         assert!(!first.racy);
-        let again = files.get(&path).expect("loaded");
+        let again = files.cached(&Place::Operator(path)).expect("cached");
         assert!(Arc::ptr_eq(&first, &again), "unchanged file is served from the cache");
     }
 }

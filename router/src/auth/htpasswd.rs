@@ -38,7 +38,8 @@ impl std::fmt::Debug for Stored {
 #[derive(Debug, Default)]
 pub struct Parsed {
     pub users: HashMap<String, Stored>,
-    /// `line N: ...` messages, free of hashes.
+    /// `line N: ...` messages, free of hashes and of user names (a file that is not an
+    /// htpasswd file, e.g. a copy of /etc/shadow, must not leak its accounts to the log).
     pub problems: Vec<String>,
 }
 
@@ -65,8 +66,8 @@ pub fn parse(bytes: &[u8]) -> Parsed {
         let stored = std::str::from_utf8(hash).map(classify).unwrap_or(Stored::Unsupported("?"));
         if let Stored::Unsupported(kind) = stored {
             out.problems.push(format!(
-                "line {n}: user {user:?} has a password in an unsupported format ({kind}); \
-                 this user cannot log in (use htpasswd -B, -m or -s)"
+                "line {n}: a password in an unsupported format ({kind}); \
+                 this line's user cannot log in (use htpasswd -B, -m or -s)"
             ));
         }
         out.users.entry(user).or_insert(stored);
@@ -175,6 +176,18 @@ extra:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=:ignored:fields
         assert!(p.problems.iter().any(|m| m.starts_with("line 12:") && m.contains("separator")));
         for m in &p.problems {
             assert!(!m.contains("51CbcBM13fOMo") && !m.contains("password\""), "{m}");
+        }
+    }
+
+    #[test]
+    fn problems_never_name_the_user() {
+        // What a copy of /etc/shadow would give: every line a problem, no name in any.
+        let shadow = "root:$y$j9T$abc$def:19000:0:99999:7:::\nsecretacct:!:19000::::::\nnocolon\n";
+        let p = parse(shadow.as_bytes());
+        assert_eq!(p.problems.len(), 3, "{:?}", p.problems);
+        for m in &p.problems {
+            assert!(!m.contains("root") && !m.contains("secretacct"), "{m}");
+            assert!(!m.contains("nocolon") && !m.contains("$y$"), "{m}");
         }
     }
 

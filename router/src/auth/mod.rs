@@ -34,7 +34,7 @@ use htpasswd::Stored;
 
 /// Shared state of the checks: the htpasswd cache and recent verifications.
 pub struct Authenticator {
-    files: files::Files,
+    files: Arc<files::Files>,
     verified: verified::Verified,
     /// Bounds concurrent bcrypt checks, so a flood of wrong passwords cannot fill the
     /// blocking pool or starve other work of CPU.
@@ -52,7 +52,7 @@ impl Default for Authenticator {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         Authenticator {
-            files: files::Files::default(),
+            files: Arc::default(),
             verified: verified::Verified::default(),
             slow: Arc::new(Semaphore::new(cores)),
         }
@@ -107,7 +107,7 @@ impl Authenticator {
             deny()
         })?;
         let file = Path::new(&s.htpasswd);
-        let Some(loaded) = self.files.get(file) else { return Err(deny()) };
+        let Some(loaded) = self.load(s.htpasswd_place()).await else { return Err(deny()) };
         let Some(stored) = loaded.users.get(&creds.user).cloned() else {
             tracing::info!(user = ?creds.user, file = %file.display(), "authentication failed: no such user");
             return Err(deny());
@@ -119,6 +119,16 @@ impl Authenticator {
             tracing::info!(user = ?creds.user, file = %file.display(), "authentication failed: wrong password");
             Err(deny())
         }
+    }
+
+    /// The htpasswd file: from the cache when it is unchanged (metadata only, inline), else
+    /// read on the blocking pool.
+    async fn load(&self, place: crate::safefs::Place) -> Option<Arc<files::Loaded>> {
+        if let Some(l) = self.files.cached(&place) {
+            return Some(l);
+        }
+        let files = self.files.clone();
+        tokio::task::spawn_blocking(move || files.get(&place)).await.unwrap_or(None)
     }
 
     async fn verify(&self, file: &Path, creds: &Credentials, stored: Stored) -> bool {

@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub file_test_roots: Vec<Spanned<String>>,
     /// Directory for the tenants' Unix sockets (a private subdirectory is made in it).
     pub runtime_dir: Option<Spanned<String>>,
+    /// The router's own durable state (disabled tenants); default `<sites>/.paddock`.
+    pub state_dir: Option<Spanned<String>>,
     /// Path of the `paddock-worker` binary; default: next to `paddock`.
     pub worker_bin: Option<Spanned<String>>,
     /// Allow tenant code to run as uid 0 (never the default).

@@ -42,6 +42,9 @@ pub struct Config {
     /// Directories rule file tests may look into (sites, tenant dirs, `file_test_roots`).
     pub file_roots: Vec<PathBuf>,
     pub runtime_dir: Option<PathBuf>,
+    /// The router's durable state, out of every tenant's reach (`<sites>/.paddock` by
+    /// default); `None` without `sites` or `state_dir`: tenants cannot be disabled.
+    pub state_dir: Option<PathBuf>,
     pub worker_bin: Option<PathBuf>,
     pub allow_root: bool,
     /// Most worker processes across all tenants; 0: no limit.
@@ -281,6 +284,11 @@ impl Validator<'_> {
         if sites.is_none() && tenants.is_empty() {
             self.err(None, "nothing to serve: give `sites` (or --sites DIR) or at least one [tenants.NAME] with `dir`");
         }
+        let state_dir = f
+            .state_dir
+            .as_ref()
+            .map(|d| abs(d.get_ref()))
+            .or_else(|| sites.as_ref().map(|s| s.join(".paddock")));
         if !self.errors.is_empty() {
             return Err(Diagnostics(self.errors));
         }
@@ -299,6 +307,7 @@ impl Validator<'_> {
                 .runtime_dir
                 .clone()
                 .or_else(|| f.runtime_dir.as_ref().map(|r| abs(r.get_ref()))),
+            state_dir,
             worker_bin: ov
                 .worker_bin
                 .clone()

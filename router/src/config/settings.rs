@@ -289,7 +289,7 @@ impl PoolSettings {
             virtualenv: self.virtualenv.as_deref().map(x),
             env: map(&self.env),
             environ: map(&self.environ),
-            auth: self.auth.as_ref().map(|a| a.expand(&x)),
+            auth: self.auth.as_ref().map(|a| a.expand(&x).within(dir, sites)),
             ..self.clone()
         }
     }

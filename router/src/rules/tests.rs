@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use http::{HeaderMap, HeaderValue};
@@ -109,6 +110,17 @@ fn apache_example_against_a_sites_directory() {
     let other = set.evaluate(&Req::new(b"/robots.txt").info(), &probe);
     assert_eq!(other.action, Action::Continue);
     assert!(other.vars.is_empty());
+
+    // Knowing `root` holds tenant directories, a symlink below one is not followed, even to
+    // another tenant's file.
+    symlink(root.join("good/conf"), root.join("bare/conf")).expect("symlink");
+    assert!(probe.test(format!("{}/bare/conf/trac.ini", root.display()).as_bytes(), FileTest::File));
+    let strict = FsProbe { sites: Some(root.clone()), ..FsProbe::new(vec![root.clone()]) };
+    let linked = format!("{}/bare/conf/trac.ini", root.display());
+    assert!(!strict.test(linked.as_bytes(), FileTest::File));
+    let real = format!("{}/good/conf/trac.ini", root.display());
+    assert!(strict.test(real.as_bytes(), FileTest::File));
+    assert!(strict.test(format!("{}/good", root.display()).as_bytes(), FileTest::Dir));
 }
 
 #[test]

@@ -19,6 +19,7 @@ use http::{HeaderMap, Method, Response};
 
 use crate::forward::Body;
 use crate::path;
+use crate::safefs::Place;
 use crate::tenant::TenantSpec;
 
 pub use conditional::{parse_range, Ranged, Validators};
@@ -45,6 +46,8 @@ pub struct StaticSettings {
 pub struct Hit {
     /// The mapped directory; `None` when it cannot be known (`{virtualenv}` without one).
     pub root: Option<PathBuf>,
+    /// Where trust in `root` ends: below a tenant directory, nothing is followed.
+    pub place: Option<Place>,
     /// The normalised path below the prefix, e.g. `/css/trac.css`.
     pub rest: Vec<u8>,
     pub max_age: Duration,
@@ -93,7 +96,9 @@ impl StaticSettings {
     ) -> Option<Hit> {
         let (prefix, rest, refused) = self.lookup(path_info)?;
         let dir = self.mappings.iter().find(|(p, _)| p == prefix).map(|(_, d)| d.as_str())?;
-        Some(Hit { root: expand(dir, spec, sites), rest, max_age: self.max_age, refused })
+        let root = expand(dir, spec, sites);
+        let place = root.as_deref().map(|r| Place::of(r, Some(&spec.dir), sites));
+        Some(Hit { root, place, rest, max_age: self.max_age, refused })
     }
 }
 
@@ -117,7 +122,7 @@ pub async fn serve(hit: Hit, method: &Method, headers: &HeaderMap) -> Response<B
     if method != Method::GET && method != Method::HEAD {
         return respond::method_not_allowed();
     }
-    let (Some(root), false) = (hit.root.clone(), hit.refused) else {
+    let (Some(root), false) = (hit.place.clone(), hit.refused) else {
         return respond::not_found();
     };
     let rest = hit.rest.clone();

@@ -1,10 +1,14 @@
 //! From the path below a static prefix to an open file, never outside the root.
 //!
-//! The path is checked segment by segment (no `.`, `..`, dotfiles, NUL), joined to the root,
-//! and resolved with `canonicalize`: the result must still lie under the canonical root, so a
-//! symlink pointing out of the root is refused. Resolving and opening are two steps; a
-//! directory swapped for a symlink between them could redirect the open, so the opened file's
-//! real path is checked again through `/proc/self/fd`.
+//! The path is checked segment by segment (no `.`, `..`, dotfiles, NUL). A root inside a
+//! tenant directory is the tenant's: the root is reached from the tenant directory and the
+//! file from the root with no symlink at all (`openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS)`, see [`crate::safefs`]), so an `htdocs -> /etc` publishes nothing.
+//! A root outside every tenant directory is the operator's (Trac's own `htdocs`): the path is
+//! joined to it and resolved with `canonicalize`, and the result must still lie under the
+//! canonical root, so a symlink pointing out of the root is refused. Resolving and opening
+//! are two steps there; a directory swapped for a symlink between them could redirect the
+//! open, so the opened file's real path is checked again through `/proc/self/fd`.
 
 use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};
@@ -13,6 +17,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::OFlag;
+
+use crate::safefs::{self, Place};
 
 /// Why a file is not served. Every variant is a 404 to the client (no listing, no hint).
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +50,25 @@ pub struct Opened {
 
 /// Open `rest` (the request path below the prefix, `/css/trac.css`) under `root`.
 /// Blocking: call it off the async threads.
-pub fn open(root: &Path, rest: &[u8]) -> Result<Opened, Miss> {
+pub fn open(root: &Place, rest: &[u8]) -> Result<Opened, Miss> {
     let relative = relative(rest)?;
+    match root {
+        Place::Operator(root) => open_operator(root, &relative),
+        tenant => open_tenant(tenant, &relative),
+    }
+}
+
+/// A root in a tenant directory: no symlink from the tenant directory to the file.
+fn open_tenant(root: &Place, relative: &Path) -> Result<Opened, Miss> {
+    let dir = safefs::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    let file = File::from(safefs::below(&dir, relative, OFlag::O_RDONLY)?);
+    let meta = file.metadata()?;
+    servable(file, meta)
+}
+
+fn open_operator(root: &Path, relative: &Path) -> Result<Opened, Miss> {
     let root = std::fs::canonicalize(root)?;
-    let canonical = std::fs::canonicalize(root.join(&relative))?;
+    let canonical = std::fs::canonicalize(root.join(relative))?;
     let inside = canonical.strip_prefix(&root).map_err(|_| Miss::Outside)?;
     if inside.as_os_str().is_empty() {
         return Err(Miss::Directory);
@@ -63,6 +86,11 @@ pub fn open(root: &Path, rest: &[u8]) -> Result<Opened, Miss> {
     if !opened_inside(&file, &meta, &canonical, &root) {
         return Err(Miss::Outside);
     }
+    servable(file, meta)
+}
+
+/// Only regular, world-readable files are served.
+fn servable(file: File, meta: Metadata) -> Result<Opened, Miss> {
     if meta.is_dir() {
         return Err(Miss::Directory);
     }

@@ -232,8 +232,36 @@ async fn symlinks_out_of_the_root_are_refused() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert!(!String::from_utf8_lossy(&body).contains("root:"), "{path}");
     }
-    let (status, _, body) = site.get("/s/alias.css", &[]).await;
+    // The root is in the tenant directory: no symlink is followed, not even one inside it.
+    assert_eq!(site.get("/s/alias.css", &[]).await.0, StatusCode::NOT_FOUND);
+    let (status, _, body) = site.get("/s/css/site.css", &[]).await;
     assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"body { color: red }\n"[..]));
+}
+
+#[tokio::test]
+async fn a_tenant_root_that_is_a_symlink_publishes_nothing() {
+    let site = Site::new();
+    std::fs::remove_dir_all(site.htdocs()).expect("rm");
+    symlink("/etc", site.htdocs()).expect("symlink");
+    for path in ["/s/passwd", "/s/hostname"] {
+        assert_eq!(site.get(path, &[]).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_operator_root_follows_symlinks_that_stay_inside() {
+    let theme = tempfile::tempdir().expect("tempdir");
+    std::fs::write(theme.path().join("blue.css"), "blue\n").expect("write");
+    std::fs::set_permissions(theme.path().join("blue.css"), PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    symlink(theme.path().join("blue.css"), theme.path().join("alias.css")).expect("symlink");
+    symlink("/etc/passwd", theme.path().join("passwd.css")).expect("symlink");
+    let lines =
+        format!("app = \"x:app\"\nstatic = {{ \"/s\" = \"{}\" }}\n", theme.path().display());
+    let site = Site::with(&lines);
+    let (status, _, body) = site.get("/s/alias.css", &[]).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"blue\n"[..]));
+    assert_eq!(site.get("/s/passwd.css", &[]).await.0, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
