@@ -11,7 +11,7 @@
 //! router moves itself into `<base>/router` (the no-internal-processes rule), enables
 //! `memory`, `cpu` and `pids` below, and each pool gets `memory.max`, `cpu.max`, `pids.max`.
 //! Without cgroup2 (or without the right to write it) the fallback is the worker's process
-//! group (see `docs/security-notes-limits.md`).
+//! group (see `docs/security.md`).
 
 use std::fs;
 use std::io::{self, Write};

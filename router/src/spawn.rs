@@ -77,7 +77,7 @@ impl Proc {
             Group::Leaf(leaf) => drop(leaf),
             // A pgid stays reserved while any member lives, so this cannot hit a stranger
             // unless the group is already empty and its number was reused (see
-            // docs/security-notes-limits.md).
+            // docs/security.md).
             Group::Pgid(pgid) if pgid > 0 => {
                 let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
             }
@@ -176,7 +176,7 @@ async fn spawn_forked(
     drop((ctl_write, err_write, setup));
     let pid = forked.pid();
     // The child joined the leaf itself before its uid change (`--cgroup-procs`); this move is
-    // for a child that could not, before it can be Ready (see docs/security-notes-limits.md).
+    // for a child that could not, before it can be Ready (see docs/security.md).
     if let Some(l) = &leaf {
         l.join(pid)
             .map_err(|e| std::io::Error::other(format!("moving {pid} to its cgroup: {e}")))?;
