@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{repo_root, write, Server};
-use hostilekit::{cores, ensure_user, flood, mkfifo, tenant, Host};
+use common::{ensure_user, repo_root, write, Server};
+use hostilekit::{cores, flood, mkfifo, tenant, Host};
 
 #[test]
 fn a_fifo_trac_ini_does_not_stop_the_front_door() {

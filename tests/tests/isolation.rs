@@ -7,37 +7,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{nix_is_root, repo_root, write, Server};
+use common::{chown, ensure_user, nix_is_root, repo_root, write, Server};
 
 const TEST_USER: &str = "paddock-e2e";
-
-fn ensure_user() -> (u32, u32) {
-    // Serialised across test processes: two concurrent useradds for one name race.
-    let script = format!(
-        "id -u {TEST_USER} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {TEST_USER}"
-    );
-    let st = Command::new("flock")
-        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
-        .status()
-        .expect("run useradd");
-    assert!(st.success(), "creating user {TEST_USER} failed");
-    (id_of("-u").expect("uid"), id_of("-g").expect("gid"))
-}
-
-fn id_of(flag: &str) -> Option<u32> {
-    let o = Command::new("id").arg(flag).arg(TEST_USER).output().ok()?;
-    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
-}
 
 /// A tenant directory with mode 0750: as root, one that others can reach is refused.
 fn private_dir(dir: &Path) {
     std::fs::create_dir_all(dir).expect("mkdir");
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).expect("chmod");
-}
-
-fn chown(path: &Path, spec: &str) {
-    let st = Command::new("chown").arg("-R").arg(spec).arg(path).status().expect("chown");
-    assert!(st.success());
 }
 
 fn apps_config(dir: &Path, tenant_dir: &Path, extra: &str) -> std::path::PathBuf {
@@ -68,8 +45,8 @@ fn pool_runs_as_the_owner_of_the_tenant_directory() {
     private_dir(&tenant);
     let config = apps_config(dir.path(), &tenant, "");
     let (uid, gid) = if nix_is_root() {
-        let ids = ensure_user();
-        chown(&tenant, &format!("{TEST_USER}:"));
+        let ids = ensure_user(TEST_USER);
+        chown(&tenant, TEST_USER);
         ids
     } else {
         let me = |f: &str| -> u32 {
@@ -118,7 +95,7 @@ fn configured_user_wins_over_the_directory_owner() {
     if !nix_is_root() {
         return;
     }
-    let (uid, _) = ensure_user();
+    let (uid, _) = ensure_user(TEST_USER);
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let tenant = dir.path().join("site");
@@ -137,14 +114,9 @@ fn a_tenant_cannot_read_another_tenants_files_or_reach_its_socket() {
     if !nix_is_root() {
         return;
     }
-    let (uid_a, _) = ensure_user();
+    let (uid_a, _) = ensure_user(TEST_USER);
     let other = "paddock-e2e2";
-    let script = format!("id -u {other} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {other}");
-    let st = Command::new("flock")
-        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
-        .status()
-        .expect("useradd");
-    assert!(st.success());
+    ensure_user(other);
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
@@ -153,8 +125,8 @@ fn a_tenant_cannot_read_another_tenants_files_or_reach_its_socket() {
     let secret = b.join("secret.txt");
     std::fs::write(&secret, "b's secret").expect("write");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    chown(&a, &format!("{TEST_USER}:"));
-    chown(&b, &format!("{other}:"));
+    chown(&a, TEST_USER);
+    chown(&b, other);
     let apps = repo_root().join("tests/apps");
     let cfg = dir.path().join("paddock.toml");
     let runtime = dir.path().join("run");

@@ -12,7 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    eventually, free_port, is_zygote, nix_is_root, private, repo_root, send_raw, write, Server,
+    ensure_user, eventually, free_port, is_zygote, nix_is_root, private, repo_root, send_raw,
+    write, Server,
 };
 
 const USER: &str = "paddock-e2e";
@@ -20,19 +21,6 @@ const TOKEN: &str = "process-isolation-token";
 const WAIT: Duration = Duration::from_secs(30);
 /// How long a detached grandchild may outlive its worker.
 const GONE_WITHIN: Duration = Duration::from_secs(1);
-
-fn ensure_user() -> u32 {
-    let script = format!(
-        "id -u {USER} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {USER}"
-    );
-    let st = Command::new("flock")
-        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
-        .status()
-        .expect("run useradd");
-    assert!(st.success(), "creating user {USER} failed");
-    let o = Command::new("id").args(["-u", USER]).output().expect("id");
-    String::from_utf8_lossy(&o.stdout).trim().parse().expect("uid")
-}
 
 struct Site {
     dir: tempfile::TempDir,
@@ -155,7 +143,7 @@ fn skip_unless_root(name: &str) -> bool {
 }
 
 fn killed_when_the_tenant_is_removed(zygote: bool) {
-    let uid = ensure_user();
+    let (uid, _) = ensure_user(USER);
     let site = Site::new(zygote);
     let server = site.start();
     let (worker, orphan) = detach_grandchild(&site, &server, uid);
@@ -179,7 +167,7 @@ fn grandchild_dies_when_its_tenant_is_removed_zygote() {
 }
 
 fn killed_on_pool_restart(zygote: bool) {
-    let uid = ensure_user();
+    let (uid, _) = ensure_user(USER);
     let site = Site::new(zygote);
     let server = site.start();
     let (worker, orphan) = detach_grandchild(&site, &server, uid);
@@ -208,7 +196,7 @@ fn grandchildren_die_when_the_server_stops() {
     if skip_unless_root("grandchildren_die_when_the_server_stops") {
         return;
     }
-    let uid = ensure_user();
+    let (uid, _) = ensure_user(USER);
     for zygote in [false, true] {
         let site = Site::new(zygote);
         let mut server = site.start();
@@ -250,7 +238,7 @@ fn workers_have_no_privileges_and_the_configured_limits() {
     if skip_unless_root("workers_have_no_privileges_and_the_configured_limits") {
         return;
     }
-    let uid = ensure_user();
+    let (uid, _) = ensure_user(USER);
     for zygote in [false, true] {
         let site = Site::new(zygote);
         let server = site.start();

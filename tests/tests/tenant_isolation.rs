@@ -13,33 +13,13 @@ mod common;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use common::{free_port, nix_is_root, repo_root, send_raw, write, Server};
+use common::{chown, ensure_user, free_port, nix_is_root, repo_root, send_raw, write, Server};
 
 const USER_A: &str = "paddock-e2e";
 const USER_B: &str = "paddock-e2e2";
 const TOKEN: &str = "isolation-suite-token";
-
-fn ensure_user(name: &str) -> u32 {
-    // Serialised across test processes: two concurrent useradds for one name race.
-    let script = format!(
-        "id -u {name} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {name}"
-    );
-    let st = Command::new("flock")
-        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
-        .status()
-        .expect("run useradd");
-    assert!(st.success(), "creating user {name} failed");
-    let o = Command::new("id").arg("-u").arg(name).output().expect("id");
-    String::from_utf8_lossy(&o.stdout).trim().parse().expect("uid")
-}
-
-fn chown(path: &Path, user: &str) {
-    let st = Command::new("chown").arg("-R").arg(format!("{user}:")).arg(path).status();
-    assert!(st.is_ok_and(|s| s.success()), "chown {}", path.display());
-}
 
 /// Two tenants, `a` (hostile, user A) and `b` (victim, user B), each in its own 0750
 /// directory under a root-owned sites directory, with an admin listener.

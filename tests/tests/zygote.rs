@@ -7,35 +7,14 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{eventually, nix_is_root, repo_root, trac_env, venv, write, Server};
+use common::{
+    chown, ensure_user, eventually, nix_is_root, repo_root, trac_env, venv, write, Server,
+};
 
 const USERS: [&str; 2] = ["paddock-e2e", "paddock-e2e2"];
 const WAIT: Duration = Duration::from_secs(60);
-
-/// (uid, gid) of a system user made for the test (serialised across test processes).
-fn ensure_user(name: &str) -> (u32, u32) {
-    let script = format!(
-        "id -u {name} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {name}"
-    );
-    let st = Command::new("flock")
-        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
-        .status()
-        .expect("run useradd");
-    assert!(st.success(), "creating user {name} failed");
-    let id = |flag: &str| -> u32 {
-        let o = Command::new("id").arg(flag).arg(name).output().expect("id");
-        String::from_utf8_lossy(&o.stdout).trim().parse().expect("number")
-    };
-    (id("-u"), id("-g"))
-}
-
-fn chown(path: &Path, user: &str) {
-    let st = Command::new("chown").arg("-R").arg(format!("{user}:")).arg(path).status();
-    assert!(st.expect("chown").success());
-}
 
 fn public_tempdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");

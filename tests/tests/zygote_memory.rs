@@ -9,33 +9,14 @@ mod common;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{apps_config, nix_is_root, Server};
+use common::{apps_config, chown, ensure_user, nix_is_root, Server};
 
 const USERS: [&str; 2] = ["paddock-e2e", "paddock-e2e2"];
 /// Most bytes read from one process: far above a test worker's readable mappings.
 const MAX_SCAN: u64 = 4 << 30;
 const CHUNK: usize = 1 << 20;
-
-/// A system user made for the test (serialised across test processes).
-fn ensure_user(name: &str) {
-    let script = format!(
-        "id -u {name} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {name}"
-    );
-    let st = Command::new("flock")
-        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
-        .status()
-        .expect("run useradd");
-    assert!(st.success(), "creating user {name} failed");
-}
-
-fn chown(path: &Path, user: &str) {
-    let st = Command::new("chown").arg("-R").arg(format!("{user}:")).arg(path).status();
-    assert!(st.expect("chown").success());
-}
 
 /// The readable mappings of `pid`: (start, end) from `/proc/PID/maps`.
 fn readable_ranges(pid: u32) -> Vec<(u64, u64)> {

@@ -24,7 +24,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{fchmod, fstat, Mode};
 use nix::unistd::{fchown, Gid, Uid};
 
-use super::signup::SignupError;
+use super::signup::{internal, SignupError};
 use super::siteuser;
 use crate::sys::Creds;
 
@@ -205,11 +205,6 @@ fn discard(sites: &Path, dir: &Path, name: &str) -> bool {
             false
         }
     }
-}
-
-fn internal(msg: String) -> SignupError {
-    tracing::error!("signup: {msg}");
-    SignupError::Internal(msg)
 }
 
 #[cfg(test)]

@@ -156,7 +156,8 @@ async fn create_tenant(st: &State, req: &SignupRequest) -> Result<TenantSpec, Si
     Ok(spec)
 }
 
-fn internal(msg: String) -> SignupError {
+/// An internal failure, logged once here.
+pub(super) fn internal(msg: String) -> SignupError {
     tracing::error!("signup: {msg}");
     SignupError::Internal(msg)
 }

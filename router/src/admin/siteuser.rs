@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-use super::signup::SignupError;
+use super::signup::{internal, SignupError};
 use crate::sys::Creds;
 
 /// Serialises user creation across paddock processes (root's own directory).
@@ -207,11 +207,6 @@ fn lock_file() -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(LOCK_FILE)?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e.into())
-}
-
-fn internal(msg: String) -> SignupError {
-    tracing::error!("signup: {msg}");
-    SignupError::Internal(msg)
 }
 
 #[cfg(test)]

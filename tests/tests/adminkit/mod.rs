@@ -189,17 +189,9 @@ pub fn within(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration
     }
 }
 
-/// The unprivileged user of the isolation tests (created once, serialised with flock): as
-/// root, signups make sites owned by it.
+/// The unprivileged user of the isolation tests: as root, signups make sites owned by it.
 pub fn ensure_user() -> u32 {
-    let script = "id -u paddock-e2e >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin paddock-e2e";
-    let st = std::process::Command::new("flock")
-        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", script])
-        .status()
-        .expect("useradd");
-    assert!(st.success(), "creating user paddock-e2e failed");
-    let out = std::process::Command::new("id").args(["-u", "paddock-e2e"]).output().expect("id");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("uid")
+    crate::common::ensure_user("paddock-e2e").0
 }
 
 /// Users a test creates through signup (`pe2e-*`), removed at the end (after paddock and

@@ -75,6 +75,31 @@ pub fn private(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).expect("chmod 0750");
 }
 
+/// (uid, gid) of the system user `name`, made for the root-only tests if it is missing. Users
+/// made here (`paddock-e2e*`) stay; two concurrent useradds for one name race, so this is
+/// serialised across test processes with flock.
+pub fn ensure_user(name: &str) -> (u32, u32) {
+    let script = format!(
+        "id -u {name} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {name}"
+    );
+    let st = Command::new("flock")
+        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
+        .status()
+        .expect("run useradd");
+    assert!(st.success(), "creating user {name} failed");
+    let id = |flag: &str| -> u32 {
+        let o = Command::new("id").arg(flag).arg(name).output().expect("id");
+        String::from_utf8_lossy(&o.stdout).trim().parse().expect("number")
+    };
+    (id("-u"), id("-g"))
+}
+
+/// `chown -R USER: path` (the user's own group).
+pub fn chown(path: &Path, user: &str) {
+    let st = Command::new("chown").arg("-R").arg(format!("{user}:")).arg(path).status();
+    assert!(st.is_ok_and(|s| s.success()), "chown -R {user}: {}", path.display());
+}
+
 /// A free loopback port (bound then released; the server binds it right after).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

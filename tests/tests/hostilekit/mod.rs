@@ -164,15 +164,3 @@ pub fn flood(addr: SocketAddr, path: &str, extra: &str, n: usize) {
 pub fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
-
-/// The unprivileged tenant user of the root-only tests (created once, under flock).
-pub fn ensure_user(name: &str) {
-    let script = format!(
-        "id -u {name} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {name}"
-    );
-    let st = Command::new("flock")
-        .args(["/tmp/paddock-e2e-useradd.lock", "sh", "-c", &script])
-        .status()
-        .expect("run useradd");
-    assert!(st.success(), "creating user {name} failed");
-}
