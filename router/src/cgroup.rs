@@ -223,12 +223,6 @@ impl Leaf {
     pub fn procs_path(&self) -> &Path {
         &self.procs_path
     }
-
-    /// Move `pid` into the leaf (a worker forked by a zygote, after its `Spawned`).
-    pub fn join(&self, pid: u32) -> io::Result<()> {
-        let mut f = fs::File::from(self.procs.try_clone()?);
-        f.write_all(pid.to_string().as_bytes())
-    }
 }
 
 impl Drop for Leaf {

@@ -175,12 +175,8 @@ async fn spawn_forked(
     let forked = z.spawn(fds, spec.settings.startup_timeout).await?;
     drop((ctl_write, err_write, setup));
     let pid = forked.pid();
-    // The child joined the leaf itself before its uid change (`--cgroup-procs`); this move is
-    // for a child that could not, before it can be Ready (see docs/security.md).
-    if let Some(l) = &leaf {
-        l.join(pid)
-            .map_err(|e| std::io::Error::other(format!("moving {pid} to its cgroup: {e}")))?;
-    }
+    // The child joins the leaf itself (`--cgroup-procs`), right after `setsid`, still root:
+    // before any of the tenant's code runs; it exits if it cannot.
     relay_stderr(pipe::Receiver::from_owned_fd(err_read)?, spec.name.clone(), pid, slot);
     let proc = Proc { kind: Kind::Forked(forked), group: group_of(leaf, pid) };
     Ok((proc, Control::new(ctl_read)?))

@@ -246,7 +246,18 @@ fn spawn(fds: Vec<OwnedFd>) -> Result<u32, String> {
 /// returns.
 fn child(py: Python<'_>, p: Passed, parent: libc::pid_t, cap_last: libc::c_ulong) -> ! {
     let Passed { listener, control, stderr, setup } = p;
-    let (setup, cfg, cwd) = match read_setup(setup).and_then(parse_setup) {
+    let parsed = read_setup(setup).and_then(parse_setup).and_then(|(setup, cfg, cwd)| {
+        // The child joins its cgroup leaf itself, before anything of the tenant's runs.
+        let procs = match &cfg.limits.cgroup_procs {
+            Some(p) => Some(
+                CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
+                    .map_err(|_| "--cgroup-procs contains NUL".to_string())?,
+            ),
+            None => None,
+        };
+        Ok((setup, cfg, cwd, procs))
+    });
+    let (setup, cfg, cwd, cgroup_procs) = match parsed {
         Ok(s) => s,
         Err(why) => {
             // On the worker's own stderr pipe (fd 2 is still the zygote's): the router logs it
@@ -258,12 +269,6 @@ fn child(py: Python<'_>, p: Passed, parent: libc::pid_t, cap_last: libc::c_ulong
             std::process::exit(Exit::Usage as i32);
         }
     };
-    // A path with a NUL cannot be joined: the router then moves the pid itself (spawn.rs).
-    let cgroup_procs = cfg
-        .limits
-        .cgroup_procs
-        .as_ref()
-        .and_then(|p| CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())).ok());
     let b = sys::Become {
         creds: setup.creds.as_ref(),
         umask: setup.umask,
