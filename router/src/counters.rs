@@ -1,8 +1,12 @@
-//! Per-pool event counters (spawns, exits by reason, rejections). Plain atomics: the metrics
-//! endpoint reads them; nothing on the request path waits on them.
+//! Per-tenant event counters (spawns, exits by reason, rejections, dropped log lines) and the
+//! tenant's log-rate bucket. Plain atomics: the metrics endpoint reads them; nothing on the
+//! request path waits on them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
+use crate::logrelay::{Bucket, BURST, LINES_PER_SEC};
 use crate::supervisor::Reason;
 
 #[derive(Debug, Default)]
@@ -19,6 +23,10 @@ pub struct Counters {
     pub rejected_queue_timeout: AtomicU64,
     /// Connections opened to the workers (requests reuse idle ones when they can).
     pub connects: AtomicU64,
+    /// Worker stderr lines not logged: over the tenant's log rate (`logrelay.rs`).
+    pub log_lines_dropped: AtomicU64,
+    /// The log rate of all the tenant's workers together.
+    log_bucket: Mutex<Bucket>,
 }
 
 impl Counters {
@@ -52,6 +60,17 @@ impl Counters {
 
     pub fn rejected_queue_timeout(&self) {
         self.rejected_queue_timeout.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether one more worker log line may be logged now; counts it as dropped if not.
+    pub fn log_line_allowed(&self) -> bool {
+        let mut b = self.log_bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let ok = b.take(Instant::now(), LINES_PER_SEC, BURST);
+        drop(b);
+        if !ok {
+            self.log_lines_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
     }
 
     pub fn get(c: &AtomicU64) -> u64 {

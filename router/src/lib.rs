@@ -17,6 +17,7 @@ pub mod forwarded;
 pub mod front;
 pub mod identity;
 pub mod index;
+pub mod logrelay;
 pub mod metrics;
 pub mod monitor;
 pub mod path;

@@ -181,6 +181,7 @@ struct CounterSums {
     exits: [u64; 7],
     queue_full: u64,
     queue_timeout: u64,
+    log_dropped: u64,
 }
 
 /// `paddock_worker_exits_total{reason}` values.
@@ -213,6 +214,7 @@ impl CounterSums {
         }
         self.queue_full += g(&c.rejected_queue_full);
         self.queue_timeout += g(&c.rejected_queue_timeout);
+        self.log_dropped += g(&c.log_lines_dropped);
     }
 }
 
@@ -244,6 +246,7 @@ pub struct Metrics {
     spawns: IntCounterVec,
     connects: IntCounterVec,
     exits: IntCounterVec,
+    log_dropped: IntCounterVec,
     tenants_known: IntGauge,
     tenants_active: IntGauge,
     tenants_labelled: IntGauge,
@@ -380,6 +383,12 @@ impl Metrics {
                 "paddock_worker_exits_total",
                 "Worker processes that ended, by tenant and reason.",
                 &["tenant", "reason"],
+            ),
+            log_dropped: counter_vec(
+                p,
+                "paddock_worker_log_lines_dropped_total",
+                "Worker stderr lines not logged because the tenant logged over its rate, by tenant.",
+                &["tenant"],
             ),
             tenants_known: gauge(
                 p,
@@ -523,6 +532,7 @@ impl Metrics {
             }
             raise(&self.rejected.with_label_values(&[l, "queue_full"]), s.queue_full);
             raise(&self.rejected.with_label_values(&[l, "queue_timeout"]), s.queue_timeout);
+            raise(&self.log_dropped.with_label_values(&[l]), s.log_dropped);
         }
     }
 }

@@ -13,7 +13,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use paddock_proto::zygote::{encode_setup, Creds, WorkerSetup};
 use paddock_proto::{decode, Frame};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 
@@ -21,6 +21,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::cgroup;
+use crate::logrelay::{self, Source};
 use crate::pool::Pool;
 use crate::sys::{self, ChildSetup, Limits};
 use crate::zygote::{self, Forked};
@@ -124,7 +125,7 @@ pub fn limits(l: &crate::config::Limits, creds: Option<&sys::Creds>) -> Limits {
 }
 
 /// Start one worker for `pool`, as the tenant's user, with the listening socket on fd 3 and the
-/// control pipe on fd 4. Its stderr is relayed to the log, each line tagged with the tenant.
+/// control pipe on fd 4. Its stderr is relayed to the log (`logrelay.rs`).
 /// Forked by the pool's zygote when it has one; a direct spawn otherwise, or when the zygote
 /// fails (a tenant never fails because of its zygote).
 pub async fn spawn(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Control)> {
@@ -177,7 +178,8 @@ async fn spawn_forked(
     let pid = forked.pid();
     // The child joins the leaf itself (`--cgroup-procs`), right after `setsid`, still root:
     // before any of the tenant's code runs; it exits if it cannot.
-    relay_stderr(pipe::Receiver::from_owned_fd(err_read)?, spec.name.clone(), pid, slot);
+    let err = pipe::Receiver::from_owned_fd(err_read)?;
+    logrelay::relay(err, Source { tenant: spec.name.clone(), pid, slot }, pool.counters.clone());
     let proc = Proc { kind: Kind::Forked(forked), group: group_of(leaf, pid) };
     Ok((proc, Control::new(ctl_read)?))
 }
@@ -312,25 +314,11 @@ fn spawn_direct(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Control
     drop((listen_fd, ctl_fd));
     let pid = child.id().unwrap_or(0);
     if let Some(err) = child.stderr.take() {
-        relay_stderr(err, spec.name.clone(), pid, slot);
+        let source = Source { tenant: spec.name.clone(), pid, slot };
+        logrelay::relay(err, source, pool.counters.clone());
     }
     let proc = Proc { kind: Kind::Direct(child), group: group_of(leaf, pid) };
     Ok((proc, Control::new(ctl_read)?))
-}
-
-/// Log each line a worker writes to stderr, tagged with its tenant, pid and slot.
-pub(crate) fn relay_stderr(
-    err: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    tenant: String,
-    pid: u32,
-    slot: usize,
-) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(err).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(target: "paddock::worker", tenant = %tenant, pid, slot, "{line}");
-        }
-    });
 }
 
 /// Frames a worker sends on its control pipe (`Ready`, `Retire`).

@@ -30,6 +30,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::process::Command;
 use tokio::sync::oneshot;
 
+use crate::logrelay::Source;
 use crate::pool::Pool;
 use crate::sys::{self, ChildSetup};
 
@@ -291,7 +292,9 @@ impl Zygote {
         drop(theirs_high);
         let pid = child.id().unwrap_or(0);
         if let Some(err) = child.stderr.take() {
-            crate::spawn::relay_stderr(err, "(zygote)".to_string(), pid, 0);
+            // Its own bucket: no tenant code runs in a zygote.
+            let source = Source { tenant: "(zygote)".to_string(), pid, slot: 0 };
+            crate::logrelay::relay(err, source, Default::default());
         }
         tracing::info!(pid, preload = key.preload.len(), "zygote started");
         let z = Arc::new(Zygote {
