@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use paddock_proto::{BodyKind, RequestHead};
 use tokio::net::TcpListener;
 
+use crate::clientio::ClientIo;
 use crate::config::{Config, Overrides};
 use crate::diag::Diagnostics;
 use crate::eightbit::EightBit;
@@ -98,6 +99,7 @@ pub async fn serve(
     drain: Duration,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let send_timeouts = state.metrics.client_timeouts("send");
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -115,9 +117,11 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
         let st = state.clone();
+        let cfg = state.config();
+        let io = ClientIo::new(stream, cfg.send_timeout, send_timeouts.clone());
         // hyper refuses 8-bit bytes in request targets; the adapter escapes them on the way in
         // and hands the original bytes over, one queue entry per request.
-        let io = EightBit::new(stream);
+        let io = EightBit::new(io);
         let raw_targets = io.targets();
         let svc = service_fn(move |req: Request<Incoming>| {
             let st = st.clone();
@@ -133,7 +137,6 @@ pub async fn serve(
                 Ok::<_, Infallible>(handle(st, req, raw, peer, local).await)
             }
         });
-        let cfg = state.config();
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(cfg.header_read_timeout)

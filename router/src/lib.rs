@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cgroup;
+pub mod clientio;
 pub mod config;
 pub mod counters;
 pub mod diag;

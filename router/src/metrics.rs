@@ -252,6 +252,7 @@ pub struct Metrics {
     tenants_labelled: IntGauge,
     signups: IntCounterVec,
     static_files: IntCounterVec,
+    client_timeouts: IntCounterVec,
     scrape: Mutex<Scrape>,
 }
 
@@ -335,6 +336,14 @@ impl Metrics {
             "Static files answered by the router itself (never reaching a pool), by status.",
             &["status"],
         );
+        let client_timeouts = counter_vec(
+            p,
+            "paddock_client_timeouts_total",
+            "Client connections closed because the client was too slow, by kind (send: it \
+             read nothing of the response for `send_timeout`).",
+            &["kind"],
+        );
+        client_timeouts.with_label_values(&["send"]);
         Metrics {
             max_tenants,
             labelled: Mutex::new(0),
@@ -407,6 +416,7 @@ impl Metrics {
             rejected,
             signups,
             static_files,
+            client_timeouts,
             scrape: Mutex::new(Scrape::default()),
             prom,
         }
@@ -460,6 +470,11 @@ impl Metrics {
     /// Count a response of the static-file server (200, 206, 304, 404, 405, 416).
     pub fn static_response(&self, status: u16) {
         self.static_files.with_label_values(&[&status.to_string()]).inc();
+    }
+
+    /// The counter of client timeouts of `kind` (`send`), to hand to each connection.
+    pub fn client_timeouts(&self, kind: &str) -> IntCounter {
+        self.client_timeouts.with_label_values(&[kind])
     }
 
     /// Read the pools and counters, then encode every metric in the text format. Blocking

@@ -52,6 +52,8 @@ pub struct FileConfig {
     pub max_header_bytes: Option<Spanned<String>>,
     /// Largest response head accepted from a worker (larger: 502), e.g. `"64K"`.
     pub max_response_head_bytes: Option<Spanned<String>>,
+    /// Time a write to a client may make no progress before the connection is closed.
+    pub send_timeout: Option<Spanned<String>>,
     /// The admin listener (API, signup page, `/metrics`); absent: no admin listener.
     pub admin: Option<AdminSection>,
     /// Pool settings for every tenant.

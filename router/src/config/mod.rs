@@ -21,6 +21,7 @@ use crate::tenant;
 
 const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const DEFAULT_MAX_HEAD: usize = 64 * 1024;
+const DEFAULT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Default front-door address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -53,6 +54,8 @@ pub struct Config {
     pub header_read_timeout: std::time::Duration,
     pub max_header_bytes: usize,
     pub max_response_head_bytes: usize,
+    /// A client connection whose writes make no progress this long is closed.
+    pub send_timeout: std::time::Duration,
     /// The admin listener, if any.
     pub admin: Option<AdminConfig>,
     /// Settings for discovered tenants.
@@ -281,6 +284,7 @@ impl Validator<'_> {
         let max_workers_total = self.max_workers(&f);
         let admin = self.admin(&f, ov, &abs);
         let front = self.front_limits(&f);
+        let send_timeout = self.send_timeout(&f);
         if sites.is_none() && tenants.is_empty() {
             self.err(None, "nothing to serve: give `sites` (or --sites DIR) or at least one [tenants.NAME] with `dir`");
         }
@@ -319,6 +323,7 @@ impl Validator<'_> {
             header_read_timeout: front.1,
             max_header_bytes: front.2,
             max_response_head_bytes: front.3,
+            send_timeout,
             defaults,
             static_defaults,
             tenants,
@@ -364,6 +369,21 @@ impl Validator<'_> {
         let head = size(&f.max_header_bytes, "max_header_bytes", 8192);
         let resp = size(&f.max_response_head_bytes, "max_response_head_bytes", 1024);
         (nets, timeout, head, resp)
+    }
+
+    fn send_timeout(&mut self, f: &FileConfig) -> std::time::Duration {
+        let Some(t) = &f.send_timeout else { return DEFAULT_SEND_TIMEOUT };
+        match units::parse_duration(t.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.err(Some(t.span()), "`send_timeout` must be more than 0");
+                DEFAULT_SEND_TIMEOUT
+            }
+            Err(e) => {
+                self.err(Some(t.span()), format!("`send_timeout`: {e}"));
+                DEFAULT_SEND_TIMEOUT
+            }
+        }
     }
 
     fn admin(

@@ -147,3 +147,15 @@ fn preload_is_checked_and_inherited() {
         messages(load_str("sites = \"/s\"\n[defaults]\n\npreload = [\"ok\", \"not a module\"]\n"));
     assert!(m.iter().any(|m| m.starts_with("4: ") && m.contains("not a module")), "{m:?}");
 }
+
+#[test]
+fn send_timeout_defaults_and_bad_values_name_their_line() {
+    let c = load_str("sites = \"/x\"\n").expect("valid");
+    assert_eq!(c.send_timeout, Duration::from_secs(60));
+    let c = load_str("sites = \"/x\"\nsend_timeout = \"2s\"\n").expect("valid");
+    assert_eq!(c.send_timeout, Duration::from_secs(2));
+    for bad in ["\"soon\"", "\"0\""] {
+        let m = messages(load_str(&format!("sites = \"/x\"\nsend_timeout = {bad}\n")));
+        assert!(m.iter().any(|x| x.starts_with("2: ") && x.contains("send_timeout")), "{m:?}");
+    }
+}

@@ -1,0 +1,81 @@
+//! Global limits end to end: clients that never read their response are cut off after
+//! `send_timeout` (their slots freed), and `max_connections` holds the next client waiting
+//! before `accept` until an open connection closes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{free_port, send_raw, Server};
+
+/// Start paddock with `top` lines and one test-app tenant `site` (`extra` lines), with an
+/// admin listener for `/metrics`; returns the server and the admin address.
+fn start(dir: &Path, top: &str, extra: &str) -> (Server, SocketAddr) {
+    let path = common::apps_config(dir, top, &[("site", extra)]);
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let a = admin.to_string();
+    let server = Server::start(&["--config", path.to_str().expect("utf-8"), "--admin", &a]);
+    (server, admin)
+}
+
+/// The value of the sample `name` (full series, labels included) in `/metrics`.
+fn sample(admin: SocketAddr, name: &str) -> Option<f64> {
+    let req = "GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
+    let text = send_raw(admin, req.as_bytes()).ok()?.text();
+    text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
+/// A client that asks for a large response and never reads a byte of it.
+fn non_reader(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(b"GET /site/stream?mb=200 HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    s
+}
+
+#[test]
+fn clients_that_never_read_do_not_make_a_site_unavailable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = "processes = 1\nthreads = 2\nqueue_timeout = \"30s\"";
+    let (server, admin) = start(dir.path(), "send_timeout = \"2s\"", extra);
+    assert_eq!(server.get("/site/pid").status, 200, "pool started");
+    // Twice as many as the site has slots: two hold them, two wait in the queue.
+    let stuck: Vec<TcpStream> = (0..4).map(|_| non_reader(server.addr)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let r = server.get("/site/pid");
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log_text());
+    // Two rounds of 2 s stalls, then this request: far below queue_timeout.
+    assert!(took < Duration::from_secs(20), "answered after {took:?}");
+    let timeouts = sample(admin, "paddock_client_timeouts_total{kind=\"send\"}");
+    assert!(timeouts.is_some_and(|n| n >= 4.0), "{timeouts:?}");
+    drop(stuck);
+}
+
+#[test]
+fn a_client_that_reads_slowly_but_steadily_gets_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, admin) = start(dir.path(), "send_timeout = \"2s\"", "");
+    let mut s = TcpStream::connect(server.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.write_all(b"GET /site/stream?mb=8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    // Let the buffers fill, then read in pieces with pauses shorter than send_timeout.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut total = 0usize;
+    let mut buf = vec![0; 1 << 20];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match s.read(&mut buf).expect("read") {
+            0 => break,
+            n => total += n,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(total > 8 << 20, "read {total} bytes");
+    let timeouts = sample(admin, "paddock_client_timeouts_total{kind=\"send\"}");
+    assert_eq!(timeouts, Some(0.0));
+}
