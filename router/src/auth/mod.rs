@@ -14,10 +14,10 @@
 //! ([`verified`]).
 
 mod apr1;
-mod basic;
+pub mod basic;
 mod config;
 mod files;
-mod htpasswd;
+pub mod htpasswd;
 mod verified;
 
 use std::path::Path;

@@ -114,11 +114,17 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Diagnostics(vec![Diagnostic::new(path, 0, format!("cannot read config: {e}"))])
         })?;
-        let parsed: FileConfig = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(0);
+        Self::from_text(&text, path, ov)
+    }
+
+    /// Validate `text` as if read from `path` (relative paths in it resolve against `path`'s
+    /// directory), then apply `ov`.
+    pub fn from_text(text: &str, path: &Path, ov: &Overrides) -> Result<Config, Diagnostics> {
+        let parsed: FileConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
             Diagnostics(vec![Diagnostic::new(path, line, e.message().to_string())])
         })?;
-        Validator { file: path, text: &text, errors: Vec::new() }.finish(parsed, ov, Some(path))
+        Validator { file: path, text, errors: Vec::new() }.finish(parsed, ov, Some(path))
     }
 
     /// Configuration from flags alone (`paddock serve --sites DIR`).

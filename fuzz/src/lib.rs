@@ -1,0 +1,3 @@
+//! Fuzz target bodies; see `targets.rs` and docs/fuzzing.md.
+#![allow(clippy::unwrap_used)]
+pub mod targets;
