@@ -79,3 +79,38 @@ fn a_client_that_reads_slowly_but_steadily_gets_everything() {
     let timeouts = sample(admin, "paddock_client_timeouts_total{kind=\"send\"}");
     assert_eq!(timeouts, Some(0.0));
 }
+
+/// A keep-alive connection that has been served one request (so paddock accepted it).
+fn served(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(b"GET /site/pid HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut buf = [0; 4096];
+    let n = s.read(&mut buf).expect("answer");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    s
+}
+
+#[test]
+fn the_connection_after_max_connections_waits_until_one_closes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, admin) = start(dir.path(), "max_connections = 4", "");
+    assert_eq!(server.get("/site/pid").status, 200, "pool started");
+    let mut open: Vec<TcpStream> = (0..4).map(|_| served(server.addr)).collect();
+    // The fifth connects (the kernel's backlog) but is neither refused nor served.
+    let mut fifth = TcpStream::connect(server.addr).expect("connect: not refused");
+    fifth
+        .write_all(b"GET /site/pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    fifth.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
+    let mut buf = Vec::new();
+    let waited = fifth.read_to_end(&mut buf);
+    assert!(waited.is_err() && buf.is_empty(), "served at the cap: {waited:?} {buf:?}");
+    assert_eq!(sample(admin, "paddock_connections_open"), Some(4.0));
+    assert!(sample(admin, "paddock_connections_capped_total").is_some_and(|n| n >= 1.0));
+    // One closes: the fifth is accepted and answered.
+    drop(open.pop());
+    fifth.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    fifth.read_to_end(&mut buf).expect("answered once room was made");
+    assert!(buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf));
+}

@@ -2,6 +2,7 @@
 //! and report problems as `file:line: what is wrong`.
 
 mod file;
+pub mod limits;
 mod settings;
 mod signup;
 mod statics;
@@ -54,6 +55,8 @@ pub struct Config {
     pub header_read_timeout: std::time::Duration,
     pub max_header_bytes: usize,
     pub max_response_head_bytes: usize,
+    /// Most client connections open at once (more wait before `accept`).
+    pub max_connections: usize,
     /// A client connection whose writes make no progress this long is closed.
     pub send_timeout: std::time::Duration,
     /// The admin listener, if any.
@@ -285,6 +288,7 @@ impl Validator<'_> {
         let admin = self.admin(&f, ov, &abs);
         let front = self.front_limits(&f);
         let send_timeout = self.send_timeout(&f);
+        let max_connections = self.max_connections(&f);
         if sites.is_none() && tenants.is_empty() {
             self.err(None, "nothing to serve: give `sites` (or --sites DIR) or at least one [tenants.NAME] with `dir`");
         }
@@ -324,6 +328,7 @@ impl Validator<'_> {
             max_header_bytes: front.2,
             max_response_head_bytes: front.3,
             send_timeout,
+            max_connections,
             defaults,
             static_defaults,
             tenants,
@@ -369,6 +374,17 @@ impl Validator<'_> {
         let head = size(&f.max_header_bytes, "max_header_bytes", 8192);
         let resp = size(&f.max_response_head_bytes, "max_response_head_bytes", 1024);
         (nets, timeout, head, resp)
+    }
+
+    fn max_connections(&mut self, f: &FileConfig) -> usize {
+        match &f.max_connections {
+            Some(n) if *n.get_ref() >= 1 => usize::try_from(*n.get_ref()).unwrap_or(usize::MAX),
+            Some(n) => {
+                self.err(Some(n.span()), "`max_connections` must be 1 or more");
+                1
+            }
+            None => limits::default_max_connections(),
+        }
     }
 
     fn send_timeout(&mut self, f: &FileConfig) -> std::time::Duration {
