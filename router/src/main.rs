@@ -70,6 +70,9 @@ fn main() -> ExitCode {
                     c.tenants.len(),
                     c.rules.len()
                 );
+                for w in c.warnings() {
+                    eprintln!("{w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(d) => {
@@ -102,6 +105,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -49,7 +49,7 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     pub worker_bin: Option<PathBuf>,
     pub allow_root: bool,
-    /// Most worker processes across all tenants; 0: no limit.
+    /// Most worker processes across all tenants; 0: no limit (default: from the memory).
     pub max_workers_total: usize,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub header_read_timeout: std::time::Duration,
@@ -133,6 +133,29 @@ impl Config {
     /// Static-file settings of tenant `name` (configured, else the defaults).
     pub fn static_files(&self, name: &str) -> &crate::statics::StaticSettings {
         self.tenants.get(name).map_or(&self.static_defaults, |t| &t.statics)
+    }
+
+    /// Settings that are valid but probably not what the operator wants, each a line for
+    /// `paddock check` and the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let file = self.source.as_deref().unwrap_or(Path::new("<command line>")).display();
+        if self.admin.as_ref().is_some_and(|a| a.signup.enabled) {
+            if self.max_workers_total == 0 {
+                out.push(format!(
+                    "{file}: warning: signup is on and `max_workers_total` is 0 (no limit): \
+                     anonymous visits to every signed-up site start a pool (about 50 MB each); \
+                     leave it unset (derived from the memory) or set a cap"
+                ));
+            }
+            if self.defaults.auth.is_none() {
+                out.push(format!(
+                    "{file}: warning: signup is on without [defaults.auth]: the admins of new \
+                     sites can never log in (add [defaults.auth] htpasswd = \"{{tenant_dir}}/htpasswd\")"
+                ));
+            }
+        }
+        out
     }
 
     /// Where the config file lives; relative paths in it are resolved from there.
@@ -450,7 +473,7 @@ impl Validator<'_> {
                 self.err(Some(n.span()), "`max_workers_total` must be 0 (no limit) or more");
                 0
             }
-            None => 0,
+            None => limits::default_max_workers(),
         }
     }
 
