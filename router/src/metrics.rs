@@ -94,11 +94,19 @@ pub enum Signup {
     RateLimited,
     /// The provisioning command failed or timed out; nothing was kept.
     Failed,
+    /// 403: a cross-site post, or a form token missing or expired.
+    Forbidden,
 }
 
 impl Signup {
-    const ALL: [Signup; 5] =
-        [Signup::Created, Signup::Conflict, Signup::Invalid, Signup::RateLimited, Signup::Failed];
+    const ALL: [Signup; 6] = [
+        Signup::Created,
+        Signup::Conflict,
+        Signup::Invalid,
+        Signup::RateLimited,
+        Signup::Failed,
+        Signup::Forbidden,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -107,6 +115,7 @@ impl Signup {
             Signup::Invalid => "invalid",
             Signup::RateLimited => "rate_limited",
             Signup::Failed => "failed",
+            Signup::Forbidden => "forbidden",
         }
     }
 }
