@@ -65,10 +65,13 @@ fn main() -> ExitCode {
         Cmd::Check { config } => match Config::load(&config, &Overrides::default()) {
             Ok(c) => {
                 println!(
-                    "{}: OK ({} configured tenants, {} rules)",
+                    "{}: OK ({} configured tenants, {} rules; max_connections {}, \
+                     max_workers_total {})",
                     config.display(),
                     c.tenants.len(),
-                    c.rules.len()
+                    c.rules.len(),
+                    c.max_connections,
+                    c.max_workers_total
                 );
                 for w in c.warnings() {
                     eprintln!("{w}");

@@ -71,7 +71,7 @@ fn check_warns_about_signup_without_a_pool_cap_or_auth() {
     // Unlimited pools with signup on: a warning, still valid.
     let (code, out, err) = check(&format!("{base}max_workers_total = 0\n{auth}[admin]\n"));
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("OK"), "{out}");
+    assert!(out.contains("OK") && out.contains("max_workers_total 0"), "{out}");
     assert!(err.contains("warning") && err.contains("max_workers_total"), "{err}");
     assert!(!err.contains("defaults.auth"), "{err}");
     // Signup without [defaults.auth]: its admins could never log in.
