@@ -1,4 +1,10 @@
-//! Limits on client connections: a send timeout on every accepted stream ([`ClientIo`]).
+//! Limits on client connections: a cap on open connections taken before `accept`
+//! ([`ConnLimit`]) and a send timeout on every accepted stream ([`ClientIo`]).
+//!
+//! The cap is a semaphore with one permit per connection, taken before `accept` and moved
+//! into the connection's task (as mini-redis does): at the cap the listener stops accepting,
+//! so new clients wait in the kernel's backlog instead of being refused, and the router never
+//! runs out of file descriptors.
 //!
 //! A client that stops reading fills its socket's send buffer, and from then on every write
 //! to it is pending; without a bound the response (and the pool slot behind it) waits for as
@@ -11,12 +17,90 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+
+/// The cap on open client connections (`max_connections`), resizable on reload.
+pub struct ConnLimit {
+    sem: Arc<Semaphore>,
+    size: Mutex<usize>,
+    /// `paddock_connections_open`.
+    open: IntGauge,
+    /// `paddock_connections_capped_total`.
+    capped: IntCounter,
+}
+
+/// One open connection's share of the cap; dropping it lets the next client in.
+pub struct ConnPermit {
+    _permit: OwnedSemaphorePermit,
+    open: IntGauge,
+}
+
+impl ConnLimit {
+    pub fn new(size: usize, open: IntGauge, capped: IntCounter) -> Self {
+        let size = size.clamp(1, Semaphore::MAX_PERMITS);
+        ConnLimit { sem: Arc::new(Semaphore::new(size)), size: Mutex::new(size), open, capped }
+    }
+
+    /// Wait for room for one more connection. Each time the cap is found reached counts
+    /// once in `paddock_connections_capped_total`.
+    pub async fn acquire(&self) -> ConnPermit {
+        let permit = match self.sem.clone().try_acquire_owned() {
+            Ok(p) => Ok(p),
+            Err(_) => {
+                self.capped.inc();
+                tracing::debug!("max_connections reached: not accepting until one closes");
+                self.sem.clone().acquire_owned().await
+            }
+        };
+        let Ok(permit) = permit else {
+            // The semaphore is never closed; should it be, accept nothing more.
+            return std::future::pending().await;
+        };
+        self.open.inc();
+        ConnPermit { _permit: permit, open: self.open.clone() }
+    }
+
+    /// Change the cap. Growing takes effect at once; shrinking forgets free permits now and
+    /// the rest as open connections close (new clients wait until the count is under it).
+    pub fn resize(&self, new: usize) {
+        let new = new.clamp(1, Semaphore::MAX_PERMITS);
+        let mut size = self.size.lock().unwrap_or_else(|e| e.into_inner());
+        if new > *size {
+            self.sem.add_permits(new - *size);
+        } else if new < *size {
+            let k = *size - new;
+            let missing = k - self.sem.forget_permits(k);
+            if missing > 0 {
+                let sem = self.sem.clone();
+                let n = u32::try_from(missing).unwrap_or(u32::MAX);
+                tokio::spawn(async move {
+                    if let Ok(p) = sem.acquire_many_owned(n).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        *size = new;
+    }
+
+    /// Connections that may open now.
+    pub fn available(&self) -> usize {
+        self.sem.available_permits()
+    }
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
 
 /// An accepted client stream whose writes fail after `send_timeout` without progress.
 pub struct ClientIo<S> {
@@ -134,6 +218,34 @@ mod tests {
 
     fn counter() -> IntCounter {
         IntCounter::new("t", "t").expect("counter")
+    }
+
+    #[tokio::test]
+    async fn the_cap_holds_the_next_connection_and_resizes() {
+        let open = IntGauge::new("o", "o").expect("gauge");
+        let capped = counter();
+        let limit = ConnLimit::new(2, open.clone(), capped.clone());
+        let a = limit.acquire().await;
+        let b = limit.acquire().await;
+        assert_eq!(open.get(), 2);
+        let wait = Duration::from_millis(50);
+        assert!(tokio::time::timeout(wait, limit.acquire()).await.is_err(), "third waits");
+        assert_eq!(capped.get(), 1);
+        drop(a);
+        let c = tokio::time::timeout(wait, limit.acquire()).await.expect("room again");
+        limit.resize(3);
+        let d = tokio::time::timeout(wait, limit.acquire()).await.expect("grown");
+        assert_eq!(open.get(), 3);
+        // Shrink below what is open: nobody new until two have closed.
+        limit.resize(1);
+        drop(b);
+        drop(c);
+        tokio::task::yield_now().await;
+        assert!(tokio::time::timeout(wait, limit.acquire()).await.is_err(), "still at 1");
+        drop(d);
+        let e = tokio::time::timeout(wait, limit.acquire()).await.expect("under the cap");
+        assert_eq!((open.get(), limit.available()), (1, 0));
+        drop(e);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use paddock_proto::{BodyKind, RequestHead};
 use tokio::net::TcpListener;
 
-use crate::clientio::ClientIo;
+use crate::clientio::{ClientIo, ConnLimit};
 use crate::config::{Config, Overrides};
 use crate::diag::Diagnostics;
 use crate::eightbit::EightBit;
@@ -38,6 +38,8 @@ pub struct State {
     pub registry: Arc<Registry>,
     /// Prometheus metrics (`/metrics` on the admin listener).
     pub metrics: Metrics,
+    /// The cap on open client connections (`max_connections`).
+    pub connections: ConnLimit,
 }
 
 impl State {
@@ -47,8 +49,11 @@ impl State {
             .admin
             .as_ref()
             .map_or(crate::config::DEFAULT_METRICS_MAX_TENANTS, |a| a.metrics_max_tenants);
+        let metrics = Metrics::new(max_tenants);
+        let (open, capped) = metrics.connection_handles();
         State {
-            metrics: Metrics::new(max_tenants),
+            connections: ConnLimit::new(config.max_connections, open, capped),
+            metrics,
             config: RwLock::new(Arc::new(config)),
             probe: RwLock::new(probe),
             overrides,
@@ -77,6 +82,7 @@ impl State {
         let new = Arc::new(new);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
         *self.probe.write().unwrap_or_else(|e| e.into_inner()) = probe;
+        self.connections.resize(new.max_connections);
         for pool in self.registry.pools() {
             match new.tenant(&pool.spec.name) {
                 None => self.registry.remove(&pool.spec.name),
@@ -102,6 +108,11 @@ pub async fn serve(
     let send_timeouts = state.metrics.client_timeouts("send");
     tokio::pin!(shutdown);
     loop {
+        // The permit comes before `accept`: at the cap, clients wait in the backlog.
+        let permit = tokio::select! {
+            p = state.connections.acquire() => p,
+            _ = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -145,6 +156,7 @@ pub async fn serve(
         let conn = graceful.watch(conn);
         let st = state.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = conn.await {
                 if e.is_parse_too_large() {
                     st.metrics.no_tenant().reject(Reject::HeadTooLarge);

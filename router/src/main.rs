@@ -65,11 +65,17 @@ fn main() -> ExitCode {
         Cmd::Check { config } => match Config::load(&config, &Overrides::default()) {
             Ok(c) => {
                 println!(
-                    "{}: OK ({} configured tenants, {} rules)",
+                    "{}: OK ({} configured tenants, {} rules; max_connections {}, \
+                     max_workers_total {})",
                     config.display(),
                     c.tenants.len(),
-                    c.rules.len()
+                    c.rules.len(),
+                    c.max_connections,
+                    c.max_workers_total
                 );
+                for w in c.warnings() {
+                    eprintln!("{w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(d) => {
@@ -102,6 +108,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

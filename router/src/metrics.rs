@@ -94,11 +94,19 @@ pub enum Signup {
     RateLimited,
     /// The provisioning command failed or timed out; nothing was kept.
     Failed,
+    /// 403: a cross-site post, or a form token missing or expired.
+    Forbidden,
 }
 
 impl Signup {
-    const ALL: [Signup; 5] =
-        [Signup::Created, Signup::Conflict, Signup::Invalid, Signup::RateLimited, Signup::Failed];
+    const ALL: [Signup; 6] = [
+        Signup::Created,
+        Signup::Conflict,
+        Signup::Invalid,
+        Signup::RateLimited,
+        Signup::Failed,
+        Signup::Forbidden,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -107,6 +115,7 @@ impl Signup {
             Signup::Invalid => "invalid",
             Signup::RateLimited => "rate_limited",
             Signup::Failed => "failed",
+            Signup::Forbidden => "forbidden",
         }
     }
 }
@@ -253,6 +262,8 @@ pub struct Metrics {
     signups: IntCounterVec,
     static_files: IntCounterVec,
     client_timeouts: IntCounterVec,
+    connections_open: IntGauge,
+    connections_capped: IntCounter,
     scrape: Mutex<Scrape>,
 }
 
@@ -344,6 +355,12 @@ impl Metrics {
             &["kind"],
         );
         client_timeouts.with_label_values(&["send"]);
+        let connections_capped = IntCounter::new(
+            "paddock_connections_capped_total",
+            "Times the front door stopped accepting because `max_connections` were open.",
+        )
+        .expect("valid metric");
+        p.register(Box::new(connections_capped.clone())).expect("unique metric");
         Metrics {
             max_tenants,
             labelled: Mutex::new(0),
@@ -417,6 +434,8 @@ impl Metrics {
             signups,
             static_files,
             client_timeouts,
+            connections_open: gauge(p, "paddock_connections_open", "Client connections open now."),
+            connections_capped,
             scrape: Mutex::new(Scrape::default()),
             prom,
         }
@@ -475,6 +494,11 @@ impl Metrics {
     /// The counter of client timeouts of `kind` (`send`), to hand to each connection.
     pub fn client_timeouts(&self, kind: &str) -> IntCounter {
         self.client_timeouts.with_label_values(&[kind])
+    }
+
+    /// `paddock_connections_open` and `paddock_connections_capped_total`, for the cap.
+    pub fn connection_handles(&self) -> (IntGauge, IntCounter) {
+        (self.connections_open.clone(), self.connections_capped.clone())
     }
 
     /// Read the pools and counters, then encode every metric in the text format. Blocking

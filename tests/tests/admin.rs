@@ -245,6 +245,12 @@ provision_timeout = "1s""#;
     assert!(b["error"].as_str().is_some_and(|e| e.contains("provision_timeout")), "{b}");
 }
 
+/// The hidden form token of a signup page.
+fn form_token(html: &str) -> String {
+    let after = html.split("name=\"token\" value=\"").nth(1).expect("a token field");
+    after.split('"').next().expect("quoted").to_string()
+}
+
 #[test]
 fn public_signup_page_is_rate_limited_per_address() {
     let admin = format!("{}\nsignup_limit = 2\nsignup_window = \"10m\"", fake());
@@ -255,7 +261,9 @@ fn public_signup_page_is_rate_limited_per_address() {
     for field in ["id=\"name\"", "id=\"admin_user\"", "id=\"password\"", "action=\"/signup\""] {
         assert!(html.contains(field), "{field}: {html}");
     }
-    let form = |name: &str| format!("name={name}&admin_user=bob&password=hunter2%21%21");
+    let token = form_token(&html);
+    let form =
+        |name: &str| format!("token={token}&name={name}&admin_user=bob&password=hunter2%21%21");
     let post = |name: &str| {
         a.raw("POST", "/signup", None, Some(&form(name)), "application/x-www-form-urlencoded")
     };

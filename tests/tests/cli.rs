@@ -53,3 +53,39 @@ fn check_of_a_missing_file_names_it() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/paddock.toml"));
 }
+
+/// `paddock check` on `text`: (exit code, stdout, stderr).
+fn check(text: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("paddock.toml");
+    write(&f, text);
+    let out = Command::new(&bins().0).arg("check").arg(&f).output().expect("run");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn check_warns_about_signup_without_a_pool_cap_or_auth() {
+    let auth = "[defaults.auth]\nhtpasswd = \"{tenant_dir}/htpasswd\"\n";
+    let base = "sites = \"/srv/sites\"\n";
+    // Unlimited pools with signup on: a warning, still valid.
+    let (code, out, err) = check(&format!("{base}max_workers_total = 0\n{auth}[admin]\n"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("OK") && out.contains("max_workers_total 0"), "{out}");
+    assert!(err.contains("warning") && err.contains("max_workers_total"), "{err}");
+    assert!(!err.contains("defaults.auth"), "{err}");
+    // Signup without [defaults.auth]: its admins could never log in.
+    let (code, _, err) = check(&format!("{base}[admin]\n"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("warning") && err.contains("[defaults.auth]"), "{err}");
+    assert!(!err.contains("max_workers_total"), "the default is a cap: {err}");
+    // Both fine, or signup off: silence.
+    for quiet in [
+        format!("{base}{auth}[admin]\n"),
+        format!("{base}max_workers_total = 0\n[admin]\nsignup = false\n"),
+    ] {
+        let (code, _, err) = check(&quiet);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(!err.contains("warning"), "{quiet}: {err}");
+    }
+}

@@ -1,7 +1,9 @@
 //! Global limits end to end: clients that never read their response are cut off after
 //! `send_timeout` (their slots freed), and `max_connections` holds the next client waiting
-//! before `accept` until an open connection closes.
+//! before `accept` until an open connection closes; signup posts from another site are
+//! refused.
 
+mod adminkit;
 mod common;
 
 use std::io::{Read, Write};
@@ -78,4 +80,80 @@ fn a_client_that_reads_slowly_but_steadily_gets_everything() {
     assert!(total > 8 << 20, "read {total} bytes");
     let timeouts = sample(admin, "paddock_client_timeouts_total{kind=\"send\"}");
     assert_eq!(timeouts, Some(0.0));
+}
+
+/// A keep-alive connection that has been served one request (so paddock accepted it).
+fn served(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(b"GET /site/pid HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut buf = [0; 4096];
+    let n = s.read(&mut buf).expect("answer");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    s
+}
+
+#[test]
+fn the_connection_after_max_connections_waits_until_one_closes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, admin) = start(dir.path(), "max_connections = 4", "");
+    assert_eq!(server.get("/site/pid").status, 200, "pool started");
+    let mut open: Vec<TcpStream> = (0..4).map(|_| served(server.addr)).collect();
+    // The fifth connects (the kernel's backlog) but is neither refused nor served.
+    let mut fifth = TcpStream::connect(server.addr).expect("connect: not refused");
+    fifth
+        .write_all(b"GET /site/pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    fifth.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
+    let mut buf = Vec::new();
+    let waited = fifth.read_to_end(&mut buf);
+    assert!(waited.is_err() && buf.is_empty(), "served at the cap: {waited:?} {buf:?}");
+    assert_eq!(sample(admin, "paddock_connections_open"), Some(4.0));
+    assert!(sample(admin, "paddock_connections_capped_total").is_some_and(|n| n >= 1.0));
+    // One closes: the fifth is accepted and answered.
+    drop(open.pop());
+    fifth.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    fifth.read_to_end(&mut buf).expect("answered once room was made");
+    assert!(buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf));
+}
+
+#[test]
+fn cross_site_signup_posts_are_refused_and_counted() {
+    let admin = format!("provision = {}", adminkit::FAKE_PROVISION);
+    let a = adminkit::Admin::start(adminkit::Setup { admin: &admin, ..Default::default() });
+    let page = send_raw(a.admin, b"GET /signup HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("page");
+    let html = page.text();
+    let token = html
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a token field");
+    let host = a.admin.to_string();
+    let post = |name: &str, token: &str, extra: &str| {
+        let body = format!("token={token}&name={name}&admin_user=bob&password=hunter2%21%21");
+        let req = format!(
+            "POST /signup HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        send_raw(a.admin, req.as_bytes()).expect("post")
+    };
+    // From another site: refused even with a valid token; without any token: refused.
+    let evil = post("evil-one", token, "Origin: http://evil.example\r\n");
+    assert_eq!(evil.status, 403, "{}", evil.text());
+    let evil = post("evil-two", token, "Referer: http://evil.example/form.html\r\n");
+    assert_eq!(evil.status, 403, "{}", evil.text());
+    let forged = post("evil-three", "1.00", "");
+    assert_eq!(forged.status, 403, "{}", forged.text());
+    for name in ["evil-one", "evil-two", "evil-three"] {
+        assert!(!a.sites().join(name).exists(), "{name} was created");
+    }
+    // The same form posted from its own page works.
+    let ok = post("own-page", token, &format!("Origin: http://{host}\r\n"));
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    let m = send_raw(a.admin, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("metrics")
+        .text();
+    assert!(m.contains("paddock_signups_total{outcome=\"forbidden\"} 3"), "{m}");
+    assert!(m.contains("paddock_signups_total{outcome=\"created\"} 1"), "{m}");
 }

@@ -20,6 +20,7 @@ use crate::respond;
 
 pub mod api;
 mod claim;
+mod csrf;
 mod owner;
 mod page;
 mod ratelimit;

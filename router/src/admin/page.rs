@@ -31,17 +31,22 @@ pub async fn handle(st: Arc<State>, req: Request<Incoming>, peer: SocketAddr) ->
         Method::GET | Method::HEAD => html(StatusCode::OK, &form("", "", None)),
         Method::POST => {
             let client = crate::forwarded::resolve(&cfg.trusted_proxies, peer.ip(), req.headers());
+            let headers = req.headers().clone();
+            let body = match api::read_body(req).await {
+                Ok(b) => b,
+                Err(r) => return *r,
+            };
+            let field = |k: &str| form_value(&body, k).unwrap_or_default();
+            // Before the rate limit: a cross-site post must not use up the victim's signups.
+            if let Err(why) = super::csrf::check(&headers, &field("token")) {
+                return forbidden(&st, client.addr, why);
+            }
             if let Err(wait) = limiter().hit(client.addr, sc.limit, sc.window, Instant::now()) {
                 let secs = wait.as_secs().max(1);
                 tracing::warn!(target: "paddock::admin", client = %client.addr, "signup rate limit reached");
                 st.metrics.signup(crate::metrics::Signup::RateLimited);
                 return failed(&SignupError::RateLimited(secs), "", "");
             }
-            let body = match api::read_body(req).await {
-                Ok(b) => b,
-                Err(r) => return *r,
-            };
-            let field = |k: &str| form_value(&body, k).unwrap_or_default();
             let r = SignupRequest {
                 name: field("name").trim().to_string(),
                 admin_user: field("admin_user").trim().to_string(),
@@ -63,6 +68,12 @@ pub async fn handle(st: Arc<State>, req: Request<Incoming>, peer: SocketAddr) ->
             r
         }
     }
+}
+
+fn forbidden(st: &State, client: std::net::IpAddr, why: &'static str) -> Response<Body> {
+    tracing::warn!(target: "paddock::admin", client = %client, "signup refused: {why}");
+    st.metrics.signup(crate::metrics::Signup::Forbidden);
+    failed(&SignupError::Forbidden(why), "", "")
 }
 
 fn failed(e: &SignupError, name: &str, user: &str) -> Response<Body> {
@@ -114,6 +125,7 @@ fn form(name: &str, user: &str, error: Option<&str>) -> String {
         "Create your Trac site",
         &format!(
             "{err}<form method=\"post\" action=\"/signup\">\
+             <input type=\"hidden\" name=\"token\" value=\"{t}\">\
              <label for=\"name\">Site name</label>\
              <input id=\"name\" name=\"name\" required maxlength=\"63\" pattern=\"[a-z0-9]([a-z0-9-]*[a-z0-9])?\" value=\"{n}\" autocomplete=\"off\">\
              <small>Lowercase letters, digits and hyphens; it becomes part of the address.</small>\
@@ -123,7 +135,8 @@ fn form(name: &str, user: &str, error: Option<&str>) -> String {
              <input id=\"password\" name=\"password\" type=\"password\" required minlength=\"8\" maxlength=\"72\" autocomplete=\"new-password\">\
              <button id=\"submit\" type=\"submit\">Create site</button></form>",
             n = escape(name),
-            u = escape(user)
+            u = escape(user),
+            t = escape(&super::csrf::form_token()),
         ),
     )
 }

@@ -57,6 +57,8 @@ pub enum SignupError {
     Invalid(String),
     #[error("the name `{0}` is already taken")]
     Taken(String),
+    #[error("signup refused: {0}")]
+    Forbidden(&'static str),
     #[error("too many signups from this address; try again in {0} s")]
     RateLimited(u64),
     #[error("{0}")]
@@ -74,6 +76,7 @@ impl SignupError {
             SignupError::Invalid(_) => Signup::Invalid,
             SignupError::Taken(_) => Signup::Conflict,
             SignupError::RateLimited(_) => Signup::RateLimited,
+            SignupError::Forbidden(_) => Signup::Forbidden,
             SignupError::Unavailable(_) | SignupError::Provision(_) | SignupError::Internal(_) => {
                 Signup::Failed
             }
@@ -85,6 +88,7 @@ impl SignupError {
             SignupError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             SignupError::Taken(_) => StatusCode::CONFLICT,
             SignupError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            SignupError::Forbidden(_) => StatusCode::FORBIDDEN,
             SignupError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             SignupError::Provision(_) | SignupError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR

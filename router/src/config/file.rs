@@ -52,6 +52,9 @@ pub struct FileConfig {
     pub max_header_bytes: Option<Spanned<String>>,
     /// Largest response head accepted from a worker (larger: 502), e.g. `"64K"`.
     pub max_response_head_bytes: Option<Spanned<String>>,
+    /// Most client connections open at once; more wait before `accept`. Default from the
+    /// soft `RLIMIT_NOFILE`.
+    pub max_connections: Option<Spanned<i64>>,
     /// Time a write to a client may make no progress before the connection is closed.
     pub send_timeout: Option<Spanned<String>>,
     /// The admin listener (API, signup page, `/metrics`); absent: no admin listener.

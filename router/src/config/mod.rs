@@ -2,6 +2,7 @@
 //! and report problems as `file:line: what is wrong`.
 
 mod file;
+pub mod limits;
 mod settings;
 mod signup;
 mod statics;
@@ -48,12 +49,14 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     pub worker_bin: Option<PathBuf>,
     pub allow_root: bool,
-    /// Most worker processes across all tenants; 0: no limit.
+    /// Most worker processes across all tenants; 0: no limit (default: from the memory).
     pub max_workers_total: usize,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub header_read_timeout: std::time::Duration,
     pub max_header_bytes: usize,
     pub max_response_head_bytes: usize,
+    /// Most client connections open at once (more wait before `accept`).
+    pub max_connections: usize,
     /// A client connection whose writes make no progress this long is closed.
     pub send_timeout: std::time::Duration,
     /// The admin listener, if any.
@@ -136,6 +139,29 @@ impl Config {
     /// Static-file settings of tenant `name` (configured, else the defaults).
     pub fn static_files(&self, name: &str) -> &crate::statics::StaticSettings {
         self.tenants.get(name).map_or(&self.static_defaults, |t| &t.statics)
+    }
+
+    /// Settings that are valid but probably not what the operator wants, each a line for
+    /// `paddock check` and the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let file = self.source.as_deref().unwrap_or(Path::new("<command line>")).display();
+        if self.admin.as_ref().is_some_and(|a| a.signup.enabled) {
+            if self.max_workers_total == 0 {
+                out.push(format!(
+                    "{file}: warning: signup is on and `max_workers_total` is 0 (no limit): \
+                     anonymous visits to every signed-up site start a pool (about 50 MB each); \
+                     leave it unset (derived from the memory) or set a cap"
+                ));
+            }
+            if self.defaults.auth.is_none() {
+                out.push(format!(
+                    "{file}: warning: signup is on without [defaults.auth]: the admins of new \
+                     sites can never log in (add [defaults.auth] htpasswd = \"{{tenant_dir}}/htpasswd\")"
+                ));
+            }
+        }
+        out
     }
 
     /// Where the config file lives; relative paths in it are resolved from there.
@@ -291,6 +317,7 @@ impl Validator<'_> {
         let admin = self.admin(&f, ov, &abs);
         let front = self.front_limits(&f);
         let send_timeout = self.send_timeout(&f);
+        let max_connections = self.max_connections(&f);
         if sites.is_none() && tenants.is_empty() {
             self.err(None, "nothing to serve: give `sites` (or --sites DIR) or at least one [tenants.NAME] with `dir`");
         }
@@ -330,6 +357,7 @@ impl Validator<'_> {
             max_header_bytes: front.2,
             max_response_head_bytes: front.3,
             send_timeout,
+            max_connections,
             defaults,
             static_defaults,
             tenants,
@@ -375,6 +403,17 @@ impl Validator<'_> {
         let head = size(&f.max_header_bytes, "max_header_bytes", 8192);
         let resp = size(&f.max_response_head_bytes, "max_response_head_bytes", 1024);
         (nets, timeout, head, resp)
+    }
+
+    fn max_connections(&mut self, f: &FileConfig) -> usize {
+        match &f.max_connections {
+            Some(n) if *n.get_ref() >= 1 => usize::try_from(*n.get_ref()).unwrap_or(usize::MAX),
+            Some(n) => {
+                self.err(Some(n.span()), "`max_connections` must be 1 or more");
+                1
+            }
+            None => limits::default_max_connections(),
+        }
     }
 
     fn send_timeout(&mut self, f: &FileConfig) -> std::time::Duration {
@@ -440,7 +479,7 @@ impl Validator<'_> {
                 self.err(Some(n.span()), "`max_workers_total` must be 0 (no limit) or more");
                 0
             }
-            None => 0,
+            None => limits::default_max_workers(),
         }
     }
 

@@ -159,3 +159,13 @@ fn send_timeout_defaults_and_bad_values_name_their_line() {
         assert!(m.iter().any(|x| x.starts_with("2: ") && x.contains("send_timeout")), "{m:?}");
     }
 }
+
+#[test]
+fn machine_derived_limits_and_explicit_values() {
+    let c = load_str("sites = \"/x\"\n").expect("valid");
+    assert!(c.max_connections >= 32 && c.max_workers_total >= 8, "{c:?}");
+    let c = load_str("sites = \"/x\"\nmax_connections = 4\nmax_workers_total = 0\n").expect("ok");
+    assert_eq!((c.max_connections, c.max_workers_total), (4, 0), "0 stays unlimited");
+    let m = messages(load_str("sites = \"/x\"\n\nmax_connections = 0\n"));
+    assert!(m.iter().any(|x| x.starts_with("3: ") && x.contains("max_connections")), "{m:?}");
+}
