@@ -48,13 +48,52 @@ impl Reason {
 }
 
 /// Orders a slot takes from its pool.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotCmd {
-    /// Replace the process with a fresh one, with no pause.
-    Recycle(Reason),
+    /// Replace the process with a fresh one, with no pause: the process with this pid only
+    /// (an order for one the slot has replaced since is stale), or with `None` whichever runs.
+    Recycle(Reason, Option<u32>),
     /// Stop the process and wait for `Unpark` (idle scale-down).
     Park,
     Unpark,
+}
+
+impl SlotCmd {
+    /// Whether this order still concerns a slot whose process is `current`.
+    fn applies_to(&self, current: u32) -> bool {
+        match self {
+            SlotCmd::Recycle(_, Some(pid)) => *pid == current,
+            _ => true,
+        }
+    }
+}
+
+/// A slot's orders, with room to put one back (coalescing reads one order too far).
+struct Cmds {
+    rx: mpsc::UnboundedReceiver<SlotCmd>,
+    back: Option<SlotCmd>,
+}
+
+impl Cmds {
+    /// The next order; `None` once the pool dropped its sender. Cancel-safe.
+    async fn recv(&mut self) -> Option<SlotCmd> {
+        match self.back.take() {
+            Some(c) => Some(c),
+            None => self.rx.recv().await,
+        }
+    }
+
+    /// Drop the recycles already queued (a script saved several times, several timeouts):
+    /// the replacement about to start satisfies them all. Any other order is kept.
+    fn skip_recycles(&mut self) {
+        while self.back.is_none() {
+            match self.rx.try_recv() {
+                Ok(SlotCmd::Recycle(..)) => {}
+                Ok(other) => self.back = Some(other),
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 /// A running worker process.
@@ -65,7 +104,8 @@ struct Worker {
 }
 
 /// Keep one worker process running for `slot` until the pool stops.
-pub async fn run_slot(pool: Arc<Pool>, slot: usize, mut cmds: mpsc::UnboundedReceiver<SlotCmd>) {
+pub async fn run_slot(pool: Arc<Pool>, slot: usize, cmds: mpsc::UnboundedReceiver<SlotCmd>) {
+    let mut cmds = Cmds { rx: cmds, back: None };
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut stop = pool.stop_tx.subscribe();
     let mut parked = false;
@@ -109,7 +149,7 @@ async fn serve(
     pool: &Arc<Pool>,
     slot: usize,
     mut w: Worker,
-    cmds: &mut mpsc::UnboundedReceiver<SlotCmd>,
+    cmds: &mut Cmds,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
     pool.worker_ready(slot, w.pid);
@@ -129,9 +169,12 @@ async fn serve(
                 _ => continue,
             },
             cmd = cmds.recv() => match cmd {
-                Some(SlotCmd::Recycle(r)) => {
-                    // Coalesce a burst (a script saved several times): one replacement.
-                    while let Ok(SlotCmd::Recycle(_)) = cmds.try_recv() {}
+                Some(c) if !c.applies_to(w.pid) => {
+                    tracing::debug!(tenant = %pool.spec.name, slot, pid = w.pid, "ignoring a recycle order for a process already replaced: {c:?}");
+                    continue;
+                }
+                Some(SlotCmd::Recycle(r, _)) => {
+                    cmds.skip_recycles();
                     r
                 }
                 Some(SlotCmd::Park) => {
@@ -175,10 +218,7 @@ async fn serve(
 }
 
 /// Wait for `Unpark`; false if the pool stopped meanwhile.
-async fn wait_unpark(
-    cmds: &mut mpsc::UnboundedReceiver<SlotCmd>,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
+async fn wait_unpark(cmds: &mut Cmds, stop: &mut watch::Receiver<bool>) -> bool {
     loop {
         tokio::select! {
             cmd = cmds.recv() => match cmd {
@@ -298,5 +338,50 @@ mod tests {
         }
         b.reset();
         assert!(b.next() <= Duration::from_millis(100));
+    }
+
+    /// Three request timeouts of pid 10 queue three recycles; the first replaces it (by
+    /// 11), the two read after that are stale and must not replace 11 as well.
+    #[tokio::test]
+    async fn a_recycle_for_a_replaced_process_is_ignored() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut cmds = Cmds { rx, back: None };
+        let timeout = SlotCmd::Recycle(Reason::Timeout, Some(10));
+        tx.send(timeout).expect("send");
+        let first = cmds.recv().await.expect("order");
+        assert!(first.applies_to(10));
+        // Sent while the successor starts, after the first was read.
+        tx.send(timeout).expect("send");
+        tx.send(timeout).expect("send");
+        let mut current = 11;
+        let mut recycles = 1;
+        while let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(10), cmds.recv()).await {
+            if c.applies_to(current) {
+                recycles += 1;
+                current += 1;
+            }
+        }
+        assert_eq!(recycles, 1, "pid 10 was recycled {recycles} times");
+        // An order without a pid (reload, changed script) concerns whatever runs.
+        assert!(SlotCmd::Recycle(Reason::Reload, None).applies_to(current));
+        assert!(SlotCmd::Recycle(Reason::Memory, Some(current)).applies_to(current));
+    }
+
+    #[tokio::test]
+    async fn coalescing_recycles_keeps_other_orders() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut cmds = Cmds { rx, back: None };
+        for c in [
+            SlotCmd::Recycle(Reason::ScriptChanged, None),
+            SlotCmd::Recycle(Reason::ScriptChanged, None),
+            SlotCmd::Park,
+            SlotCmd::Recycle(Reason::ScriptChanged, None),
+        ] {
+            tx.send(c).expect("send");
+        }
+        assert_eq!(cmds.recv().await, Some(SlotCmd::Recycle(Reason::ScriptChanged, None)));
+        cmds.skip_recycles();
+        assert_eq!(cmds.recv().await, Some(SlotCmd::Park), "the park order survives");
+        assert_eq!(cmds.recv().await, Some(SlotCmd::Recycle(Reason::ScriptChanged, None)));
     }
 }
