@@ -17,7 +17,7 @@ use paddock_proto::Frame;
 use tokio::sync::{mpsc, watch};
 
 use crate::pool::Pool;
-use crate::spawn::{spawn, Control, Proc};
+use crate::spawn::{spawn, zygote_back, Control, Proc};
 
 /// A process that lived this long is considered healthy: its next failure starts the back-off
 /// again from the beginning.
@@ -32,6 +32,8 @@ pub enum Reason {
     Reload,
     ScriptChanged,
     Idle,
+    /// A direct worker that stood in while its zygote was away: replaced by a forked one.
+    ZygoteBack,
 }
 
 impl Reason {
@@ -43,6 +45,7 @@ impl Reason {
             Reason::Reload => "reload",
             Reason::ScriptChanged => "script_changed",
             Reason::Idle => "idle",
+            Reason::ZygoteBack => "zygote_back",
         }
     }
 }
@@ -101,6 +104,8 @@ struct Worker {
     child: Proc,
     pid: u32,
     control: Control,
+    /// Started directly while its zygote was away: replaced once it is back.
+    rejoin: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// Keep one worker process running for `slot` until the pool stops.
@@ -118,7 +123,14 @@ pub async fn run_slot(pool: Arc<Pool>, slot: usize, cmds: mpsc::UnboundedReceive
         let worker = match start_ready(&pool, slot, &mut stop).await {
             Ok(Some(w)) => w,
             Ok(None) => break,
+            // Its zygote died while it started: no fault of the tenant's, start again at once
+            // (directly, while the zygote is away).
+            Err(why) if why.orphaned => {
+                tracing::info!(tenant = %pool.spec.name, slot, "{}", why.text);
+                continue;
+            }
             Err(why) => {
+                let why = why.text;
                 tracing::error!(tenant = %pool.spec.name, slot, "{why}");
                 pool.start_failed(why);
                 sleep_or_stop(backoff.next(), &mut stop).await;
@@ -128,6 +140,8 @@ pub async fn run_slot(pool: Arc<Pool>, slot: usize, cmds: mpsc::UnboundedReceive
         match serve(&pool, slot, worker, &mut cmds, &mut stop).await {
             Ended::Parked => parked = true,
             Ended::Stopped => break,
+            // Not the tenant's crash: no back-off (the zygote has its own).
+            Ended::Orphaned => {}
             Ended::Died => {
                 if started.elapsed() >= HEALTHY_AFTER {
                     backoff.reset();
@@ -140,6 +154,8 @@ pub async fn run_slot(pool: Arc<Pool>, slot: usize, cmds: mpsc::UnboundedReceive
 
 enum Ended {
     Died,
+    /// Its zygote died, and so did it.
+    Orphaned,
     Parked,
     Stopped,
 }
@@ -157,6 +173,11 @@ async fn serve(
         let reason = tokio::select! {
             status = w.child.wait() => {
                 pool.worker_gone(w.pid);
+                if w.child.orphaned() {
+                    pool.counters.zygote_died();
+                    tracing::info!(tenant = %pool.spec.name, slot, pid = w.pid, "worker ended with its zygote; restarting it");
+                    return Ended::Orphaned;
+                }
                 if !pool.is_stopping() {
                     pool.counters.crashed();
                     let status = status.map(describe).unwrap_or_else(|e| e.to_string());
@@ -168,6 +189,7 @@ async fn serve(
                 Some(Frame::Retire(_)) => Reason::MaxRequests,
                 _ => continue,
             },
+            _ = zygote_back(&mut w.rejoin) => Reason::ZygoteBack,
             cmd = cmds.recv() => match cmd {
                 Some(c) if !c.applies_to(w.pid) => {
                     tracing::debug!(tenant = %pool.spec.name, slot, pid = w.pid, "ignoring a recycle order for a process already replaced: {c:?}");
@@ -211,7 +233,7 @@ async fn serve(
             }
             // The old process keeps serving; the next Retire or command tries again.
             Err(why) => {
-                tracing::error!(tenant = %pool.spec.name, slot, "replacement failed, keeping pid {}: {why}", w.pid)
+                tracing::error!(tenant = %pool.spec.name, slot, "replacement failed, keeping pid {}: {}", w.pid, why.text)
             }
         }
     }
@@ -238,12 +260,25 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Why a process did not become ready.
+struct StartError {
+    text: String,
+    /// It ended because its zygote died.
+    orphaned: bool,
+}
+
+impl From<String> for StartError {
+    fn from(text: String) -> Self {
+        StartError { text, orphaned: false }
+    }
+}
+
 /// Spawn a process and wait for its `Ready`. `Ok(None)`: the pool stopped meanwhile.
 async fn start_ready(
     pool: &Arc<Pool>,
     slot: usize,
     stop: &mut watch::Receiver<bool>,
-) -> Result<Option<Worker>, String> {
+) -> Result<Option<Worker>, StartError> {
     let name = &pool.spec.name;
     let (mut child, mut control) = spawn(pool, slot)
         .await
@@ -255,17 +290,19 @@ async fn start_ready(
         r = control.wait_ready() => match r {
             Ok(()) => {
                 tracing::info!(tenant = %name, slot, pid, "worker ready");
-                Ok(Some(Worker { child, pid, control }))
+                let rejoin = child.take_rejoin();
+                Ok(Some(Worker { child, pid, control, rejoin }))
             }
             Err(e) => {
                 let status = child.wait().await.map(describe).unwrap_or_else(|e| e.to_string());
-                Err(format!("worker {pid} of tenant `{name}` {status} before it was ready ({e}); its output is logged above"))
+                let text = format!("worker {pid} of tenant `{name}` {status} before it was ready ({e}); its output is logged above");
+                Err(StartError { text, orphaned: child.orphaned() })
             }
         },
         _ = tokio::time::sleep(timeout) => {
             let _ = child.start_kill();
             let _ = child.wait().await;
-            Err(format!("worker {pid} of tenant `{name}` was not ready within {timeout:?} (startup_timeout)"))
+            Err(format!("worker {pid} of tenant `{name}` was not ready within {timeout:?} (startup_timeout)").into())
         }
         _ = stop.changed() => {
             let _ = child.start_kill();
