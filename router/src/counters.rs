@@ -19,6 +19,10 @@ pub struct Counters {
     pub recycles_reload: AtomicU64,
     pub recycles_script: AtomicU64,
     pub idle_stops: AtomicU64,
+    /// Forked workers that ended because their zygote died.
+    pub zygote_deaths: AtomicU64,
+    /// Direct workers replaced by forked ones once their zygote was back.
+    pub recycles_zygote_back: AtomicU64,
     pub rejected_queue_full: AtomicU64,
     pub rejected_queue_timeout: AtomicU64,
     /// Connections opened to the workers (requests reuse idle ones when they can).
@@ -46,8 +50,13 @@ impl Counters {
             Reason::Reload => &self.recycles_reload,
             Reason::ScriptChanged => &self.recycles_script,
             Reason::Idle => &self.idle_stops,
+            Reason::ZygoteBack => &self.recycles_zygote_back,
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn zygote_died(&self) {
+        self.zygote_deaths.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn connected(&self) {

@@ -234,8 +234,14 @@ fn response_builder(
     if head_size > max_head {
         return Err(ForwardError::HeadTooLarge { size: head_size, limit: max_head, pid });
     }
+    // An app cannot switch protocols or send interim answers through WSGI, and a code
+    // above 599 is not HTTP: both would leave the client with a broken exchange.
+    if !(200..=599).contains(&head.status) {
+        return Err(ForwardError::Protocol(format!("invalid status {}", head.status)));
+    }
     let status = StatusCode::from_u16(head.status)
         .map_err(|_| ForwardError::Protocol(format!("invalid status {}", head.status)))?;
+    content_length(head)?;
     let mut resp = Response::builder().status(status);
     for (k, v) in &head.headers {
         let name = HeaderName::from_bytes(k).map_err(|_| {
@@ -249,6 +255,32 @@ fn response_builder(
         resp = resp.header(name, value);
     }
     Ok(resp)
+}
+
+/// The app's `Content-Length`, checked: every value a plain decimal number and all of them
+/// equal (RFC 9110 8.6); otherwise the response cannot be framed honestly.
+fn content_length(head: &ResponseHead) -> Result<Option<u64>, ForwardError> {
+    let mut found: Option<u64> = None;
+    for (k, v) in &head.headers {
+        if !k.eq_ignore_ascii_case(b"content-length") {
+            continue;
+        }
+        let text = std::str::from_utf8(v).unwrap_or("").trim_matches([' ', '\t']);
+        let n = (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse::<u64>().ok())
+            .flatten()
+            .ok_or_else(|| {
+                ForwardError::Protocol(format!(
+                    "invalid Content-Length {:?}",
+                    String::from_utf8_lossy(v)
+                ))
+            })?;
+        if found.is_some_and(|f| f != n) {
+            return Err(ForwardError::Protocol("Content-Length values differ".to_string()));
+        }
+        found = Some(n);
+    }
+    Ok(found)
 }
 
 #[derive(Debug)]
@@ -341,5 +373,48 @@ where
             f.frame_type()
         ))),
         None => Err(ForwardError::WorkerGone),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(status: u16, headers: &[(&str, &str)]) -> ResponseHead {
+        ResponseHead {
+            status,
+            reason: b"X".to_vec(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    fn refused(h: &ResponseHead) -> bool {
+        matches!(response_builder(h, 64 * 1024, 1), Err(ForwardError::Protocol(_)))
+    }
+
+    #[test]
+    fn interim_and_out_of_range_statuses_are_refused() {
+        for status in [100, 101, 103, 199, 600, 999] {
+            assert!(refused(&head(status, &[])), "{status} accepted");
+        }
+        for status in [200, 204, 304, 404, 599] {
+            assert!(!refused(&head(status, &[])), "{status} refused");
+        }
+    }
+
+    #[test]
+    fn content_length_must_be_one_decimal_number() {
+        assert_eq!(
+            content_length(&head(200, &[("Content-Length", "12")])).ok().flatten(),
+            Some(12)
+        );
+        assert!(!refused(&head(200, &[("content-length", "5"), ("Content-Length", " 5")])));
+        for bad in ["", "-1", "+5", "0x10", "1 2", "5,5", "99999999999999999999999", "\u{e9}"] {
+            assert!(refused(&head(200, &[("Content-Length", bad)])), "{bad:?} accepted");
+        }
+        assert!(refused(&head(200, &[("Content-Length", "5"), ("content-length", "6")])));
     }
 }

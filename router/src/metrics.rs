@@ -187,14 +187,14 @@ struct CounterSums {
     spawns: u64,
     connects: u64,
     /// In the order of [`EXIT_REASONS`].
-    exits: [u64; 7],
+    exits: [u64; 9],
     queue_full: u64,
     queue_timeout: u64,
     log_dropped: u64,
 }
 
 /// `paddock_worker_exits_total{reason}` values.
-const EXIT_REASONS: [&str; 7] = [
+const EXIT_REASONS: [&str; 9] = [
     "crash",
     "max_requests",
     "request_timeout",
@@ -202,6 +202,8 @@ const EXIT_REASONS: [&str; 7] = [
     "reload",
     "script_changed",
     "idle",
+    "zygote_died",
+    "zygote_back",
 ];
 
 impl CounterSums {
@@ -217,6 +219,8 @@ impl CounterSums {
             &c.recycles_reload,
             &c.recycles_script,
             &c.idle_stops,
+            &c.zygote_deaths,
+            &c.recycles_zygote_back,
         ];
         for (sum, c) in self.exits.iter_mut().zip(exits) {
             *sum += g(c);

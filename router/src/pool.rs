@@ -305,11 +305,13 @@ impl Pool {
         slot
     }
 
-    /// Replace the process `pid` with a fresh one (no pause); false if it is not ours.
+    /// Replace the process `pid` with a fresh one (no pause); false if it is not ours. The
+    /// order names `pid`: if the slot has replaced it by the time it reads the order (several
+    /// timeouts of one process each send one), it is ignored.
     pub fn recycle_pid(&self, pid: u32, reason: Reason) -> bool {
         let slot = self.lock().ready.iter().find(|(_, p)| *p == pid).map(|(s, _)| *s);
         match slot.and_then(|s| self.slot_cmds.get(s)) {
-            Some(tx) => tx.send(SlotCmd::Recycle(reason)).is_ok(),
+            Some(tx) => tx.send(SlotCmd::Recycle(reason, Some(pid))).is_ok(),
             None => false,
         }
     }
@@ -317,7 +319,7 @@ impl Pool {
     /// Replace every process, one successor started before each old one retires.
     pub fn recycle_all(&self, reason: Reason) {
         for tx in &self.slot_cmds {
-            let _ = tx.send(SlotCmd::Recycle(reason));
+            let _ = tx.send(SlotCmd::Recycle(reason, None));
         }
     }
 

@@ -31,6 +31,9 @@ use crate::zygote::{self, Forked};
 pub struct Proc {
     kind: Kind,
     group: Group,
+    /// For a worker started directly because its zygote had died: changes when a new one is
+    /// warm (see [`Proc::zygote_back`]).
+    rejoin: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 enum Kind {
@@ -62,6 +65,17 @@ impl Proc {
         };
         self.end_group();
         status
+    }
+
+    /// Whether it ended because its zygote died (not its tenant's fault).
+    pub fn orphaned(&self) -> bool {
+        matches!(&self.kind, Kind::Forked(f) if f.orphaned())
+    }
+
+    /// For a worker started directly because its zygote had died: what [`zygote_back`] waits
+    /// on.
+    pub fn take_rejoin(&mut self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.rejoin.take()
     }
 
     /// SIGKILL, without waiting.
@@ -129,16 +143,25 @@ pub fn limits(l: &crate::config::Limits, creds: Option<&sys::Creds>) -> Limits {
 /// Forked by the pool's zygote when it has one; a direct spawn otherwise, or when the zygote
 /// fails (a tenant never fails because of its zygote).
 pub async fn spawn(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Control)> {
-    if let Some(z) = zygote::for_pool(pool).await {
-        match spawn_forked(pool, slot, &z).await {
+    let rejoin = match zygote::route(pool).await {
+        zygote::Route::Fork(z) => match spawn_forked(pool, slot, &z).await {
             Ok(p) => return Ok(p),
-            Err(e) => tracing::warn!(
-                tenant = %pool.spec.name, slot,
-                "zygote spawn failed, starting the worker directly: {e}"
-            ),
-        }
+            Err(e) => {
+                tracing::warn!(
+                    tenant = %pool.spec.name, slot,
+                    "zygote spawn failed, starting the worker directly: {e}"
+                );
+                None
+            }
+        },
+        zygote::Route::Direct { rejoin } => rejoin,
+    };
+    if rejoin.is_some() {
+        tracing::info!(tenant = %pool.spec.name, slot, "the zygote is not back yet: starting the worker directly");
     }
-    spawn_direct(pool, slot)
+    let (mut proc, control) = spawn_direct(pool, slot)?;
+    proc.rejoin = rejoin;
+    Ok((proc, control))
 }
 
 async fn spawn_forked(
@@ -180,7 +203,7 @@ async fn spawn_forked(
     // before any of the tenant's code runs; it exits if it cannot.
     let err = pipe::Receiver::from_owned_fd(err_read)?;
     logrelay::relay(err, Source { tenant: spec.name.clone(), pid, slot }, pool.counters.clone());
-    let proc = Proc { kind: Kind::Forked(forked), group: group_of(leaf, pid) };
+    let proc = Proc { kind: Kind::Forked(forked), group: group_of(leaf, pid), rejoin: None };
     Ok((proc, Control::new(ctl_read)?))
 }
 
@@ -317,8 +340,19 @@ fn spawn_direct(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Control
         let source = Source { tenant: spec.name.clone(), pid, slot };
         logrelay::relay(err, source, pool.counters.clone());
     }
-    let proc = Proc { kind: Kind::Direct(child), group: group_of(leaf, pid) };
+    let proc = Proc { kind: Kind::Direct(child), group: group_of(leaf, pid), rejoin: None };
     Ok((proc, Control::new(ctl_read)?))
+}
+
+/// Resolves when the zygote a direct worker stood in for is warm again (the worker is then
+/// replaced by a forked one); pends forever without `rejoin`. Cancel-safe.
+pub async fn zygote_back(rejoin: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    if let Some(rx) = rejoin.as_mut() {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Frames a worker sends on its control pipe (`Ready`, `Retire`).

@@ -17,7 +17,7 @@ use paddock_proto::Frame;
 use tokio::sync::{mpsc, watch};
 
 use crate::pool::Pool;
-use crate::spawn::{spawn, Control, Proc};
+use crate::spawn::{spawn, zygote_back, Control, Proc};
 
 /// A process that lived this long is considered healthy: its next failure starts the back-off
 /// again from the beginning.
@@ -32,6 +32,8 @@ pub enum Reason {
     Reload,
     ScriptChanged,
     Idle,
+    /// A direct worker that stood in while its zygote was away: replaced by a forked one.
+    ZygoteBack,
 }
 
 impl Reason {
@@ -43,18 +45,58 @@ impl Reason {
             Reason::Reload => "reload",
             Reason::ScriptChanged => "script_changed",
             Reason::Idle => "idle",
+            Reason::ZygoteBack => "zygote_back",
         }
     }
 }
 
 /// Orders a slot takes from its pool.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotCmd {
-    /// Replace the process with a fresh one, with no pause.
-    Recycle(Reason),
+    /// Replace the process with a fresh one, with no pause: the process with this pid only
+    /// (an order for one the slot has replaced since is stale), or with `None` whichever runs.
+    Recycle(Reason, Option<u32>),
     /// Stop the process and wait for `Unpark` (idle scale-down).
     Park,
     Unpark,
+}
+
+impl SlotCmd {
+    /// Whether this order still concerns a slot whose process is `current`.
+    fn applies_to(&self, current: u32) -> bool {
+        match self {
+            SlotCmd::Recycle(_, Some(pid)) => *pid == current,
+            _ => true,
+        }
+    }
+}
+
+/// A slot's orders, with room to put one back (coalescing reads one order too far).
+struct Cmds {
+    rx: mpsc::UnboundedReceiver<SlotCmd>,
+    back: Option<SlotCmd>,
+}
+
+impl Cmds {
+    /// The next order; `None` once the pool dropped its sender. Cancel-safe.
+    async fn recv(&mut self) -> Option<SlotCmd> {
+        match self.back.take() {
+            Some(c) => Some(c),
+            None => self.rx.recv().await,
+        }
+    }
+
+    /// Drop the recycles already queued (a script saved several times, several timeouts):
+    /// the replacement about to start satisfies them all. Any other order is kept.
+    fn skip_recycles(&mut self) {
+        while self.back.is_none() {
+            match self.rx.try_recv() {
+                Ok(SlotCmd::Recycle(..)) => {}
+                Ok(other) => self.back = Some(other),
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 /// A running worker process.
@@ -62,10 +104,13 @@ struct Worker {
     child: Proc,
     pid: u32,
     control: Control,
+    /// Started directly while its zygote was away: replaced once it is back.
+    rejoin: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// Keep one worker process running for `slot` until the pool stops.
-pub async fn run_slot(pool: Arc<Pool>, slot: usize, mut cmds: mpsc::UnboundedReceiver<SlotCmd>) {
+pub async fn run_slot(pool: Arc<Pool>, slot: usize, cmds: mpsc::UnboundedReceiver<SlotCmd>) {
+    let mut cmds = Cmds { rx: cmds, back: None };
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut stop = pool.stop_tx.subscribe();
     let mut parked = false;
@@ -78,7 +123,14 @@ pub async fn run_slot(pool: Arc<Pool>, slot: usize, mut cmds: mpsc::UnboundedRec
         let worker = match start_ready(&pool, slot, &mut stop).await {
             Ok(Some(w)) => w,
             Ok(None) => break,
+            // Its zygote died while it started: no fault of the tenant's, start again at once
+            // (directly, while the zygote is away).
+            Err(why) if why.orphaned => {
+                tracing::info!(tenant = %pool.spec.name, slot, "{}", why.text);
+                continue;
+            }
             Err(why) => {
+                let why = why.text;
                 tracing::error!(tenant = %pool.spec.name, slot, "{why}");
                 pool.start_failed(why);
                 sleep_or_stop(backoff.next(), &mut stop).await;
@@ -88,6 +140,8 @@ pub async fn run_slot(pool: Arc<Pool>, slot: usize, mut cmds: mpsc::UnboundedRec
         match serve(&pool, slot, worker, &mut cmds, &mut stop).await {
             Ended::Parked => parked = true,
             Ended::Stopped => break,
+            // Not the tenant's crash: no back-off (the zygote has its own).
+            Ended::Orphaned => {}
             Ended::Died => {
                 if started.elapsed() >= HEALTHY_AFTER {
                     backoff.reset();
@@ -100,6 +154,8 @@ pub async fn run_slot(pool: Arc<Pool>, slot: usize, mut cmds: mpsc::UnboundedRec
 
 enum Ended {
     Died,
+    /// Its zygote died, and so did it.
+    Orphaned,
     Parked,
     Stopped,
 }
@@ -109,7 +165,7 @@ async fn serve(
     pool: &Arc<Pool>,
     slot: usize,
     mut w: Worker,
-    cmds: &mut mpsc::UnboundedReceiver<SlotCmd>,
+    cmds: &mut Cmds,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
     pool.worker_ready(slot, w.pid);
@@ -117,6 +173,11 @@ async fn serve(
         let reason = tokio::select! {
             status = w.child.wait() => {
                 pool.worker_gone(w.pid);
+                if w.child.orphaned() {
+                    pool.counters.zygote_died();
+                    tracing::info!(tenant = %pool.spec.name, slot, pid = w.pid, "worker ended with its zygote; restarting it");
+                    return Ended::Orphaned;
+                }
                 if !pool.is_stopping() {
                     pool.counters.crashed();
                     let status = status.map(describe).unwrap_or_else(|e| e.to_string());
@@ -128,10 +189,14 @@ async fn serve(
                 Some(Frame::Retire(_)) => Reason::MaxRequests,
                 _ => continue,
             },
+            _ = zygote_back(&mut w.rejoin) => Reason::ZygoteBack,
             cmd = cmds.recv() => match cmd {
-                Some(SlotCmd::Recycle(r)) => {
-                    // Coalesce a burst (a script saved several times): one replacement.
-                    while let Ok(SlotCmd::Recycle(_)) = cmds.try_recv() {}
+                Some(c) if !c.applies_to(w.pid) => {
+                    tracing::debug!(tenant = %pool.spec.name, slot, pid = w.pid, "ignoring a recycle order for a process already replaced: {c:?}");
+                    continue;
+                }
+                Some(SlotCmd::Recycle(r, _)) => {
+                    cmds.skip_recycles();
                     r
                 }
                 Some(SlotCmd::Park) => {
@@ -168,17 +233,14 @@ async fn serve(
             }
             // The old process keeps serving; the next Retire or command tries again.
             Err(why) => {
-                tracing::error!(tenant = %pool.spec.name, slot, "replacement failed, keeping pid {}: {why}", w.pid)
+                tracing::error!(tenant = %pool.spec.name, slot, "replacement failed, keeping pid {}: {}", w.pid, why.text)
             }
         }
     }
 }
 
 /// Wait for `Unpark`; false if the pool stopped meanwhile.
-async fn wait_unpark(
-    cmds: &mut mpsc::UnboundedReceiver<SlotCmd>,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
+async fn wait_unpark(cmds: &mut Cmds, stop: &mut watch::Receiver<bool>) -> bool {
     loop {
         tokio::select! {
             cmd = cmds.recv() => match cmd {
@@ -198,12 +260,25 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Why a process did not become ready.
+struct StartError {
+    text: String,
+    /// It ended because its zygote died.
+    orphaned: bool,
+}
+
+impl From<String> for StartError {
+    fn from(text: String) -> Self {
+        StartError { text, orphaned: false }
+    }
+}
+
 /// Spawn a process and wait for its `Ready`. `Ok(None)`: the pool stopped meanwhile.
 async fn start_ready(
     pool: &Arc<Pool>,
     slot: usize,
     stop: &mut watch::Receiver<bool>,
-) -> Result<Option<Worker>, String> {
+) -> Result<Option<Worker>, StartError> {
     let name = &pool.spec.name;
     let (mut child, mut control) = spawn(pool, slot)
         .await
@@ -215,17 +290,19 @@ async fn start_ready(
         r = control.wait_ready() => match r {
             Ok(()) => {
                 tracing::info!(tenant = %name, slot, pid, "worker ready");
-                Ok(Some(Worker { child, pid, control }))
+                let rejoin = child.take_rejoin();
+                Ok(Some(Worker { child, pid, control, rejoin }))
             }
             Err(e) => {
                 let status = child.wait().await.map(describe).unwrap_or_else(|e| e.to_string());
-                Err(format!("worker {pid} of tenant `{name}` {status} before it was ready ({e}); its output is logged above"))
+                let text = format!("worker {pid} of tenant `{name}` {status} before it was ready ({e}); its output is logged above");
+                Err(StartError { text, orphaned: child.orphaned() })
             }
         },
         _ = tokio::time::sleep(timeout) => {
             let _ = child.start_kill();
             let _ = child.wait().await;
-            Err(format!("worker {pid} of tenant `{name}` was not ready within {timeout:?} (startup_timeout)"))
+            Err(format!("worker {pid} of tenant `{name}` was not ready within {timeout:?} (startup_timeout)").into())
         }
         _ = stop.changed() => {
             let _ = child.start_kill();
@@ -298,5 +375,50 @@ mod tests {
         }
         b.reset();
         assert!(b.next() <= Duration::from_millis(100));
+    }
+
+    /// Three request timeouts of pid 10 queue three recycles; the first replaces it (by
+    /// 11), the two read after that are stale and must not replace 11 as well.
+    #[tokio::test]
+    async fn a_recycle_for_a_replaced_process_is_ignored() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut cmds = Cmds { rx, back: None };
+        let timeout = SlotCmd::Recycle(Reason::Timeout, Some(10));
+        tx.send(timeout).expect("send");
+        let first = cmds.recv().await.expect("order");
+        assert!(first.applies_to(10));
+        // Sent while the successor starts, after the first was read.
+        tx.send(timeout).expect("send");
+        tx.send(timeout).expect("send");
+        let mut current = 11;
+        let mut recycles = 1;
+        while let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(10), cmds.recv()).await {
+            if c.applies_to(current) {
+                recycles += 1;
+                current += 1;
+            }
+        }
+        assert_eq!(recycles, 1, "pid 10 was recycled {recycles} times");
+        // An order without a pid (reload, changed script) concerns whatever runs.
+        assert!(SlotCmd::Recycle(Reason::Reload, None).applies_to(current));
+        assert!(SlotCmd::Recycle(Reason::Memory, Some(current)).applies_to(current));
+    }
+
+    #[tokio::test]
+    async fn coalescing_recycles_keeps_other_orders() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut cmds = Cmds { rx, back: None };
+        for c in [
+            SlotCmd::Recycle(Reason::ScriptChanged, None),
+            SlotCmd::Recycle(Reason::ScriptChanged, None),
+            SlotCmd::Park,
+            SlotCmd::Recycle(Reason::ScriptChanged, None),
+        ] {
+            tx.send(c).expect("send");
+        }
+        assert_eq!(cmds.recv().await, Some(SlotCmd::Recycle(Reason::ScriptChanged, None)));
+        cmds.skip_recycles();
+        assert_eq!(cmds.recv().await, Some(SlotCmd::Park), "the park order survives");
+        assert_eq!(cmds.recv().await, Some(SlotCmd::Recycle(Reason::ScriptChanged, None)));
     }
 }

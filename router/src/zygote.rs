@@ -28,7 +28,7 @@ use paddock_proto::zygote::{self as msg, ZygoteMsg};
 use paddock_proto::{FRAME_HEADER_LEN, MAX_PAYLOAD};
 use tokio::io::unix::AsyncFd;
 use tokio::process::Command;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::logrelay::Source;
 use crate::pool::Pool;
@@ -78,8 +78,16 @@ pub const TRAC_PRELOAD: &[&str] = &[
     "tracopt.ticket.deleter",
 ];
 
-/// After a zygote failed before it ever forked, its key is not tried again for this long.
+/// After a zygote could not start, or died before it was warm, its key is not tried again
+/// for this long.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// A zygote that lived this long before it died is replaced at once; quicker deaths in a row
+/// delay the next one more and more ([`zygote_backoff`]).
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// The longest delay before a new zygote.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a new zygote may take to preload before it counts as failed to warm.
+const WARM_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One distinct Python configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -115,9 +123,33 @@ pub fn preload_list(app: &str, configured: Option<&[String]>) -> Vec<String> {
     }
 }
 
-enum Entry {
-    Running(Arc<Zygote>),
-    Failed(Instant),
+/// What is known of one key's zygotes.
+struct Entry {
+    running: Option<Arc<Zygote>>,
+    /// No zygote of this key is started before this (after failures and quick deaths).
+    retry_at: Option<Instant>,
+    /// A zygote of this key died after it had served: slots start workers directly until a
+    /// new one is warm, then rejoin it.
+    lost: bool,
+    /// Zygotes of this key in a row that died younger than [`HEALTHY_AFTER`].
+    deaths: u32,
+    /// Counts the zygotes of this key that became warm; direct workers wait for a change.
+    warm: watch::Sender<u64>,
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry { running: None, retry_at: None, lost: false, deaths: 0, warm: watch::Sender::new(0) }
+    }
+}
+
+/// How a pool's next worker is started.
+pub enum Route {
+    /// Forked by this zygote.
+    Fork(Arc<Zygote>),
+    /// Directly; `rejoin` changes when a zygote of the pool's key is warm again (its zygote
+    /// died: the worker is then replaced by a forked one).
+    Direct { rejoin: Option<watch::Receiver<u64>> },
 }
 
 fn registry() -> &'static Mutex<HashMap<Key, Entry>> {
@@ -129,41 +161,81 @@ fn lock() -> std::sync::MutexGuard<'static, HashMap<Key, Entry>> {
     registry().lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The running zygote for `pool`'s configuration, started if needed; `None` when the pool has
-/// no preload list, its Python directories are not trusted, or its zygote keeps failing.
-pub async fn for_pool(pool: &Pool) -> Option<Arc<Zygote>> {
-    let key = key(pool)?;
-    {
-        let map = lock();
-        match map.get(&key) {
-            Some(Entry::Running(z)) if !z.is_dead() => return Some(z.clone()),
-            Some(Entry::Failed(at)) if at.elapsed() < RETRY_AFTER => return None,
-            _ => {}
-        }
+/// The delay before a zygote replaces one that died, after `deaths` quick deaths in a row:
+/// none for the first, then 0.5 s doubling up to [`MAX_BACKOFF`].
+fn zygote_backoff(deaths: u32) -> Duration {
+    match deaths {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(500).saturating_mul(1 << (n - 2).min(16)).min(MAX_BACKOFF),
     }
+}
+
+/// How `pool`'s next worker starts: through the zygote of its configuration (started if
+/// needed; on a first start the spawn waits for it to preload), or directly when the pool has
+/// no preload list, its Python directories are not trusted, its zygote keeps failing, or its
+/// zygote died and the new one is not warm yet (then the worker rejoins it once it is).
+pub async fn route(pool: &Pool) -> Route {
+    let direct = Route::Direct { rejoin: None };
+    let Some(key) = key(pool) else { return direct };
+    let mut map = lock();
+    let e = map.entry(key.clone()).or_default();
+    if let Some(z) = e.running.as_ref().filter(|z| !z.is_dead()) {
+        return match z.is_warm() || !e.lost {
+            true => Route::Fork(z.clone()),
+            false => Route::Direct { rejoin: Some(e.warm.subscribe()) },
+        };
+    }
+    e.running = None;
+    if e.retry_at.is_some_and(|t| Instant::now() < t) {
+        return Route::Direct { rejoin: e.lost.then(|| e.warm.subscribe()) };
+    }
+    drop(map);
     if let Err(why) = trusted(&key) {
         tracing::warn!(tenant = %pool.spec.name, "no zygote, starting workers directly: {why}");
-        lock().insert(key, Entry::Failed(Instant::now()));
-        return None;
+        lock().entry(key).or_default().retry_at = Some(Instant::now() + RETRY_AFTER);
+        return direct;
     }
     let mut map = lock();
+    let e = map.entry(key.clone()).or_default();
     // Another slot may have started it meanwhile.
-    if let Some(Entry::Running(z)) = map.get(&key) {
-        if !z.is_dead() {
-            return Some(z.clone());
+    if e.running.as_ref().is_none_or(|z| z.is_dead()) {
+        match Zygote::start(key) {
+            Ok(z) => e.running = Some(z),
+            Err(e2) => {
+                tracing::warn!(tenant = %pool.spec.name, "cannot start a zygote, starting workers directly: {e2}");
+                e.retry_at = Some(Instant::now() + RETRY_AFTER);
+                return direct;
+            }
         }
     }
-    match Zygote::start(key.clone()) {
-        Ok(z) => {
-            map.insert(key, Entry::Running(z.clone()));
-            Some(z)
-        }
-        Err(e) => {
-            tracing::warn!(tenant = %pool.spec.name, "cannot start a zygote, starting workers directly: {e}");
-            map.insert(key, Entry::Failed(Instant::now()));
-            None
-        }
+    match e.running.clone() {
+        Some(z) if z.is_warm() || !e.lost => Route::Fork(z),
+        _ => Route::Direct { rejoin: Some(e.warm.subscribe()) },
     }
+}
+
+/// Start the zygote of `key` after `delay` unless one runs by then: the replacement of one
+/// that died after serving (its tenants' workers rejoin it when it is warm).
+fn restart_after(key: Key, delay: Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if let Err(why) = trusted(&key) {
+            tracing::warn!("no new zygote: {why}");
+            return;
+        }
+        let mut map = lock();
+        let e = map.entry(key.clone()).or_default();
+        if e.running.as_ref().is_some_and(|z| !z.is_dead()) {
+            return;
+        }
+        match Zygote::start(key) {
+            Ok(z) => e.running = Some(z),
+            Err(err) => {
+                tracing::warn!("cannot start a new zygote, workers keep starting directly: {err}");
+                e.retry_at = Some(Instant::now() + RETRY_AFTER);
+            }
+        }
+    });
 }
 
 /// Every directory Python imports from in the zygote must be writable by root or the router's
@@ -233,6 +305,7 @@ fn check_chain(dir: &Path, me: u32, leaf: bool, follow: bool) -> Result<(), Stri
 pub struct Zygote {
     key: Key,
     pid: u32,
+    started: Instant,
     sock: AsyncFd<OwnedFd>,
     next_id: AtomicU32,
     state: Mutex<State>,
@@ -241,8 +314,8 @@ pub struct Zygote {
 #[derive(Default)]
 struct State {
     dead: bool,
-    /// Has forked at least once (a zygote that dies before is not restarted at once).
-    forked: bool,
+    /// Has answered a request: its preload is done ([`Zygote::probe`]).
+    warm: bool,
     pending: HashMap<u32, oneshot::Sender<Result<u32, String>>>,
     exits: HashMap<u32, oneshot::Sender<i32>>,
     /// Exits reported before anybody waited for them.
@@ -300,6 +373,7 @@ impl Zygote {
         let z = Arc::new(Zygote {
             key,
             pid,
+            started: Instant::now(),
             sock: sys::async_fd(ours)?,
             next_id: AtomicU32::new(1),
             state: Mutex::new(State::default()),
@@ -309,8 +383,10 @@ impl Zygote {
             reader.read_loop().await;
             reader.died();
             let status = child.wait().await;
-            tracing::warn!(pid = reader.pid, "zygote ended ({status:?}); its workers finish their requests and are started again through a new one");
+            tracing::warn!(pid = reader.pid, "zygote ended ({status:?}); its workers finish their requests and are started again");
         });
+        let prober = z.clone();
+        tokio::spawn(async move { prober.probe().await });
         Ok(z)
     }
 
@@ -320,6 +396,37 @@ impl Zygote {
 
     fn is_dead(&self) -> bool {
         self.lock().dead
+    }
+
+    fn is_warm(&self) -> bool {
+        self.lock().warm
+    }
+
+    /// Find out when the zygote has preloaded: it reads requests only then, and it refuses a
+    /// `Spawn` without descriptors (`SpawnFailed`, logged by it as a refused request) without
+    /// forking. Then the zygote is warm and the direct workers of its key rejoin it.
+    async fn probe(self: Arc<Self>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.lock().pending.insert(id, tx);
+        let mut out = Vec::new();
+        msg::encode(&ZygoteMsg::Spawn { id }, &mut out);
+        let answered = match self.send(&out, &[]).await {
+            Ok(()) => matches!(tokio::time::timeout(WARM_TIMEOUT, rx).await, Ok(Ok(_))),
+            Err(_) => false,
+        };
+        if !answered {
+            self.lock().pending.remove(&id);
+            return;
+        }
+        self.lock().warm = true;
+        let ms = self.started.elapsed().as_millis() as u64;
+        tracing::info!(pid = self.pid, ms, "zygote warm");
+        if let Some(e) = lock().get(&self.key) {
+            if e.running.as_ref().is_some_and(|z| Arc::ptr_eq(z, &self)) {
+                e.warm.send_modify(|n| *n += 1);
+            }
+        }
     }
 
     /// Fork a worker with the descriptors `fds` (listener, control pipe's write end, stderr
@@ -354,7 +461,7 @@ impl Zygote {
         let (etx, erx) = oneshot::channel();
         {
             let mut st = self.lock();
-            st.forked = true;
+            st.warm = true;
             if let Some(status) = st.early.remove(&pid) {
                 let _ = etx.send(status);
             } else if !st.dead {
@@ -365,13 +472,14 @@ impl Zygote {
         Ok(Forked { pid, pidfd: sys::async_fd(pidfd)?, exit: erx, orphaned: false, ended: None })
     }
 
-    async fn send(&self, out: &[u8], fds: &[RawFd; 4]) -> io::Result<()> {
+    async fn send(&self, out: &[u8], fds: &[RawFd]) -> io::Result<()> {
         let iov = [io::IoSlice::new(out)];
-        let cmsg = [ControlMessage::ScmRights(fds)];
+        let rights = [ControlMessage::ScmRights(fds)];
+        let cmsg: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
         loop {
             let mut guard = self.sock.writable().await?;
             let r = guard.try_io(|s| {
-                sendmsg::<()>(s.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+                sendmsg::<()>(s.as_raw_fd(), &iov, cmsg, MsgFlags::MSG_NOSIGNAL, None)
                     .map_err(io::Error::from)
             });
             match r {
@@ -435,24 +543,40 @@ impl Zygote {
     }
 
     /// The zygote is gone: fail what waits for it, tell its workers' watchers (the workers get
-    /// SIGTERM from the kernel, their parent-death signal), forget it.
+    /// SIGTERM from the kernel, their parent-death signal), forget it. One that was warm is
+    /// replaced, at once or, after quick deaths in a row, with a growing delay; one that died
+    /// before (a preload that crashes) is not tried again for [`RETRY_AFTER`].
     fn died(self: &Arc<Self>) {
-        let forked = {
+        let warm = {
             let mut st = self.lock();
             st.dead = true;
             st.pending.clear();
             st.exits.clear();
-            st.forked
+            st.warm
         };
         let mut map = lock();
-        if let Some(Entry::Running(z)) = map.get(&self.key) {
-            if Arc::ptr_eq(z, self) {
-                match forked {
-                    true => map.remove(&self.key),
-                    false => map.insert(self.key.clone(), Entry::Failed(Instant::now())),
-                };
-            }
+        let Some(e) = map.get_mut(&self.key) else { return };
+        if !e.running.as_ref().is_some_and(|z| Arc::ptr_eq(z, self)) {
+            return;
         }
+        e.running = None;
+        e.deaths = match self.started.elapsed() < HEALTHY_AFTER {
+            true => e.deaths.saturating_add(1),
+            false => 1,
+        };
+        let delay = zygote_backoff(e.deaths);
+        if !warm {
+            e.retry_at = Some(Instant::now() + delay.max(RETRY_AFTER));
+            return;
+        }
+        e.lost = true;
+        e.retry_at = Some(Instant::now() + delay);
+        tracing::info!(
+            pid = self.pid,
+            deaths = e.deaths,
+            "a new zygote in {delay:?}; meanwhile workers start directly"
+        );
+        restart_after(self.key.clone(), delay);
     }
 }
 
@@ -470,6 +594,12 @@ pub struct Forked {
 impl Forked {
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Whether it ended after its zygote died (rather than on its own, reported by the
+    /// zygote): then it was killed by its parent-death signal, no fault of its tenant's.
+    pub fn orphaned(&self) -> bool {
+        self.orphaned
     }
 
     /// Wait for the end of the process. Its status comes from the zygote; if the zygote died,

@@ -54,5 +54,15 @@ def application(environ, start_response):
         for i in range(n):
             _write_err(("misbehave: spam %d\n" % i).encode())
         return _ok(start_response, "spammed %d" % n)
+    if op == "status":
+        # An interim or out-of-range status line, e.g. "101 Switching Protocols", "600 Nope".
+        start_response(qs.get("line", "101 X").replace("+", " "), [("Content-Length", "2")])
+        return [b"hi"]
+    if op == "badcl":
+        start_response("200 OK", [("Content-Length", qs.get("cl", "abc"))])
+        return [b"hi"]
+    if op == "twocl":
+        start_response("200 OK", [("Content-Length", "2"), ("Content-Length", "3")])
+        return [b"hi"]
     start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "9")])
     return [b"no route\n"]

@@ -136,3 +136,23 @@ fn a_log_flood_is_rate_limited_counted_and_summed_up() {
     let total = dropped as usize + logged;
     assert!((20000..20100).contains(&total), "{total}: every flood line is logged or counted");
 }
+
+#[test]
+fn bad_statuses_and_content_lengths_from_the_app_get_502() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _) = start(dir.path());
+    for path in [
+        "/m/status?line=101+Switching+Protocols",
+        "/m/status?line=100+Continue",
+        "/m/status?line=600+Beyond",
+        "/m/badcl?cl=abc",
+        "/m/badcl?cl=-1",
+        "/m/twocl",
+    ] {
+        let r = server.get(path);
+        assert_eq!(r.status, 502, "{path}: {} {:?}\n{}", r.status, r.headers, server.log_text());
+    }
+    let r = server.get("/m/status?line=299+Fine");
+    assert_eq!(r.status, 299, "{}", server.log_text());
+    assert_eq!(server.get("/m/pid").status, 200, "the worker still serves");
+}

@@ -184,7 +184,7 @@ fn counters_are_summed_and_mirrored_monotonically() {
     s.add(&a);
     s.add(&b);
     assert_eq!(s.spawns, 3);
-    assert_eq!(s.exits, [1, 0, 0, 0, 1, 0, 1]);
+    assert_eq!(s.exits, [1, 0, 0, 0, 1, 0, 1, 0, 0]);
     assert_eq!((s.queue_full, s.queue_timeout), (1, 1));
 
     let c = IntCounter::new("x", "x").expect("counter");
