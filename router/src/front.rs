@@ -174,7 +174,18 @@ async fn handle(
     });
     let target_text = String::from_utf8_lossy(&raw).into_owned();
     let mut meta = RequestMeta::default();
-    let (tenant, resp) = dispatch(&st, req, &raw, peer, local, &mut meta).await;
+    let (parts, incoming) = req.into_parts();
+    let expects_continue = parts.headers.contains_key(header::EXPECT);
+    let req = Request::from_parts(parts, ());
+    let mut body = Some(incoming);
+    let (tenant, mut resp) = dispatch(&st, req, &mut body, &raw, peer, local, &mut meta).await;
+    if let Some(unread) = body {
+        // Answered before the body was read: drain it, or announce the close, so that the
+        // client's next request on this connection is not lost.
+        if expects_continue || !drain(unread).await {
+            resp.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+    }
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     st.metrics.for_request(tenant.as_deref()).record(status, elapsed, &meta);
@@ -191,9 +202,38 @@ async fn handle(
     resp
 }
 
+/// Most of a body the router reads and drops after answering without it.
+const DRAIN_BYTES: usize = 64 * 1024;
+/// How long it waits for that body.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Read and drop a body the answer did not need; false if it is larger than [`DRAIN_BYTES`],
+/// slower than [`DRAIN_TIME`] or broken (the connection must then close).
+async fn drain(mut body: Incoming) -> bool {
+    use http_body_util::BodyExt;
+    use hyper::body::Body as _;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut seen = 0usize;
+    while !body.is_end_stream() {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                seen += frame.data_ref().map_or(0, |d| d.len());
+                if seen > DRAIN_BYTES {
+                    return false;
+                }
+            }
+            Ok(None) => return true,
+            Ok(Some(Err(_))) | Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Route and answer one request. `body` is taken only when the request goes to a worker.
 async fn dispatch(
     st: &State,
-    req: Request<Incoming>,
+    req: Request<()>,
+    body: &mut Option<Incoming>,
     raw: &[u8],
     peer: SocketAddr,
     local: SocketAddr,
@@ -260,7 +300,7 @@ async fn dispatch(
         return (Some(name), respond::page(StatusCode::SERVICE_UNAVAILABLE, why));
     }
     let conn = Conn { raw, host: &host, client, peer, local };
-    (Some(name), to_tenant(st, *routed, req, &target, conn, meta).await)
+    (Some(name), to_tenant(st, *routed, req, body, &target, conn, meta).await)
 }
 
 /// What the request head needs to know beyond hyper's request.
@@ -277,7 +317,8 @@ struct Conn<'a> {
 async fn to_tenant(
     st: &State,
     routed: Routed,
-    req: Request<Incoming>,
+    req: Request<()>,
+    body_in: &mut Option<Incoming>,
     target: &Target,
     conn: Conn<'_>,
     meta: &mut RequestMeta,
@@ -317,7 +358,10 @@ async fn to_tenant(
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let (parts, incoming) = req.into_parts();
+    let Some(incoming) = body_in.take() else {
+        return respond::page(StatusCode::INTERNAL_SERVER_ERROR, "The request body is gone.");
+    };
+    let (parts, ()) = req.into_parts();
     let mut head = request_head(&parts, routed, target, body, &conn);
     access.apply(&mut head.environ);
     match forward::forward(&pool, head, incoming, permit, cfg.max_response_head_bytes).await {
