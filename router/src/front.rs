@@ -121,8 +121,8 @@ pub async fn serve(
         let raw_targets = io.targets();
         let svc = service_fn(move |req: Request<Incoming>| {
             let st = st.clone();
-            let raw = raw_targets.pop_for(req.uri());
-            let smuggling = raw_targets.framing_conflict();
+            let popped = raw_targets.pop_request(req.uri());
+            let (raw, smuggling) = (popped.original, popped.framing_conflict);
             async move {
                 if smuggling {
                     let m = st.metrics.no_tenant();
