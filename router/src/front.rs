@@ -367,7 +367,17 @@ async fn to_tenant(
     match forward::forward(&pool, head, incoming, permit, cfg.max_response_head_bytes).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(tenant = %pool.spec.name, "{e}");
+            // The client's own fault is no failure of the site: counted, not warned about.
+            match e {
+                forward::ForwardError::BadBody => meta.rejected = Some(Reject::BadRequest),
+                forward::ForwardError::BodyTooLarge(_) => {
+                    meta.rejected = Some(Reject::BodyTooLarge)
+                }
+                _ => tracing::warn!(tenant = %pool.spec.name, "{e}"),
+            }
+            if meta.rejected.is_some() {
+                tracing::info!(tenant = %pool.spec.name, "{e}");
+            }
             respond::forward_error(&e)
         }
     }

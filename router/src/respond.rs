@@ -97,6 +97,7 @@ pub fn forward_error(e: &ForwardError) -> Response<Body> {
         ForwardError::BodyTooLarge(_) => {
             page(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.")
         }
+        ForwardError::BadBody => page(StatusCode::BAD_REQUEST, "Invalid request body."),
     }
 }
 

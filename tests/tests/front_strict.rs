@@ -172,3 +172,53 @@ fn early_answers_keep_the_connection_usable() {
         }
     }
 }
+
+/// One request on its own connection; `half_close` ends the client's sending side after it
+/// (a body cut short). The answer is read to its end.
+fn once(server: &Server, bytes: &[u8], half_close: bool) -> Response {
+    let mut c = Client::connect(server.addr);
+    c.s.write_all(bytes).expect("write");
+    if half_close {
+        c.s.shutdown(Shutdown::Write).expect("shutdown");
+    }
+    c.response().unwrap_or_else(|| panic!("no answer to {:?}\n{}", bytes, server.log_text()))
+}
+
+#[test]
+fn broken_request_bodies_are_the_clients_fault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    let pid = server.get("/t/pid").text();
+    assert!(pid.trim().parse::<u32>().is_ok(), "{pid}");
+    let chunked = "POST /t/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let trailer = format!("0\r\nX-Big: {}\r\n\r\n", "t".repeat(64 * 1024));
+    let cases: [(&str, String, bool, u16); 6] = [
+        ("bad chunk size", format!("{chunked}zz\r\nabc\r\n0\r\n\r\n"), false, 400),
+        ("chunk size overflow", format!("{chunked}fffffffffffffffffff\r\nabc\r\n"), false, 400),
+        ("bare LF", format!("{chunked}3\nabc\n0\n\n"), false, 400),
+        ("oversized trailers", format!("{chunked}3\r\nabc\r\n{trailer}"), false, 400),
+        (
+            "closed mid-body",
+            "POST /t/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b".into(),
+            true,
+            400,
+        ),
+        (
+            "chunked over max_body",
+            String::from_utf8(request("POST /small/echo HTTP/1.1", &Body::Chunked(48 * 1024)))
+                .expect("ascii"),
+            false,
+            413,
+        ),
+    ];
+    for (what, bytes, half_close, status) in &cases {
+        let r = once(&server, bytes.as_bytes(), *half_close);
+        assert_eq!(r.status, *status, "{what}: {}\n{}", r.text(), server.log_text());
+    }
+    // The worker had its say (an aborted body), then serves on: not recycled, no traceback.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.get("/t/pid").text(), pid, "the worker was replaced");
+    let log = server.log_text();
+    assert!(!log.contains("Traceback"), "a traceback was logged:\n{log}");
+    assert!(!log.contains("exception in WSGI app"), "logged as an app failure:\n{log}");
+}
