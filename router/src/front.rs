@@ -29,6 +29,8 @@ use crate::route::{self, Decision, Routed};
 use crate::rules::{FsProbe, RequestInfo};
 use crate::supervisor::Reason;
 
+mod host;
+
 /// Shared by every connection.
 pub struct State {
     config: RwLock<Arc<Config>>,
@@ -253,7 +255,13 @@ async fn dispatch(
     if req.method() == Method::CONNECT {
         return (None, respond::page(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."));
     }
-    let host = host_header(req.headers());
+    let host = match host::host_header(req.headers(), req.version()) {
+        Ok(h) => h,
+        Err(why) => {
+            meta.rejected = Some(Reject::BadRequest);
+            return (None, respond::page(StatusCode::BAD_REQUEST, why));
+        }
+    };
     let client = forwarded::resolve(&cfg.trusted_proxies, peer.ip(), req.headers());
     let remote = client.addr.to_string();
     let server = server_name(&host, local);
@@ -486,10 +494,6 @@ fn body_kind(h: &HeaderMap) -> Result<BodyKind, StatusCode> {
             None => Err(StatusCode::BAD_REQUEST),
         },
     }
-}
-
-fn host_header(h: &HeaderMap) -> String {
-    h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
 /// `SERVER_NAME`: the Host header without its port, else the local address.

@@ -79,3 +79,30 @@ fn http2_preface_gets_an_answer_then_the_close() {
     // The listener still serves HTTP/1 afterwards.
     assert_eq!(server.get("/apps/env").status, 200);
 }
+
+#[test]
+fn host_must_be_one_valid_host_and_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    for (what, head) in [
+        ("HTTP/1.1 without Host", "GET /apps/env HTTP/1.1\r\n"),
+        ("two Host headers", "GET /apps/env HTTP/1.1\r\nHost: x\r\nHost: y\r\n"),
+        ("a path in Host", "GET /apps/env HTTP/1.1\r\nHost: a.example/trac/x\r\n"),
+        ("a user in Host", "GET /apps/env HTTP/1.1\r\nHost: evil@a.example\r\n"),
+        ("a bad port", "GET /apps/env HTTP/1.1\r\nHost: a.example:80x\r\n"),
+    ] {
+        let raw = format!("{head}Connection: close\r\n\r\n");
+        let r = server.request(raw.as_bytes());
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert!(!r.text().contains("SERVER_NAME"), "{what}: reached the app");
+    }
+    for (host, name) in [("a.example:8080", "a.example"), ("[::1]:81", "[::1]")] {
+        let raw = format!("GET /apps/env HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let r = server.request(raw.as_bytes());
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+        assert!(r.text().contains(&format!("\"SERVER_NAME\": \"{name}\"")), "{}", r.text());
+    }
+    // HTTP/1.0 may omit it.
+    let r = server.request(b"GET /apps/env HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
