@@ -55,6 +55,8 @@ pub enum ForwardError {
     BodyTooLarge(u64),
     #[error("the client's request body is invalid or ended early")]
     BadBody,
+    #[error("the request body did not arrive within body_read_timeout ({0:?}, extended by body_min_rate)")]
+    BodyTimeout(std::time::Duration),
 }
 
 /// How long a failed exchange waits for its body writer to say whether the client's body was
@@ -186,12 +188,13 @@ async fn exchange_split(
 ) -> Result<(Link, u32, ResponseHead), ForwardError> {
     let timeout = pool.spec.settings.request_timeout;
     let limit = pool.spec.settings.max_body;
+    let pace = Pace::of(&pool.spec.settings);
     let slot = pool.reserve_conn();
     let stream = UnixStream::connect(&pool.socket_path).await.map_err(ForwardError::Connect)?;
     let (rd, wr) = stream.into_split();
     let mut preamble = hello_bytes();
     encode(&Frame::Request(head), &mut preamble);
-    let mut writer = tokio::spawn(write_request(wr, preamble, body, limit));
+    let mut writer = tokio::spawn(write_request(wr, preamble, body, limit, pace));
     let mut reader = FrameReader::new(rd);
     let pid = match tokio::time::timeout_at(deadline, read_hello(&mut reader)).await {
         Err(_) => return Err(ForwardError::Timeout(timeout)),
@@ -208,6 +211,7 @@ async fn exchange_split(
             w = &mut writer => match w {
                 Ok(Err(WriteError::TooLarge)) => return Err(ForwardError::BodyTooLarge(limit)),
                 Ok(Err(WriteError::Client)) => return Err(ForwardError::BadBody),
+                Ok(Err(WriteError::Slow)) => return Err(ForwardError::BodyTimeout(pace.timeout)),
                 _ => {
                     written = true;
                     read.await
@@ -232,6 +236,9 @@ async fn exchange_split(
                         return Err(ForwardError::BodyTooLarge(limit))
                     }
                     Ok(Ok(Err(WriteError::Client))) => return Err(ForwardError::BadBody),
+                    Ok(Ok(Err(WriteError::Slow))) => {
+                        return Err(ForwardError::BodyTimeout(pace.timeout))
+                    }
                     _ => {}
                 }
             }
@@ -286,6 +293,28 @@ enum WriteError {
     Io,
     Client,
     TooLarge,
+    /// Slower than `body_read_timeout` and `body_min_rate` allow.
+    Slow,
+}
+
+/// How long a request body may take (mod_reqtimeout's `body=` with `MinRate`).
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    timeout: std::time::Duration,
+    /// Bytes per second that buy one more second; 0: none.
+    min_rate: u64,
+}
+
+impl Pace {
+    fn of(s: &crate::config::PoolSettings) -> Pace {
+        Pace { timeout: s.body_read_timeout, min_rate: s.body_min_rate }
+    }
+
+    /// The deadline after `received` bytes of a body started at `start`.
+    fn deadline(&self, start: Instant, received: u64) -> Instant {
+        let extra = received.checked_div(self.min_rate).unwrap_or(0);
+        start + self.timeout + std::time::Duration::from_secs(extra.min(u32::MAX as u64))
+    }
 }
 
 /// Write the preamble, then the client's body as frames, then `End`.
@@ -294,10 +323,18 @@ async fn write_request(
     preamble: Vec<u8>,
     mut body: Incoming,
     limit: u64,
+    pace: Pace,
 ) -> Result<OwnedWriteHalf, WriteError> {
+    let start = Instant::now();
     wr.write_all(&preamble).await.map_err(|_| WriteError::Io)?;
     let mut total: u64 = 0;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let next = tokio::time::timeout_at(pace.deadline(start, total), body.frame()).await;
+        let frame = match next {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => return Err(abort(&mut wr, WriteError::Slow, "body too slow").await),
+        };
         let Ok(frame) = frame else {
             return Err(abort(&mut wr, WriteError::Client, "invalid or truncated body").await);
         };

@@ -381,6 +381,7 @@ async fn to_tenant(
                 forward::ForwardError::BodyTooLarge(_) => {
                     meta.rejected = Some(Reject::BodyTooLarge)
                 }
+                forward::ForwardError::BodyTimeout(_) => meta.rejected = Some(Reject::BodyTimeout),
                 _ => tracing::warn!(tenant = %pool.spec.name, "{e}"),
             }
             if meta.rejected.is_some() {

@@ -14,7 +14,7 @@ use common::{parse_response, write, Response, Server};
 /// `sha1("password")`, htpasswd's `{SHA}` form.
 const HTPASSWD: &str = "erin:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n";
 
-/// Tenants `small` (max_body 32K), `t` (Basic auth on `/t/login`) and `off` (disabled), and a rule that
+/// Tenants `slow` (body_read_timeout 1s, request_timeout 5s), `small` (max_body 32K), `t` (Basic auth on `/t/login`) and `off` (disabled), and a rule that
 /// forbids `/forbidden`.
 fn start(dir: &Path) -> Server {
     let state = dir.join("state");
@@ -28,6 +28,7 @@ fn start(dir: &Path) -> Server {
             ("small", "max_body = \"32K\""),
             ("t", "auth = { htpasswd = \"{tenant_dir}/htpasswd\", paths = [\"/login\"] }"),
             ("off", ""),
+            ("slow", "body_read_timeout = \"1s\"\nbody_min_rate = 500\nrequest_timeout = \"5s\""),
         ],
     );
     write(&dir.join("t/htpasswd"), HTPASSWD);
@@ -221,4 +222,42 @@ fn broken_request_bodies_are_the_clients_fault() {
     let log = server.log_text();
     assert!(!log.contains("Traceback"), "a traceback was logged:\n{log}");
     assert!(!log.contains("exception in WSGI app"), "logged as an app failure:\n{log}");
+}
+
+#[test]
+fn slow_request_bodies_get_408_and_the_worker_stays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    let pid = server.get("/slow/pid").text();
+    // 10 bytes of 1000, then nothing: 408 after about body_read_timeout, long before the
+    // request_timeout that used to answer 504 and recycle the worker.
+    let mut c = Client::connect(server.addr);
+    let began = Instant::now();
+    c.s.write_all(b"POST /slow/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nten bytes!")
+        .expect("write");
+    let r = c.response().unwrap_or_else(|| panic!("no answer\n{}", server.log_text()));
+    assert_eq!(r.status, 408, "{}\n{}", r.text(), server.log_text());
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(began.elapsed() < Duration::from_secs(4), "408 after {:?}", began.elapsed());
+    // A body at 1000 bytes/s (over body_min_rate) may take longer than body_read_timeout.
+    let mut c = Client::connect(server.addr);
+    c.s.write_all(
+        b"POST /slow/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2500\r\nConnection: close\r\n\r\n",
+    )
+    .expect("write");
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(500));
+        c.s.write_all(&[b'p'; 500]).expect("write");
+    }
+    // The echo streams its answer (chunked): read it to the close.
+    let mut all = Vec::new();
+    let _ = c.s.read_to_end(&mut all);
+    let r = parse_response(&all).unwrap_or_else(|e| panic!("{e}\n{}", server.log_text()));
+    assert_eq!(r.status, 200, "{}", server.log_text());
+    assert_eq!(r.body.len(), 2500);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.get("/slow/pid").text(), pid, "the worker was replaced");
+    let log = server.log_text();
+    assert!(!log.contains("stacks"), "stacks dumped:\n{log}");
+    assert!(!log.contains("Traceback"), "a traceback was logged:\n{log}");
 }
