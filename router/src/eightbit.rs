@@ -37,7 +37,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
@@ -52,12 +51,37 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// connection then goes to pass-through.
 pub const MAX_QUEUED: usize = 1024;
 
+/// The request line an HTTP/2 client opens with (its "connection preface" goes on with
+/// `\r\nSM\r\n\r\n`). hyper's HTTP/1 server closes such a connection without a word when it
+/// has the whole 24-byte preface in its buffer; handed only this line, it answers 400.
+const H2_REQUEST_LINE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
 /// Per-connection FIFO of request-targets as the client sent them.
 ///
 /// One entry is queued per request line, in order: `Some(original target)` when the adapter
-/// percent-encoded bytes in it, `None` when it left the target alone. Clones share the queue.
+/// percent-encoded bytes in it, `None` when it left the target alone, with whether that
+/// request's head had conflicting framing. Clones share the queue.
 #[derive(Clone, Debug, Default)]
-pub struct RawTargets(Arc<Mutex<VecDeque<Option<Vec<u8>>>>>, Arc<AtomicBool>);
+pub struct RawTargets(Arc<Mutex<VecDeque<Entry>>>);
+
+/// What the scanner learnt about one request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Entry {
+    original: Option<Vec<u8>>,
+    /// Both `Content-Length` and `Transfer-Encoding` in this request's head.
+    conflict: bool,
+}
+
+/// The entry of one request as the handler takes it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Popped {
+    /// The target as sent, when it was rewritten (see [`RawTargets::pop_for`]).
+    pub original: Option<Vec<u8>>,
+    /// The head had both `Content-Length` and `Transfer-Encoding`. hyper lets the latter win
+    /// and drops the former, but such a request is how requests are smuggled past other
+    /// proxies, so the front door refuses it (and closes the connection).
+    pub framing_conflict: bool,
+}
 
 impl RawTargets {
     pub fn new() -> Self {
@@ -70,7 +94,7 @@ impl RawTargets {
     /// The handler must pop exactly once per request hyper hands it, first thing, so that the
     /// queue stays in step with hyper.
     pub fn pop(&self) -> Option<Vec<u8>> {
-        self.lock().pop_front().flatten()
+        self.lock().pop_front().and_then(|e| e.original)
     }
 
     /// Like [`pop`](Self::pop), but returns the original only if percent-encoding its 8-bit bytes
@@ -78,24 +102,30 @@ impl RawTargets {
     /// step with hyper; the entry is dropped and `None` returned, so the caller falls back to
     /// `uri`, which decodes to the same path anyway.
     pub fn pop_for(&self, uri: &http::Uri) -> Option<Vec<u8>> {
-        let original = self.pop()?;
-        if matches_uri(&original, uri) {
-            Some(original)
-        } else {
-            tracing::debug!(%uri, "raw request-target does not match the parsed one; ignored");
-            None
-        }
+        self.pop_request(uri).original
     }
 
-    /// The client sent a head with both `Content-Length` and `Transfer-Encoding`. hyper lets
-    /// the latter win and drops the former, but such a request is how requests are smuggled
-    /// past other proxies, so the front door refuses it (and closes the connection).
-    pub fn framing_conflict(&self) -> bool {
-        self.1.load(Ordering::Acquire)
+    /// The whole entry of the oldest request, its target checked as by
+    /// [`pop_for`](Self::pop_for). A framing conflict is reported even when the target does
+    /// not match: refusing is the safe side.
+    pub fn pop_request(&self, uri: &http::Uri) -> Popped {
+        let Some(entry) = self.lock().pop_front() else { return Popped::default() };
+        let original = match entry.original {
+            Some(o) if matches_uri(&o, uri) => Some(o),
+            Some(_) => {
+                tracing::debug!(%uri, "raw request-target does not match the parsed one; ignored");
+                None
+            }
+            None => None,
+        };
+        Popped { original, framing_conflict: entry.conflict }
     }
 
+    /// Marks the newest entry (the request whose head is being read) as conflicting.
     fn set_framing_conflict(&self) {
-        self.1.store(true, Ordering::Release);
+        if let Some(e) = self.lock().back_mut() {
+            e.conflict = true;
+        }
     }
 
     /// Number of entries not yet popped.
@@ -112,11 +142,11 @@ impl RawTargets {
         if q.len() >= MAX_QUEUED {
             return false;
         }
-        q.push_back(entry);
+        q.push_back(Entry { original: entry, conflict: false });
         true
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Option<Vec<u8>>>> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Entry>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -161,6 +191,11 @@ pub struct EightBit<S> {
     pending_pos: usize,
     /// Reused copy of the not yet scanned rest of a read that needed rewriting.
     scratch: Vec<u8>,
+    /// Bytes of the connection's start that matched [`H2_REQUEST_LINE`] so far; `None` once
+    /// they differ.
+    preface: Option<usize>,
+    /// An HTTP/2 preface was cut after its request line: nothing more is read.
+    h2_refused: bool,
 }
 
 impl<S> EightBit<S> {
@@ -177,6 +212,8 @@ impl<S> EightBit<S> {
             pending: Vec::new(),
             pending_pos: 0,
             scratch: Vec::new(),
+            preface: Some(0),
+            h2_refused: false,
         }
     }
 
@@ -192,6 +229,30 @@ impl<S> EightBit<S> {
 
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// Whether the client opened with HTTP/2's preface (hyper then answers 400 and closes).
+    pub fn is_h2_preface(&self) -> bool {
+        self.h2_refused
+    }
+
+    /// Follows the connection's first bytes `fresh` against [`H2_REQUEST_LINE`]; returns how
+    /// many of them to deliver (fewer than all only when the line just completed).
+    fn check_preface(&mut self, fresh: &[u8]) -> usize {
+        let Some(seen) = self.preface else { return fresh.len() };
+        let want = &H2_REQUEST_LINE[seen..];
+        let n = want.len().min(fresh.len());
+        if fresh[..n] != want[..n] {
+            self.preface = None;
+            return fresh.len();
+        }
+        if n < want.len() {
+            self.preface = Some(seen + n);
+            return fresh.len();
+        }
+        self.preface = None;
+        self.h2_refused = true;
+        n
     }
 }
 
@@ -222,11 +283,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for EightBit<S> {
             }
             return Poll::Ready(Ok(()));
         }
-        if this.scanner.state == State::Pass {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.h2_refused {
+            // End of stream: hyper has all it needs to refuse the connection.
+            return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if this.preface.is_some() {
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            let keep = this.check_preface(&buf.filled()[before..]);
+            buf.set_filled(before + keep);
+        } else if this.scanner.state == State::Pass {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        } else {
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        }
         let fresh = &buf.filled()[before..];
         // Hot path: nothing to rewrite, the bytes stay where the inner reader put them.
         let Some(at) = this.scanner.scan(fresh) else {
@@ -332,6 +402,8 @@ struct Scanner {
     /// `Some(final coding is chunked)` once a `Transfer-Encoding` header was seen (last one wins,
     /// as in hyper).
     chunked: Option<bool>,
+    /// An `Upgrade` header: the connection may stop being HTTP after this head.
+    upgrade: bool,
     targets: RawTargets,
 }
 
@@ -348,6 +420,7 @@ impl Scanner {
             http10: false,
             content_length: None,
             chunked: None,
+            upgrade: false,
             targets,
         }
     }
@@ -406,6 +479,7 @@ impl Scanner {
                         self.http10 = false;
                         self.content_length = None;
                         self.chunked = None;
+                        self.upgrade = false;
                     }
                 },
                 State::IdleCr => {
@@ -612,7 +686,8 @@ impl Scanner {
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.chunked = Some(final_coding_is_chunked(trim_ows(&line[colon + 1..])));
         } else if name.eq_ignore_ascii_case(b"upgrade") {
-            return false;
+            // Given up at the end of the head, once its framing has been judged.
+            self.upgrade = true;
         }
         true
     }
@@ -620,6 +695,9 @@ impl Scanner {
     fn end_of_head(&mut self) {
         if self.chunked.is_some() && self.content_length.is_some() {
             self.targets.set_framing_conflict();
+        }
+        if self.upgrade {
+            return self.pass();
         }
         match (self.chunked, self.content_length) {
             (Some(true), None) if !self.http10 => self.begin(State::ChunkSize),

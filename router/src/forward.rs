@@ -53,7 +53,15 @@ pub enum ForwardError {
     HeadTooLarge { size: usize, limit: usize, pid: u32 },
     #[error("the request body exceeds the limit of {0} bytes")]
     BodyTooLarge(u64),
+    #[error("the client's request body is invalid or ended early")]
+    BadBody,
+    #[error("the request body did not arrive within body_read_timeout ({0:?}, extended by body_min_rate)")]
+    BodyTimeout(std::time::Duration),
 }
+
+/// How long a failed exchange waits for its body writer to say whether the client's body was
+/// the cause.
+const WRITER_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Attempts for a request whose worker closed the connection before starting it.
 const RETRIES: u32 = 3;
@@ -180,18 +188,39 @@ async fn exchange_split(
 ) -> Result<(Link, u32, ResponseHead), ForwardError> {
     let timeout = pool.spec.settings.request_timeout;
     let limit = pool.spec.settings.max_body;
+    let pace = Pace::of(&pool.spec.settings);
     let slot = pool.reserve_conn();
     let stream = UnixStream::connect(&pool.socket_path).await.map_err(ForwardError::Connect)?;
     let (rd, wr) = stream.into_split();
     let mut preamble = hello_bytes();
     encode(&Frame::Request(head), &mut preamble);
-    let writer = tokio::spawn(write_request(wr, preamble, body, limit));
+    let mut writer = tokio::spawn(write_request(wr, preamble, body, limit, pace));
     let mut reader = FrameReader::new(rd);
     let pid = match tokio::time::timeout_at(deadline, read_hello(&mut reader)).await {
         Err(_) => return Err(ForwardError::Timeout(timeout)),
         Ok(r) => r?,
     };
-    match tokio::time::timeout_at(deadline, read_head(&mut reader)).await {
+    // A broken or oversized body is the client's fault: answer it at once, whatever the
+    // application makes of the `Abort` it was sent instead of the rest of the body.
+    let mut written = false;
+    let head = {
+        let read = tokio::time::timeout_at(deadline, read_head(&mut reader));
+        tokio::pin!(read);
+        tokio::select! {
+            biased;
+            w = &mut writer => match w {
+                Ok(Err(WriteError::TooLarge)) => return Err(ForwardError::BodyTooLarge(limit)),
+                Ok(Err(WriteError::Client)) => return Err(ForwardError::BadBody),
+                Ok(Err(WriteError::Slow)) => return Err(ForwardError::BodyTimeout(pace.timeout)),
+                _ => {
+                    written = true;
+                    read.await
+                }
+            },
+            h = &mut read => h,
+        }
+    };
+    match head {
         Err(_) => {
             stuck(pool, pid, timeout);
             Err(ForwardError::Timeout(timeout))
@@ -199,10 +228,18 @@ async fn exchange_split(
         Ok(Ok(Some(resp))) => Ok((Link::Split { reader, _open: slot }, pid, resp)),
         Ok(Ok(None)) => Err(ForwardError::Protocol("goodbye on a new connection".into())),
         Ok(Err(e)) => {
-            // A body over the limit makes the writer stop; report that rather than its effect.
-            if writer.is_finished() {
-                if let Ok(Err(WriteError::TooLarge)) = writer.await {
-                    return Err(ForwardError::BodyTooLarge(limit));
+            // The writer stopping on a bad body makes the worker fail (its `wsgi.input` read
+            // raised); report the cause rather than its effect.
+            if !written {
+                match tokio::time::timeout(WRITER_GRACE, writer).await {
+                    Ok(Ok(Err(WriteError::TooLarge))) => {
+                        return Err(ForwardError::BodyTooLarge(limit))
+                    }
+                    Ok(Ok(Err(WriteError::Client))) => return Err(ForwardError::BadBody),
+                    Ok(Ok(Err(WriteError::Slow))) => {
+                        return Err(ForwardError::BodyTimeout(pace.timeout))
+                    }
+                    _ => {}
                 }
             }
             Err(e)
@@ -288,6 +325,28 @@ enum WriteError {
     Io,
     Client,
     TooLarge,
+    /// Slower than `body_read_timeout` and `body_min_rate` allow.
+    Slow,
+}
+
+/// How long a request body may take (mod_reqtimeout's `body=` with `MinRate`).
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    timeout: std::time::Duration,
+    /// Bytes per second that buy one more second; 0: none.
+    min_rate: u64,
+}
+
+impl Pace {
+    fn of(s: &crate::config::PoolSettings) -> Pace {
+        Pace { timeout: s.body_read_timeout, min_rate: s.body_min_rate }
+    }
+
+    /// The deadline after `received` bytes of a body started at `start`.
+    fn deadline(&self, start: Instant, received: u64) -> Instant {
+        let extra = received.checked_div(self.min_rate).unwrap_or(0);
+        start + self.timeout + std::time::Duration::from_secs(extra.min(u32::MAX as u64))
+    }
 }
 
 /// Write the preamble, then the client's body as frames, then `End`.
@@ -296,15 +355,25 @@ async fn write_request(
     preamble: Vec<u8>,
     mut body: Incoming,
     limit: u64,
+    pace: Pace,
 ) -> Result<OwnedWriteHalf, WriteError> {
+    let start = Instant::now();
     wr.write_all(&preamble).await.map_err(|_| WriteError::Io)?;
     let mut total: u64 = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| WriteError::Client)?;
+    loop {
+        let next = tokio::time::timeout_at(pace.deadline(start, total), body.frame()).await;
+        let frame = match next {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => return Err(abort(&mut wr, WriteError::Slow, "body too slow").await),
+        };
+        let Ok(frame) = frame else {
+            return Err(abort(&mut wr, WriteError::Client, "invalid or truncated body").await);
+        };
         let Ok(data) = frame.into_data() else { continue };
         total += data.len() as u64;
         if total > limit {
-            return Err(WriteError::TooLarge);
+            return Err(abort(&mut wr, WriteError::TooLarge, "body over max_body").await);
         }
         for chunk in data.chunks(paddock_proto::MAX_CHUNK) {
             wr.write_all(&encode_body_header(chunk.len())).await.map_err(|_| WriteError::Io)?;
@@ -315,6 +384,15 @@ async fn write_request(
     encode(&Frame::End, &mut end);
     wr.write_all(&end).await.map_err(|_| WriteError::Io)?;
     Ok(wr)
+}
+
+/// Tell the worker the body ends here with an error (its `wsgi.input` read fails cleanly).
+async fn abort(wr: &mut OwnedWriteHalf, why: WriteError, message: &str) -> WriteError {
+    let mut out = Vec::with_capacity(64);
+    let abort = paddock_proto::Abort { kind: AbortKind::ClientGone, message: message.into() };
+    encode(&Frame::Abort(abort), &mut out);
+    let _ = wr.write_all(&out).await;
+    why
 }
 
 /// Read up to the response's `End`, dropping body bytes no client may see (a `HEAD` answer,

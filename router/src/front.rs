@@ -30,6 +30,8 @@ use crate::route::{self, Decision, Routed};
 use crate::rules::{FsProbe, RequestInfo};
 use crate::supervisor::Reason;
 
+mod host;
+
 /// Shared by every connection.
 pub struct State {
     config: RwLock<Arc<Config>>,
@@ -136,8 +138,8 @@ pub async fn serve(
         let raw_targets = io.targets();
         let svc = service_fn(move |req: Request<Incoming>| {
             let st = st.clone();
-            let raw = raw_targets.pop_for(req.uri());
-            let smuggling = raw_targets.framing_conflict();
+            let popped = raw_targets.pop_request(req.uri());
+            let (raw, smuggling) = (popped.original, popped.framing_conflict);
             async move {
                 if smuggling {
                     let m = st.metrics.no_tenant();
@@ -189,7 +191,18 @@ async fn handle(
     });
     let target_text = String::from_utf8_lossy(&raw).into_owned();
     let mut meta = RequestMeta::default();
-    let (tenant, resp) = dispatch(&st, req, &raw, peer, local, &mut meta).await;
+    let (parts, incoming) = req.into_parts();
+    let expects_continue = parts.headers.contains_key(header::EXPECT);
+    let req = Request::from_parts(parts, ());
+    let mut body = Some(incoming);
+    let (tenant, mut resp) = dispatch(&st, req, &mut body, &raw, peer, local, &mut meta).await;
+    if let Some(unread) = body {
+        // Answered before the body was read: drain it, or announce the close, so that the
+        // client's next request on this connection is not lost.
+        if expects_continue || !drain(unread).await {
+            resp.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+    }
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     st.metrics.for_request(tenant.as_deref()).record(status, elapsed, &meta);
@@ -206,9 +219,38 @@ async fn handle(
     resp
 }
 
+/// Most of a body the router reads and drops after answering without it.
+const DRAIN_BYTES: usize = 64 * 1024;
+/// How long it waits for that body.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Read and drop a body the answer did not need; false if it is larger than [`DRAIN_BYTES`],
+/// slower than [`DRAIN_TIME`] or broken (the connection must then close).
+async fn drain(mut body: Incoming) -> bool {
+    use http_body_util::BodyExt;
+    use hyper::body::Body as _;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut seen = 0usize;
+    while !body.is_end_stream() {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                seen += frame.data_ref().map_or(0, |d| d.len());
+                if seen > DRAIN_BYTES {
+                    return false;
+                }
+            }
+            Ok(None) => return true,
+            Ok(Some(Err(_))) | Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Route and answer one request. `body` is taken only when the request goes to a worker.
 async fn dispatch(
     st: &State,
-    req: Request<Incoming>,
+    req: Request<()>,
+    body: &mut Option<Incoming>,
     raw: &[u8],
     peer: SocketAddr,
     local: SocketAddr,
@@ -228,7 +270,13 @@ async fn dispatch(
     if req.method() == Method::CONNECT {
         return (None, respond::page(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."));
     }
-    let host = host_header(req.headers());
+    let host = match host::host_header(req.headers(), req.version()) {
+        Ok(h) => h,
+        Err(why) => {
+            meta.rejected = Some(Reject::BadRequest);
+            return (None, respond::page(StatusCode::BAD_REQUEST, why));
+        }
+    };
     let client = forwarded::resolve(&cfg.trusted_proxies, peer.ip(), req.headers());
     let remote = client.addr.to_string();
     let server = server_name(&host, local);
@@ -275,7 +323,7 @@ async fn dispatch(
         return (Some(name), respond::page(StatusCode::SERVICE_UNAVAILABLE, why));
     }
     let conn = Conn { raw, host: &host, client, peer, local };
-    (Some(name), to_tenant(st, *routed, req, &target, conn, meta).await)
+    (Some(name), to_tenant(st, *routed, req, body, &target, conn, meta).await)
 }
 
 /// What the request head needs to know beyond hyper's request.
@@ -292,7 +340,8 @@ struct Conn<'a> {
 async fn to_tenant(
     st: &State,
     routed: Routed,
-    req: Request<Incoming>,
+    req: Request<()>,
+    body_in: &mut Option<Incoming>,
     target: &Target,
     conn: Conn<'_>,
     meta: &mut RequestMeta,
@@ -332,13 +381,27 @@ async fn to_tenant(
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let (parts, incoming) = req.into_parts();
+    let Some(incoming) = body_in.take() else {
+        return respond::page(StatusCode::INTERNAL_SERVER_ERROR, "The request body is gone.");
+    };
+    let (parts, ()) = req.into_parts();
     let mut head = request_head(&parts, routed, target, body, &conn);
     access.apply(&mut head.environ);
     match forward::forward(&pool, head, incoming, permit, cfg.max_response_head_bytes).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(tenant = %pool.spec.name, "{e}");
+            // The client's own fault is no failure of the site: counted, not warned about.
+            match e {
+                forward::ForwardError::BadBody => meta.rejected = Some(Reject::BadRequest),
+                forward::ForwardError::BodyTooLarge(_) => {
+                    meta.rejected = Some(Reject::BodyTooLarge)
+                }
+                forward::ForwardError::BodyTimeout(_) => meta.rejected = Some(Reject::BodyTimeout),
+                _ => tracing::warn!(tenant = %pool.spec.name, "{e}"),
+            }
+            if meta.rejected.is_some() {
+                tracing::info!(tenant = %pool.spec.name, "{e}");
+            }
             respond::forward_error(&e)
         }
     }
@@ -447,10 +510,6 @@ fn body_kind(h: &HeaderMap) -> Result<BodyKind, StatusCode> {
             None => Err(StatusCode::BAD_REQUEST),
         },
     }
-}
-
-fn host_header(h: &HeaderMap) -> String {
-    h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
 /// `SERVER_NAME`: the Host header without its port, else the local address.

@@ -55,6 +55,8 @@ pub enum Reject {
     Unauthorized,
     /// 413: body over `max_body`.
     BodyTooLarge,
+    /// 408: body slower than `body_read_timeout` and `body_min_rate` allow.
+    BodyTimeout,
     /// 431 (or 414): request head over `max_header_bytes`, refused by the HTTP parser.
     HeadTooLarge,
     /// 503: the pool cannot start, its workers fail, or the global budget is exhausted.
@@ -62,10 +64,11 @@ pub enum Reject {
 }
 
 impl Reject {
-    const ALL: [Reject; 5] = [
+    const ALL: [Reject; 6] = [
         Reject::BadRequest,
         Reject::Unauthorized,
         Reject::BodyTooLarge,
+        Reject::BodyTimeout,
         Reject::HeadTooLarge,
         Reject::Unavailable,
     ];
@@ -75,6 +78,7 @@ impl Reject {
             Reject::BadRequest => "bad_request",
             Reject::Unauthorized => "unauthorized",
             Reject::BodyTooLarge => "body_too_large",
+            Reject::BodyTimeout => "body_timeout",
             Reject::HeadTooLarge => "header_too_large",
             Reject::Unavailable => "unavailable",
         }
@@ -135,7 +139,7 @@ pub struct TenantMetrics {
     requests: [IntCounter; 5],
     duration: Histogram,
     queue_wait: Histogram,
-    rejected: [IntCounter; 5],
+    rejected: [IntCounter; Reject::ALL.len()],
 }
 
 impl TenantMetrics {

@@ -97,6 +97,13 @@ pub fn forward_error(e: &ForwardError) -> Response<Body> {
         ForwardError::BodyTooLarge(_) => {
             page(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.")
         }
+        ForwardError::BadBody => page(StatusCode::BAD_REQUEST, "Invalid request body."),
+        ForwardError::BodyTimeout(_) => {
+            // The rest of the body may still be on its way: this connection cannot go on.
+            let mut r = page(StatusCode::REQUEST_TIMEOUT, "The request body came too slowly.");
+            r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            r
+        }
     }
 }
 

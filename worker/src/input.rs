@@ -69,6 +69,13 @@ impl ReadShared {
     fn is_current(&self, seq: u64) -> bool {
         self.current.load(Ordering::SeqCst) == seq
     }
+
+    /// Whether the router aborted the current request's body (the client sent a broken body,
+    /// too much of it, or too slowly): the router has answered already, and an exception the
+    /// application raises on that is the client's doing, not the application's failure.
+    pub fn aborted_by_router(&self) -> bool {
+        matches!(self.lock().failed, Some((io::ErrorKind::ConnectionAborted, _)))
+    }
 }
 
 /// Lock ignoring poisoning: a panic while holding the lock already dooms the connection, and

@@ -243,6 +243,10 @@ fn handle_request(
             tracing::info!("router connection lost during the response: {e}");
             Some("client gone".to_owned())
         }
+        Err(e) if read.aborted_by_router() => {
+            tracing::info!("request body aborted by the router; the application gave up: {e}");
+            Some("request body aborted".to_owned())
+        }
         Err(e) => {
             let what = format!(
                 "exception in WSGI app for {} {}",

@@ -193,6 +193,10 @@ pub struct TenantSection {
     pub request_timeout: Option<Spanned<String>>,
     /// Largest request body accepted, e.g. `"100M"`.
     pub max_body: Option<Spanned<String>>,
+    /// Time allowed to receive a request body, extended by `body_min_rate`.
+    pub body_read_timeout: Option<Spanned<String>>,
+    /// Bytes per second that extend `body_read_timeout` by one second each (0: no extension).
+    pub body_min_rate: Option<Spanned<i64>>,
     /// Process environment variables for the workers.
     pub env: Option<BTreeMap<String, String>>,
     /// WSGI environ entries added to every request (`trac.env_path`, ...).
@@ -263,6 +267,11 @@ impl TenantSection {
             queue_timeout: self.queue_timeout.clone().or_else(|| base.queue_timeout.clone()),
             request_timeout: self.request_timeout.clone().or_else(|| base.request_timeout.clone()),
             max_body: self.max_body.clone().or_else(|| base.max_body.clone()),
+            body_read_timeout: self
+                .body_read_timeout
+                .clone()
+                .or_else(|| base.body_read_timeout.clone()),
+            body_min_rate: self.body_min_rate.clone().or_else(|| base.body_min_rate.clone()),
             env: merge(&self.env, &base.env),
             environ: merge(&self.environ, &base.environ),
             auth: crate::auth::AuthSection::merge(&self.auth, &base.auth),

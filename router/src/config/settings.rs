@@ -46,6 +46,10 @@ pub struct PoolSettings {
     pub queue_timeout: Duration,
     pub request_timeout: Duration,
     pub max_body: u64,
+    /// Time to receive the request body (mod_reqtimeout's `body=`): then 408.
+    pub body_read_timeout: Duration,
+    /// Each this many bytes received extend `body_read_timeout` by one second; 0: never.
+    pub body_min_rate: u64,
     pub env: BTreeMap<String, String>,
     /// WSGI environ entries; an entry with an empty value is removed (to drop a default).
     pub environ: BTreeMap<String, String>,
@@ -108,6 +112,8 @@ pub(super) fn builtin_section() -> TenantSection {
         queue_timeout: s("30s"),
         request_timeout: s("60s"),
         max_body: s("100M"),
+        body_read_timeout: s("20s"),
+        body_min_rate: Some(Spanned::new(0..0, 500)),
         environ: Some(BTreeMap::from([("trac.env_path".to_string(), "{tenant_dir}".to_string())])),
         ..TenantSection::default()
     }
@@ -254,6 +260,8 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         queue_timeout: duration(v, &s.queue_timeout, "queue_timeout"),
         request_timeout: duration(v, &s.request_timeout, "request_timeout"),
         max_body,
+        body_read_timeout: duration(v, &s.body_read_timeout, "body_read_timeout"),
+        body_min_rate: non_negative(v, &s.body_min_rate, "body_min_rate"),
         env: s.env.clone().unwrap_or_default(),
         environ: s.environ.clone().unwrap_or_default(),
         auth,

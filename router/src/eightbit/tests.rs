@@ -13,7 +13,7 @@ struct Outcome {
 }
 
 fn drain(targets: &RawTargets) -> Vec<Option<Vec<u8>>> {
-    targets.lock().drain(..).collect()
+    targets.lock().drain(..).map(|e| e.original).collect()
 }
 
 /// Feeds `input` to a bare scanner in pieces of the given sizes (cycled; 0 means "the rest").
@@ -235,6 +235,22 @@ fn leading_empty_lines_and_bare_lf() {
 }
 
 #[test]
+fn http2_preface_is_cut_after_its_request_line() {
+    let preface: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+    for sizes in [&[0][..], &[1], &[7, 3], &[16, 0], &[15, 0]] {
+        for cap in [1, 5, 4096] {
+            let got = through_adapter(preface, sizes, cap, 0);
+            assert_eq!(got.out, b"PRI * HTTP/2.0\r\n", "reads of {sizes:?}, buffer {cap}");
+        }
+    }
+    // Only at the start of a connection, and only that exact line.
+    let later = cat(&[GET_8BIT, preface]);
+    assert_eq!(through_adapter(&later, &[0], 4096, 0).out, cat(&[GET_8BIT_OUT, preface]));
+    let near: &[u8] = b"PRI * HTTP/2.1\r\n\r\n";
+    assert_eq!(through_adapter(near, &[1], 4096, 0).out, near);
+}
+
+#[test]
 fn fifo_pops_in_order() {
     let targets = RawTargets::new();
     assert!(targets.push(None));
@@ -244,6 +260,37 @@ fn fifo_pops_in_order() {
     assert_eq!(targets.pop(), Some(b"/\xe9".to_vec()));
     assert!(targets.is_empty());
     assert_eq!(targets.pop(), None, "empty queue reads as not rewritten");
+}
+
+/// The conflict flag of each request queued for `input`, in order.
+fn conflicts(input: &[u8]) -> Vec<bool> {
+    let targets = RawTargets::new();
+    let mut sc = Scanner::new(targets.clone());
+    let mut rest = input;
+    while let Some(i) = sc.scan(rest) {
+        rest = &rest[i + 1..];
+    }
+    let uri: http::Uri = "/".parse().unwrap();
+    let mut out = Vec::new();
+    while !targets.is_empty() {
+        out.push(targets.pop_request(&uri).framing_conflict);
+    }
+    out
+}
+
+#[test]
+fn framing_conflict_belongs_to_its_request() {
+    let good = b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\r\n\r\n";
+    let bad = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_eq!(conflicts(&cat(&[good, bad])), [false, false, true]);
+    assert_eq!(conflicts(bad), [true]);
+    // An Upgrade header before the conflict no longer hides it, nor after it.
+    let up = b"POST / HTTP/1.1\r\nUpgrade: h2c\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_eq!(conflicts(up), [true]);
+    let up_last =
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nUpgrade: x\r\n\r\n";
+    assert_eq!(conflicts(up_last), [true]);
+    assert_eq!(conflicts(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"), [false]);
 }
 
 #[test]
@@ -654,6 +701,20 @@ mod live {
         let body = String::from_utf8(buf[head_end..head_end + len].to_vec()).unwrap();
         buf.drain(..head_end + len);
         (status, body)
+    }
+
+    #[tokio::test]
+    async fn http2_preface_is_answered_400_and_closed() {
+        let addr = server().await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        // The preface, then an empty SETTINGS frame, as an HTTP/2 client opens.
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+        let mut all = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut all))
+            .await
+            .expect("closed in time")
+            .unwrap();
+        assert!(all.starts_with(b"HTTP/1.1 400 "), "{:?}", String::from_utf8_lossy(&all));
     }
 
     #[tokio::test]
