@@ -93,25 +93,25 @@ struct Seen {
     body: Vec<u8>,
 }
 
-/// Serves one replayed connection with hyper behind `EightBit` and returns what hyper framed,
-/// the queue entries left over, and the bytes hyper was given.
-fn serve_behind_scanner(input: &[u8], sizes: Vec<usize>) -> (Vec<Seen>, usize) {
+/// Serves one replayed connection with hyper, behind `EightBit` when `scanner` is set (each
+/// request then gets the queue entry the front door would pop for it), and returns what hyper
+/// framed.
+fn serve(input: &[u8], sizes: Vec<usize>, scanner: bool) -> Vec<Seen> {
     use http_body_util::BodyExt;
-    use paddock_router::eightbit::EightBit;
+    use paddock_router::eightbit::{EightBit, RawTargets};
     use std::sync::{Arc, Mutex};
 
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(_) => return (Vec::new(), 0),
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return Vec::new();
     };
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let io = EightBit::new(Replay { data: input.to_vec(), pos: 0, sizes, turn: 0 });
-    let targets = io.targets();
+    let replay = Replay { data: input.to_vec(), pos: 0, sizes, turn: 0 };
+    let targets = RawTargets::new();
     let log = seen.clone();
-    let t = targets.clone();
+    let t = scanner.then(|| targets.clone());
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         // As the front door does: pop exactly once per request, first thing.
-        let entry = t.pop();
+        let entry = t.as_ref().and_then(|t| t.pop());
         let log = log.clone();
         async move {
             let uri = req.uri().clone();
@@ -127,53 +127,16 @@ fn serve_behind_scanner(input: &[u8], sizes: Vec<usize>) -> (Vec<Seen>, usize) {
             >::new()))
         }
     });
+    let builder = hyper::server::conn::http1::Builder::new().max_buf_size(64 * 1024).clone();
     rt.block_on(async {
-        let conn = hyper::server::conn::http1::Builder::new()
-            .max_buf_size(64 * 1024)
-            .serve_connection(hyper_util::rt::TokioIo::new(io), service);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
-    });
-    let left = targets.len();
-    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
-    (seen, left)
-}
-
-/// A request as hyper alone framed it: the target and the body.
-type Plain = (String, Vec<u8>);
-
-/// What hyper made of `input` with no scanner in front (only meaningful for 7-bit input).
-fn serve_plain(input: &[u8], sizes: Vec<usize>) -> Vec<Plain> {
-    use http_body_util::BodyExt;
-    use std::sync::{Arc, Mutex};
-
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(_) => return Vec::new(),
-    };
-    let seen: Arc<Mutex<Vec<Plain>>> = Arc::default();
-    let log = seen.clone();
-    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let log = log.clone();
-        async move {
-            let uri = req.uri().to_string();
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes().to_vec(),
-                Err(_) => Vec::new(),
-            };
-            if let Ok(mut l) = log.lock() {
-                l.push((uri, body));
-            }
-            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
-                bytes::Bytes,
-            >::new()))
+        let limit = std::time::Duration::from_secs(5);
+        if scanner {
+            let io = hyper_util::rt::TokioIo::new(EightBit::with_targets(replay, targets));
+            let _ = tokio::time::timeout(limit, builder.serve_connection(io, service)).await;
+        } else {
+            let io = hyper_util::rt::TokioIo::new(replay);
+            let _ = tokio::time::timeout(limit, builder.serve_connection(io, service)).await;
         }
-    });
-    let io = Replay { data: input.to_vec(), pos: 0, sizes, turn: 0 };
-    rt.block_on(async {
-        let conn = hyper::server::conn::http1::Builder::new()
-            .max_buf_size(64 * 1024)
-            .serve_connection(hyper_util::rt::TokioIo::new(io), service);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
     });
     let out = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
     out
@@ -194,7 +157,7 @@ pub fn eightbit(data: &[u8]) {
         2 => vec![(sel as usize >> 2) + 1],
         _ => vec![3, 1, 7, 64, 2],
     };
-    let (seen, _left) = serve_behind_scanner(input, sizes.clone());
+    let seen = serve(input, sizes.clone(), true);
     for (i, s) in seen.iter().enumerate() {
         if let Some(orig) = &s.entry {
             let escaped = paddock_router::eightbit::escape_8bit(orig);
@@ -217,9 +180,11 @@ pub fn eightbit(data: &[u8]) {
     }
     if input.iter().all(|&b| b < 0x80) {
         // Nothing to rewrite: the scanner must be invisible.
-        let plain = serve_plain(input, sizes);
-        let behind: Vec<(String, Vec<u8>)> =
-            seen.iter().map(|s| (s.uri.to_string(), s.body.clone())).collect();
+        let framed = |v: &[Seen]| -> Vec<(String, Vec<u8>)> {
+            v.iter().map(|s| (s.uri.to_string(), s.body.clone())).collect()
+        };
+        let plain = framed(&serve(input, sizes, false));
+        let behind = framed(&seen);
         assert_eq!(behind, plain, "7-bit input framed differently behind the scanner");
         assert!(seen.iter().all(|s| s.entry.is_none()), "7-bit target queued as rewritten");
     } else {

@@ -11,9 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{
-    chown, ensure_user, eventually, nix_is_root, parse_response, repo_root, write, Server,
-};
+use common::{chown, ensure_user, eventually, nix_is_root, parse_response, Server};
 
 const USERS: [&str; 2] = ["paddock-e2e", "paddock-e2e2"];
 const KILLS: usize = 7;
@@ -21,20 +19,8 @@ const KILLS: usize = 7;
 const WORST: Duration = Duration::from_secs(5);
 
 fn config(dir: &Path) -> std::path::PathBuf {
-    let mut text = "index = false\n".to_string();
-    for name in ["a", "b"] {
-        let tdir = dir.join(name);
-        std::fs::create_dir_all(&tdir).expect("mkdir");
-        common::private(&tdir);
-        text.push_str(&format!(
-            "[tenants.{name}]\ndir = \"{}\"\nmount = \"/{name}\"\napp = \"testapps:application\"\nprocesses = 1\nwatch_files = []\npython_path = [\"{}\"]\npreload = [\"testapps\"]\n",
-            tdir.display(),
-            repo_root().join("tests/apps").display()
-        ));
-    }
-    let path = dir.join("paddock.toml");
-    write(&path, &text);
-    path
+    let extra = "processes = 1\npreload = [\"testapps\"]";
+    common::apps_config(dir, "", &[("a", extra), ("b", extra)])
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
