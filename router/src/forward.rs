@@ -108,7 +108,7 @@ pub async fn forward(
     } else {
         exchange_split(pool, head, body, deadline).await?
     };
-    let builder = response_builder(&resp, max_head, pid)?;
+    let (builder, declared) = response_builder(&resp, max_head, pid)?;
     let body = match link {
         // No body can follow (hyper would not even ask for one): take the `End` now so the
         // connection is idle again at once.
@@ -119,7 +119,11 @@ pub async fn forward(
             drop(permit);
             http_body_util::Empty::new().map_err(|never| match never {}).boxed()
         }
-        link => WorkerBody::new(link, Arc::clone(pool), permit).boxed(),
+        link => {
+            let mut body = WorkerBody::new(link, Arc::clone(pool), permit, declared);
+            body.prefetch().map_err(ForwardError::Protocol)?;
+            body.boxed()
+        }
     };
     builder.body(body).map_err(|e| ForwardError::Protocol(e.to_string()))
 }
@@ -260,12 +264,13 @@ fn hello_bytes() -> Vec<u8> {
     out
 }
 
-/// Check the response head and turn it into a response builder.
+/// Check the response head and turn it into a response builder; with it, the app's
+/// `Content-Length`.
 fn response_builder(
     head: &ResponseHead,
     max_head: usize,
     pid: u32,
-) -> Result<http::response::Builder, ForwardError> {
+) -> Result<(http::response::Builder, Option<u64>), ForwardError> {
     let head_size: usize =
         head.reason.len() + head.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
     if head_size > max_head {
@@ -278,7 +283,7 @@ fn response_builder(
     }
     let status = StatusCode::from_u16(head.status)
         .map_err(|_| ForwardError::Protocol(format!("invalid status {}", head.status)))?;
-    content_length(head)?;
+    let declared = content_length(head)?;
     let mut resp = Response::builder().status(status);
     for (k, v) in &head.headers {
         let name = HeaderName::from_bytes(k).map_err(|_| {
@@ -291,7 +296,7 @@ fn response_builder(
             .map_err(|_| ForwardError::Protocol(format!("invalid value for header {name}")))?;
         resp = resp.header(name, value);
     }
-    Ok(resp)
+    Ok((resp, declared))
 }
 
 /// The app's `Content-Length`, checked: every value a plain decimal number and all of them

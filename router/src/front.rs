@@ -30,6 +30,7 @@ use crate::route::{self, Decision, Routed};
 use crate::rules::{FsProbe, RequestInfo};
 use crate::supervisor::Reason;
 
+mod access;
 mod host;
 
 /// Shared by every connection.
@@ -206,17 +207,17 @@ async fn handle(
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     st.metrics.for_request(tenant.as_deref()).record(status, elapsed, &meta);
-    tracing::info!(
-        target: "paddock::access",
-        client = %peer.ip(),
-        method = %method,
-        target = %target_text,
-        tenant = tenant.as_deref().unwrap_or("-"),
+    let line = access::Line {
+        client: peer.ip(),
+        method,
+        target: target_text,
+        tenant,
         status,
-        ms = elapsed.as_millis() as u64,
-        queue_ms = meta.queue_wait.unwrap_or_default().as_millis() as u64,
-    );
-    resp
+        started,
+        head_ms: elapsed.as_millis() as u64,
+        queue_ms: meta.queue_wait.unwrap_or_default().as_millis() as u64,
+    };
+    resp.map(|body| access::logged(body, line))
 }
 
 /// Most of a body the router reads and drops after answering without it.

@@ -3,6 +3,7 @@ does one thing a buggy or hostile app might do to the router, through its log or
 responses. Every loop here is bounded.
 """
 import os
+import time
 
 
 def _qs(environ):
@@ -61,6 +62,18 @@ def application(environ, start_response):
     if op == "badcl":
         start_response("200 OK", [("Content-Length", qs.get("cl", "abc"))])
         return [b"hi"]
+    if op == "shortcl":
+        # A body shorter (or longer) than its Content-Length, all of it at once.
+        start_response("200 OK", [("Content-Length", qs.get("cl", "10"))])
+        return [b"hi"]
+    if op == "shortbig":
+        # A large announced body that stops short after its head has long been sent.
+        start_response("200 OK", [("Content-Length", "1000000")])
+        def chunks():
+            for _ in range(4):
+                time.sleep(0.2)
+                yield b"x" * 50000
+        return chunks()
     if op == "twocl":
         start_response("200 OK", [("Content-Length", "2"), ("Content-Length", "3")])
         return [b"hi"]

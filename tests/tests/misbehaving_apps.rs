@@ -148,11 +148,44 @@ fn bad_statuses_and_content_lengths_from_the_app_get_502() {
         "/m/badcl?cl=abc",
         "/m/badcl?cl=-1",
         "/m/twocl",
+        "/m/shortcl?cl=10",
     ] {
         let r = server.get(path);
         assert_eq!(r.status, 502, "{path}: {} {:?}\n{}", r.status, r.headers, server.log_text());
     }
     let r = server.get("/m/status?line=299+Fine");
     assert_eq!(r.status, 299, "{}", server.log_text());
+    assert_eq!(server.get("/m/shortcl?cl=2").text(), "hi");
+    // More than announced is cut to the announcement, as mod_wsgi does.
+    assert_eq!(server.get("/m/shortcl?cl=1").text(), "h");
+    assert_eq!(server.get("/m/pid").status, 200, "the worker still serves");
+}
+
+/// A body that stops short of its `Content-Length` after the head went out cannot become a
+/// 502 any more: the connection ends early (the client can tell), and the access log says the
+/// response was truncated instead of a plain 200.
+#[test]
+fn a_body_cut_short_after_the_head_ends_the_connection_and_is_logged_as_truncated() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _) = start(dir.path());
+    let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let addr = server.addr;
+    s.write_all(format!("GET /m/shortbig HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .expect("send");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{}", &text[..text.len().min(200)]);
+    let head_end = text.find("\r\n\r\n").expect("a head") + 4;
+    let body = got.len() - head_end;
+    assert!(body < 1_000_000, "the client got the whole announced body ({body} bytes)");
+    eventually("the access line says truncated", WAIT, || {
+        server.log_text().lines().any(|l| {
+            l.contains("paddock::access") && l.contains("/m/shortbig") && l.contains("truncated")
+        })
+    });
+    assert!(server.log_text().contains("body shorter than Content-Length"));
     assert_eq!(server.get("/m/pid").status, 200, "the worker still serves");
 }
