@@ -84,6 +84,44 @@ impl AsyncWrite for Replay {
     }
 }
 
+/// What hyper reads, recorded: sits between hyper and the scanner (or the replay).
+struct Record<R> {
+    inner: R,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Record<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Ok(mut s) = this.seen.lock() {
+            s.extend_from_slice(&buf.filled()[before..]);
+        }
+        r
+    }
+}
+
+impl<R: AsyncWrite + Unpin> AsyncWrite for Record<R> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 /// One request as hyper framed it behind the scanner.
 #[derive(Debug)]
 struct Seen {
@@ -95,16 +133,17 @@ struct Seen {
 
 /// Serves one replayed connection with hyper, behind `EightBit` when `scanner` is set (each
 /// request then gets the queue entry the front door would pop for it), and returns what hyper
-/// framed.
-fn serve(input: &[u8], sizes: Vec<usize>, scanner: bool) -> Vec<Seen> {
+/// framed and the bytes hyper read.
+fn serve(input: &[u8], sizes: Vec<usize>, scanner: bool) -> (Vec<Seen>, Vec<u8>) {
     use http_body_util::BodyExt;
     use paddock_router::eightbit::{EightBit, RawTargets};
     use std::sync::{Arc, Mutex};
 
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let read: Arc<Mutex<Vec<u8>>> = Arc::default();
     let replay = Replay { data: input.to_vec(), pos: 0, sizes, turn: 0 };
     let targets = RawTargets::new();
     let log = seen.clone();
@@ -131,15 +170,37 @@ fn serve(input: &[u8], sizes: Vec<usize>, scanner: bool) -> Vec<Seen> {
     rt.block_on(async {
         let limit = std::time::Duration::from_secs(5);
         if scanner {
-            let io = hyper_util::rt::TokioIo::new(EightBit::with_targets(replay, targets));
+            let inner = EightBit::with_targets(replay, targets);
+            let io = hyper_util::rt::TokioIo::new(Record { inner, seen: read.clone() });
             let _ = tokio::time::timeout(limit, builder.serve_connection(io, service)).await;
         } else {
-            let io = hyper_util::rt::TokioIo::new(replay);
+            let io = hyper_util::rt::TokioIo::new(Record { inner: replay, seen: read.clone() });
             let _ = tokio::time::timeout(limit, builder.serve_connection(io, service)).await;
         }
     });
     let out = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
-    out
+    let read = std::mem::take(&mut *read.lock().unwrap_or_else(|e| e.into_inner()));
+    (out, read)
+}
+
+/// Whether `out` is a prefix of `input` in which some bytes `>= 0x80` were replaced by their
+/// `%XX` escape and nothing else changed.
+fn only_escapes(input: &[u8], out: &[u8]) -> Result<(), String> {
+    let (mut i, mut j) = (0, 0);
+    while j < out.len() {
+        let Some(&b) = input.get(i) else {
+            return Err(format!("hyper read {} bytes more than the client sent", out.len() - j));
+        };
+        if out[j] == b {
+            j += 1;
+        } else if b >= 0x80 && out[j..].starts_with(format!("%{b:02X}").as_bytes()) {
+            j += 3;
+        } else {
+            return Err(format!("client byte {i} ({b:#04x}) reached hyper as {:#04x}", out[j]));
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// The first byte picks read sizes (so request boundaries fall anywhere in a read), the rest is
@@ -148,7 +209,9 @@ fn serve(input: &[u8], sizes: Vec<usize>, scanner: bool) -> Vec<Seen> {
 ///   the target hyper parsed (once escaped), so the queue never shifts;
 /// - the bodies hyper delivers hold exactly the bytes the client sent: the scanner rewrote
 ///   nothing outside request-targets (checked against hyper alone when the input allows it);
-/// - a 7-bit connection is framed by hyper identically with and without the scanner.
+/// - a 7-bit connection is framed by hyper identically with and without the scanner;
+/// - hyper reads the client's bytes with only 8-bit bytes replaced by their `%XX` escapes, the
+///   same way whatever the read sizes.
 pub fn eightbit(data: &[u8]) {
     let Some((&sel, input)) = data.split_first() else { return };
     let sizes = match sel % 4 {
@@ -157,7 +220,21 @@ pub fn eightbit(data: &[u8]) {
         2 => vec![(sel as usize >> 2) + 1],
         _ => vec![3, 1, 7, 64, 2],
     };
-    let seen = serve(input, sizes.clone(), true);
+    let (seen, read) = serve(input, sizes.clone(), true);
+    if let Err(e) = only_escapes(input, &read) {
+        panic!("the scanner changed more than 8-bit bytes: {e}");
+    }
+    // The rewrite depends on the bytes only, never on how reads split them: what hyper read
+    // with one read size is a prefix of what it read with another (hyper may stop reading
+    // earlier or later, e.g. after refusing a request).
+    if sel % 4 != 0 {
+        let (_, whole) = serve(input, vec![0], true);
+        let n = whole.len().min(read.len());
+        assert!(
+            whole[..n] == read[..n],
+            "the scanner rewrote differently with read sizes {sizes:?} than with whole reads"
+        );
+    }
     for (i, s) in seen.iter().enumerate() {
         if let Some(orig) = &s.entry {
             let escaped = paddock_router::eightbit::escape_8bit(orig);
@@ -183,7 +260,7 @@ pub fn eightbit(data: &[u8]) {
         let framed = |v: &[Seen]| -> Vec<(String, Vec<u8>)> {
             v.iter().map(|s| (s.uri.to_string(), s.body.clone())).collect()
         };
-        let plain = framed(&serve(input, sizes, false));
+        let plain = framed(&serve(input, sizes, false).0);
         let behind = framed(&seen);
         assert_eq!(behind, plain, "7-bit input framed differently behind the scanner");
         assert!(seen.iter().all(|s| s.entry.is_none()), "7-bit target queued as rewritten");
@@ -294,9 +371,18 @@ impl paddock_router::rules::FileProbe for ByteProbe {
 pub fn rules(data: &[u8]) {
     let (text, req) = split2(data);
     let Ok(text) = std::str::from_utf8(text) else { return };
-    let Ok(set) = paddock_router::rules::parse_apache(text, Path::new("fuzz.rules")) else {
+    // The same text as one TOML `[[rules]]` entry: every line but the last a condition, the
+    // last the rule (what `conditions = [...]`, `rule = "..."` hand to the parser).
+    let lines: Vec<&str> = text.lines().take(16).collect();
+    let toml = lines.split_last().and_then(|(rule, conds)| {
+        paddock_router::rules::parse_rule(conds, rule, Path::new("fuzz.toml"), 1)
+            .ok()
+            .map(|r| paddock_router::rules::RuleSet::new(vec![r]))
+    });
+    let set = paddock_router::rules::parse_apache(text, Path::new("fuzz.rules")).ok();
+    if set.is_none() && toml.is_none() {
         return;
-    };
+    }
     let (line, header_lines) = match req.iter().position(|&b| b == b'\n') {
         Some(i) => (&req[..i], &req[i + 1..]),
         None => (req, &b""[..]),
@@ -318,7 +404,9 @@ pub fn rules(data: &[u8]) {
         server_port: 80,
     };
     let probe = ByteProbe(data.len() as u8);
-    let _ = set.evaluate(&info, &probe);
+    for set in set.iter().chain(toml.iter()) {
+        let _ = set.evaluate(&info, &probe);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
