@@ -402,7 +402,7 @@ async fn to_tenant(
             if meta.rejected.is_some() {
                 tracing::info!(tenant = %pool.spec.name, "{e}");
             }
-            respond::forward_error(&e)
+            forward_failed(&e, body)
         }
     }
 }
@@ -487,6 +487,17 @@ fn request_head(
     }
 }
 
+/// The answer to a failed forward. A request that had a body may have left part of it unread
+/// (a broken or oversized body, a worker that failed or timed out while it was being sent):
+/// hyper then ends the connection after the answer, so the answer says so.
+fn forward_failed(e: &forward::ForwardError, body: BodyKind) -> Response<Body> {
+    let mut r = respond::forward_error(e);
+    if !matches!(body, BodyKind::Empty) {
+        r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    r
+}
+
 /// Both `Content-Length` and `Transfer-Encoding`: how requests are smuggled past proxies that
 /// disagree on which one wins. Refused, and the connection closed.
 fn conflicting_framing() -> Response<Body> {
@@ -523,5 +534,29 @@ fn server_name(host: &str, local: SocketAddr) -> String {
         local.ip().to_string()
     } else {
         name.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forward::ForwardError;
+
+    /// A bad chunked body used to get a 400 without `Connection: close`, and then the close.
+    #[test]
+    fn a_failed_forward_with_a_body_announces_the_close() {
+        for e in [
+            ForwardError::BadBody,
+            ForwardError::BodyTooLarge(1),
+            ForwardError::WorkerGone,
+            ForwardError::Timeout(Duration::from_secs(1)),
+        ] {
+            for body in [BodyKind::Chunked, BodyKind::Length(10)] {
+                let r = forward_failed(&e, body);
+                assert_eq!(r.headers()[header::CONNECTION], "close", "{e:?}");
+            }
+        }
+        let r = forward_failed(&ForwardError::WorkerGone, BodyKind::Empty);
+        assert!(!r.headers().contains_key(header::CONNECTION));
     }
 }
