@@ -18,9 +18,9 @@ pub const HTPASSWD: &str = "erin:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n";
 /// How long any single read or write of the suite may wait.
 pub const IO_WAIT: Duration = Duration::from_secs(10);
 
-/// The suite's server. Tenants: `a` (the attacked one: max_body 32K, Basic auth on `/login`,
+/// The suite's server. Tenants: `a` (the attacked one: Basic auth on `/login`,
 /// body_read_timeout 1s at 500 B/s, request_timeout 5s), `b` (the bystander, its own pool),
-/// `one` (processes = 1, threads = 1), `off` (disabled) and `bad` (an app that cannot be
+/// `tiny` (max_body 32K), `one` (processes = 1, threads = 1), `off` (disabled) and `bad` (an app that cannot be
 /// imported). Rules forbid `^/forbidden` and `^/b/secret`. header_read_timeout and
 /// send_timeout are 2s.
 pub struct Suite {
@@ -50,11 +50,12 @@ pub fn start() -> Suite {
         &[
             (
                 "a",
-                "processes = 1\nthreads = 2\nmax_body = \"32K\"\n\
+                "processes = 1\nthreads = 2\n\
                  auth = { htpasswd = \"{tenant_dir}/htpasswd\", paths = [\"/login\"] }\n\
                  body_read_timeout = \"1s\"\nbody_min_rate = 500\nrequest_timeout = \"5s\"",
             ),
             ("b", "processes = 1\nthreads = 2"),
+            ("tiny", "max_body = \"32K\""),
             ("one", "processes = 1\nthreads = 1\nqueue_timeout = \"20s\""),
             ("off", ""),
         ],
