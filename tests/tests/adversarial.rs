@@ -226,8 +226,17 @@ fn header_floods_get_431_and_the_close() {
         ),
     ];
     for (what, bytes, status) in &cases {
-        let r = expect(addr, what, bytes, *status, false);
-        assert!(closes(&r), "{what}: {r:?}");
+        for pipelined in [false, true] {
+            let r = expect(addr, what, bytes, *status, pipelined);
+            assert!(closes(&r), "{what}: {r:?}");
+        }
+    }
+    // Just under max_header_bytes (64 KiB) is still served, and the connection goes on.
+    let under =
+        format!("GET /a/pid HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "v".repeat(60 << 10));
+    for pipelined in [false, true] {
+        let r = expect(addr, "a 60 KiB header", under.as_bytes(), 200, pipelined);
+        assert!(!closes(&r), "{r:?}");
     }
     watch.finish(1);
 }
