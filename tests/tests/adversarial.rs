@@ -413,6 +413,8 @@ fn slow_bodies_get_408_and_the_worker_stays() {
     }
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(suite.pid_of("a"), pid, "tenant a's worker was recycled");
+    let workers = suite.server.worker_pids();
+    assert!(workers.iter().any(|w| w.to_string() == pid), "{pid} not among {workers:?}");
     assert!(!suite.server.log_text().contains("Traceback"), "{}", suite.server.log_text());
     watch.finish(5);
 }
