@@ -137,11 +137,19 @@ pub async fn serve(
         // and hands the original bytes over, one queue entry per request.
         let io = EightBit::new(io);
         let raw_targets = io.targets();
+        let max_head = cfg.max_header_bytes;
         let svc = service_fn(move |req: Request<Incoming>| {
             let st = st.clone();
             let popped = raw_targets.pop_request(req.uri());
             let (raw, smuggling) = (popped.original, popped.framing_conflict);
+            let too_large = head_bytes(&req, raw.as_deref()) > max_head;
             async move {
+                if too_large {
+                    let m = st.metrics.no_tenant();
+                    m.reject(Reject::HeadTooLarge);
+                    m.observe(431, Duration::ZERO);
+                    return Ok::<_, Infallible>(head_too_large());
+                }
                 if smuggling {
                     let m = st.metrics.no_tenant();
                     m.reject(Reject::BadRequest);
@@ -403,7 +411,7 @@ async fn to_tenant(
             if meta.rejected.is_some() {
                 tracing::info!(tenant = %pool.spec.name, "{e}");
             }
-            respond::forward_error(&e)
+            forward_failed(&e, body)
         }
     }
 }
@@ -488,6 +496,37 @@ fn request_head(
     }
 }
 
+/// The answer to a failed forward. A request that had a body may have left part of it unread
+/// (a broken or oversized body, a worker that failed or timed out while it was being sent):
+/// hyper then ends the connection after the answer, so the answer says so.
+fn forward_failed(e: &forward::ForwardError, body: BodyKind) -> Response<Body> {
+    let mut r = respond::forward_error(e);
+    if !matches!(body, BodyKind::Empty) {
+        r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    r
+}
+
+/// The size of a request's head as sent, counting one byte of whitespace where the syntax
+/// needs it (the raw target when it was rewritten, else the URI hyper parsed).
+fn head_bytes<B>(req: &Request<B>, raw_target: Option<&[u8]>) -> usize {
+    let target = raw_target.map_or_else(|| req.uri().to_string().len(), <[u8]>::len);
+    // "METHOD TARGET HTTP/1.1\r\n" ... "\r\n"
+    let line = req.method().as_str().len() + 1 + target + 1 + 8 + 2 + 2;
+    line + req.headers().iter().map(|(k, v)| k.as_str().len() + 2 + v.len() + 2).sum::<usize>()
+}
+
+/// hyper's `max_buf_size` bounds its read buffer, not the head: a head that arrives in one
+/// large read can pass it almost twofold. The configured limit is enforced here exactly.
+fn head_too_large() -> Response<Body> {
+    let mut r = respond::page(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "The request head is larger than this server accepts.",
+    );
+    r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    r
+}
+
 /// Both `Content-Length` and `Transfer-Encoding`: how requests are smuggled past proxies that
 /// disagree on which one wins. Refused, and the connection closed.
 fn conflicting_framing() -> Response<Body> {
@@ -524,5 +563,49 @@ fn server_name(host: &str, local: SocketAddr) -> String {
         local.ip().to_string()
     } else {
         name.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forward::ForwardError;
+
+    /// A 100 KiB header passed a 64 KiB `max_header_bytes` when it arrived in one read.
+    #[test]
+    fn head_bytes_counts_the_whole_head() {
+        let req = Request::builder()
+            .method("GET")
+            .uri("/a/pid")
+            .header("host", "x")
+            .header("x-big", "v".repeat(100 << 10))
+            .body(())
+            .expect("request");
+        let n = head_bytes(&req, None);
+        // "GET /a/pid HTTP/1.1\r\n" + "host: x\r\n" + "x-big: " + 100 KiB + "\r\n" + "\r\n"
+        assert_eq!(n, 21 + 9 + 7 + (100 << 10) + 2 + 2);
+        assert!(n > 64 << 10);
+        assert_eq!(head_bytes(&req, Some(b"/a/\xe9")), n - 6 + 4);
+        let r = head_too_large();
+        assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(r.headers()[header::CONNECTION], "close");
+    }
+
+    /// A bad chunked body used to get a 400 without `Connection: close`, and then the close.
+    #[test]
+    fn a_failed_forward_with_a_body_announces_the_close() {
+        for e in [
+            ForwardError::BadBody,
+            ForwardError::BodyTooLarge(1),
+            ForwardError::WorkerGone,
+            ForwardError::Timeout(Duration::from_secs(1)),
+        ] {
+            for body in [BodyKind::Chunked, BodyKind::Length(10)] {
+                let r = forward_failed(&e, body);
+                assert_eq!(r.headers()[header::CONNECTION], "close", "{e:?}");
+            }
+        }
+        let r = forward_failed(&ForwardError::WorkerGone, BodyKind::Empty);
+        assert!(!r.headers().contains_key(header::CONNECTION));
     }
 }
