@@ -46,6 +46,12 @@ struct Replay {
     pos: usize,
     sizes: Vec<usize>,
     turn: usize,
+    /// Keep the connection open after the data until this many responses were written: hyper
+    /// drops a pipelined request it has not started when the client's end of stream comes
+    /// first, which would hide the last request of a model sequence.
+    hold: usize,
+    responses: usize,
+    waker: Option<std::task::Waker>,
 }
 
 impl AsyncRead for Replay {
@@ -56,6 +62,10 @@ impl AsyncRead for Replay {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let left = this.data.len() - this.pos;
+        if left == 0 && this.responses < this.hold {
+            this.waker = Some(_cx.waker().clone());
+            return Poll::Pending;
+        }
         let want = match this.sizes.get(this.turn % this.sizes.len().max(1)) {
             Some(&s) if s > 0 => s,
             _ => left,
@@ -74,6 +84,13 @@ impl AsyncWrite for Replay {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.responses += buf.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+        if this.responses >= this.hold {
+            if let Some(w) = this.waker.take() {
+                w.wake();
+            }
+        }
         Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -134,7 +151,7 @@ struct Seen {
 /// Serves one replayed connection with hyper, behind `EightBit` when `scanner` is set (each
 /// request then gets the queue entry the front door would pop for it), and returns what hyper
 /// framed and the bytes hyper read.
-fn serve(input: &[u8], sizes: Vec<usize>, scanner: bool) -> (Vec<Seen>, Vec<u8>) {
+fn serve(input: &[u8], sizes: Vec<usize>, scanner: bool, hold: usize) -> (Vec<Seen>, Vec<u8>) {
     use http_body_util::BodyExt;
     use paddock_router::eightbit::{EightBit, RawTargets};
     use std::sync::{Arc, Mutex};
@@ -144,7 +161,8 @@ fn serve(input: &[u8], sizes: Vec<usize>, scanner: bool) -> (Vec<Seen>, Vec<u8>)
     };
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let read: Arc<Mutex<Vec<u8>>> = Arc::default();
-    let replay = Replay { data: input.to_vec(), pos: 0, sizes, turn: 0 };
+    let replay =
+        Replay { data: input.to_vec(), pos: 0, sizes, turn: 0, hold, responses: 0, waker: None };
     let targets = RawTargets::new();
     let log = seen.clone();
     let t = scanner.then(|| targets.clone());
@@ -220,7 +238,7 @@ pub fn eightbit(data: &[u8]) {
         2 => vec![(sel as usize >> 2) + 1],
         _ => vec![3, 1, 7, 64, 2],
     };
-    let (seen, read) = serve(input, sizes.clone(), true);
+    let (seen, read) = serve(input, sizes.clone(), true, 0);
     if let Err(e) = only_escapes(input, &read) {
         panic!("the scanner changed more than 8-bit bytes: {e}");
     }
@@ -228,7 +246,7 @@ pub fn eightbit(data: &[u8]) {
     // with one read size is a prefix of what it read with another (hyper may stop reading
     // earlier or later, e.g. after refusing a request).
     if sel % 4 != 0 {
-        let (_, whole) = serve(input, vec![0], true);
+        let (_, whole) = serve(input, vec![0], true, 0);
         let n = whole.len().min(read.len());
         assert!(
             whole[..n] == read[..n],
@@ -260,7 +278,7 @@ pub fn eightbit(data: &[u8]) {
         let framed = |v: &[Seen]| -> Vec<(String, Vec<u8>)> {
             v.iter().map(|s| (s.uri.to_string(), s.body.clone())).collect()
         };
-        let plain = framed(&serve(input, sizes, false).0);
+        let plain = framed(&serve(input, sizes, false, 0).0);
         let behind = framed(&seen);
         assert_eq!(behind, plain, "7-bit input framed differently behind the scanner");
         assert!(seen.iter().all(|s| s.entry.is_none()), "7-bit target queued as rewritten");
@@ -277,6 +295,150 @@ pub fn eightbit(data: &[u8]) {
                 "a body holds more %XX escapes than the client sent: the scanner rewrote a body byte"
             );
         }
+    }
+}
+
+/// Bytes handed out one by one, then zeros: decodes any fuzz input as a request sequence.
+struct Draw<'a>(&'a [u8]);
+
+impl Draw<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+    fn done(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Bytes a target may carry: 7-bit ones hyper takes as they are, and any 8-bit byte.
+fn target_byte(b: u8) -> u8 {
+    const SAFE: &[u8] =
+        b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-._~!$&'()*+,;=:@?";
+    if b >= 0x80 {
+        b
+    } else {
+        SAFE[usize::from(b) % SAFE.len()]
+    }
+}
+
+/// Bytes a header value may carry (obs-text included): never CR, LF or NUL.
+fn value_byte(b: u8) -> u8 {
+    match b {
+        b'\r' | b'\n' | 0 => b'v',
+        0x01..=0x08 | 0x0a..=0x1f | 0x7f => b'w',
+        _ => b,
+    }
+}
+
+/// One request of the model: what the client sends (8-bit bytes raw in the target) and what
+/// hyper must see (the same, with the target's 8-bit bytes escaped).
+fn model_request(d: &mut Draw<'_>, raw: &mut Vec<u8>, escaped: &mut Vec<u8>) -> Vec<u8> {
+    let ctl = d.byte();
+    let method: &[u8] = [&b"GET"[..], b"POST", b"PUT", b"DELETE"][usize::from(ctl & 3)];
+    let mut target = vec![b'/'];
+    for _ in 0..(d.byte() % 24) {
+        target.push(target_byte(d.byte()));
+    }
+    let mut head = Vec::new();
+    head.extend_from_slice(b"Host: fuzz.example\r\n");
+    for _ in 0..(d.byte() % 4) {
+        head.extend_from_slice(b"X-F: ");
+        for _ in 0..(d.byte() % 12) {
+            head.push(value_byte(d.byte()));
+        }
+        head.extend_from_slice(b"\r\n");
+    }
+    let mut body = Vec::new();
+    let mut framing = Vec::new();
+    match (ctl >> 2) % 3 {
+        0 => {}
+        1 => {
+            for _ in 0..(d.byte() % 40) {
+                body.push(d.byte());
+            }
+            framing.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+            framing.extend_from_slice(&body);
+        }
+        _ => {
+            head.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            framing.extend_from_slice(b"\r\n");
+            for _ in 0..(d.byte() % 4) {
+                let n = usize::from(d.byte() % 20) + 1;
+                let ext = if d.byte() & 1 == 1 { ";x=y" } else { "" };
+                let size = if ctl & 0x40 != 0 { format!("{n:X}") } else { format!("{n:x}") };
+                framing.extend_from_slice(format!("{size}{ext}\r\n").as_bytes());
+                let chunk: Vec<u8> = (0..n).map(|_| d.byte()).collect();
+                framing.extend_from_slice(&chunk);
+                framing.extend_from_slice(b"\r\n");
+                body.extend_from_slice(&chunk);
+            }
+            framing.extend_from_slice(b"0\r\n");
+            if ctl & 0x80 != 0 {
+                framing.extend_from_slice(b"X-Trailer: t\r\n");
+            }
+            framing.extend_from_slice(b"\r\n");
+        }
+    }
+    if framing.is_empty() {
+        framing.extend_from_slice(b"\r\n");
+    }
+    for (out, t) in [
+        (&mut *raw, target.clone()),
+        (&mut *escaped, paddock_router::eightbit::escape_8bit(&target)),
+    ] {
+        out.extend_from_slice(method);
+        out.push(b' ');
+        out.extend_from_slice(&t);
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&framing);
+    }
+    target
+}
+
+/// The scanner against hyper on well-formed traffic: a sequence of valid requests (8-bit
+/// bytes in targets, header values and bodies; Content-Length and chunked bodies, chunk
+/// extensions, trailers) is built twice, as the client sends it and as hyper must see it. hyper
+/// behind the scanner must frame the first exactly as plain hyper frames the second, and each
+/// rewritten request must get its original target from the queue. Any drift in the scanner's
+/// framing (a body length off by one, a missed chunk boundary) fails here, where the raw-byte
+/// target only sees that no property was broken.
+pub fn eightbit_model(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else { return };
+    let mut d = Draw(rest);
+    let (mut raw, mut escaped, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+    while !d.done() && targets.len() < 8 {
+        targets.push(model_request(&mut d, &mut raw, &mut escaped));
+    }
+    let sizes = match sel % 4 {
+        0 => vec![0],
+        1 => vec![1],
+        2 => vec![(sel as usize >> 2) + 1],
+        _ => vec![3, 1, 7, 64, 2],
+    };
+    let n = targets.len();
+    let (behind, _) = serve(&raw, sizes.clone(), true, n);
+    let (plain, _) = serve(&escaped, sizes, false, n);
+    let framed = |v: &[Seen]| -> Vec<(String, Vec<u8>)> {
+        v.iter().map(|s| (s.uri.to_string(), s.body.clone())).collect()
+    };
+    assert_eq!(
+        plain.len(),
+        targets.len(),
+        "plain hyper refused a model request in {:?}; it framed {:?}",
+        String::from_utf8_lossy(&escaped),
+        plain.iter().map(|s| s.uri.to_string()).collect::<Vec<_>>()
+    );
+    assert_eq!(framed(&behind), framed(&plain), "framed differently behind the scanner");
+    for (i, (s, t)) in behind.iter().zip(&targets).enumerate() {
+        let want = t.iter().any(|&b| b >= 0x80).then(|| t.clone());
+        assert_eq!(s.entry, want, "request {i}: wrong queue entry");
     }
 }
 
@@ -525,6 +687,7 @@ pub type Target = (&'static str, fn(&[u8]));
 /// Every target by name, for the replay test.
 pub const TARGETS: &[Target] = &[
     ("eightbit", eightbit),
+    ("eightbit_model", eightbit_model),
     ("frame_codec", frame_codec),
     ("zygote_proto", zygote_proto),
     ("rules", rules),
