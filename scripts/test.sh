@@ -14,6 +14,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
+# Every fuzz target for a fixed 20,000 executions, on top of the corpus replay `cargo test`
+# ran (docs/fuzzing.md; the full run is scripts/fuzz.sh). Its last line is "fuzz: ... crashes".
+bash scripts/fuzz.sh --ci
 # Each Criterion micro-benchmark once, in test mode (debug build), so they keep working.
 cargo test --workspace --bench '*'
 # The benchmark suite in smoke mode, to keep it working: every server starts and answers 200;
