@@ -43,6 +43,8 @@ pub struct State {
     pub metrics: Metrics,
     /// The cap on open client connections (`max_connections`).
     pub connections: ConnLimit,
+    /// The admin listener's (`[admin] max_connections`).
+    pub admin_connections: ConnLimit,
 }
 
 impl State {
@@ -54,8 +56,10 @@ impl State {
             .map_or(crate::config::DEFAULT_METRICS_MAX_TENANTS, |a| a.metrics_max_tenants);
         let metrics = Metrics::new(max_tenants);
         let (open, capped) = metrics.connection_handles();
+        let (admin_open, admin_capped) = metrics.admin_connection_handles();
         State {
             connections: ConnLimit::new(config.max_connections, open, capped),
+            admin_connections: ConnLimit::new(admin_max(&config), admin_open, admin_capped),
             metrics,
             config: RwLock::new(Arc::new(config)),
             probe: RwLock::new(probe),
@@ -86,6 +90,7 @@ impl State {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
         *self.probe.write().unwrap_or_else(|e| e.into_inner()) = probe;
         self.connections.resize(new.max_connections);
+        self.admin_connections.resize(admin_max(&new));
         for pool in self.registry.pools() {
             match new.tenant(&pool.spec.name) {
                 None => self.registry.remove(&pool.spec.name),
@@ -97,6 +102,14 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// The admin listener's connection cap in `config`.
+fn admin_max(config: &Config) -> usize {
+    config
+        .admin
+        .as_ref()
+        .map_or(crate::config::DEFAULT_ADMIN_MAX_CONNECTIONS, |a| a.max_connections)
 }
 
 /// Accept connections on `listener` until `shutdown` resolves, then let open connections

@@ -272,6 +272,8 @@ pub struct Metrics {
     client_timeouts: IntCounterVec,
     connections_open: IntGauge,
     connections_capped: IntCounter,
+    admin_connections_open: IntGauge,
+    admin_connections_capped: IntCounter,
     scrape: Mutex<Scrape>,
 }
 
@@ -369,6 +371,12 @@ impl Metrics {
         )
         .expect("valid metric");
         p.register(Box::new(connections_capped.clone())).expect("unique metric");
+        let admin_connections_capped = IntCounter::new(
+            "paddock_admin_connections_capped_total",
+            "Times the admin listener stopped accepting because its `max_connections` were open.",
+        )
+        .expect("valid metric");
+        p.register(Box::new(admin_connections_capped.clone())).expect("unique metric");
         Metrics {
             max_tenants,
             labelled: Mutex::new(0),
@@ -444,6 +452,12 @@ impl Metrics {
             client_timeouts,
             connections_open: gauge(p, "paddock_connections_open", "Client connections open now."),
             connections_capped,
+            admin_connections_open: gauge(
+                p,
+                "paddock_admin_connections_open",
+                "Connections open now on the admin listener.",
+            ),
+            admin_connections_capped,
             scrape: Mutex::new(Scrape::default()),
             prom,
         }
@@ -507,6 +521,11 @@ impl Metrics {
     /// `paddock_connections_open` and `paddock_connections_capped_total`, for the cap.
     pub fn connection_handles(&self) -> (IntGauge, IntCounter) {
         (self.connections_open.clone(), self.connections_capped.clone())
+    }
+
+    /// The same two for the admin listener's cap.
+    pub fn admin_connection_handles(&self) -> (IntGauge, IntCounter) {
+        (self.admin_connections_open.clone(), self.admin_connections_capped.clone())
     }
 
     /// Read the pools and counters, then encode every metric in the text format. Blocking

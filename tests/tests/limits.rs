@@ -157,3 +157,39 @@ fn cross_site_signup_posts_are_refused_and_counted() {
     assert!(m.contains("paddock_signups_total{outcome=\"forbidden\"} 3"), "{m}");
     assert!(m.contains("paddock_signups_total{outcome=\"created\"} 1"), "{m}");
 }
+
+/// The admin listener (signup faces the public) has a connection cap of its own: at
+/// `[admin] max_connections` the next client waits, and is served once one closes.
+#[test]
+fn the_admin_listener_caps_its_connections_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, admin) = start(dir.path(), "[admin]\nmax_connections = 2", "");
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n";
+    let hold = |addr: SocketAddr| {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(healthz).expect("send");
+        let mut buf = [0; 1024];
+        let n = s.read(&mut buf).expect("answer");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        s
+    };
+    let mut open = vec![hold(admin), hold(admin)];
+    let mut third = TcpStream::connect(admin).expect("connect: not refused");
+    third
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    third.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
+    let mut buf = Vec::new();
+    let waited = third.read_to_end(&mut buf);
+    assert!(waited.is_err() && buf.is_empty(), "served at the cap: {waited:?}");
+    drop(open.pop());
+    third.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    third.read_to_end(&mut buf).expect("answered once room was made");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let capped = text.lines().find_map(|l| {
+        l.strip_prefix("paddock_admin_connections_capped_total ")?.parse::<f64>().ok()
+    });
+    assert!(capped.is_some_and(|n| n >= 1.0), "{capped:?}");
+}

@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::clientio::ClientIo;
 use crate::forward::Body;
 use crate::front::State;
 use crate::respond;
@@ -30,8 +31,17 @@ mod tenants;
 pub mod tokens;
 
 /// Serve the admin listener until `shutdown` turns true.
+///
+/// The admin listener faces whoever may sign up, so it has the front door's defences: a cap on
+/// open connections taken before `accept`, `send_timeout` on every write, and
+/// `header_read_timeout`.
 pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let send_timeouts = state.metrics.client_timeouts("send");
     loop {
+        let permit = tokio::select! {
+            p = state.admin_connections.acquire() => p,
+            _ = shutdown.changed() => return,
+        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -43,6 +53,8 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
             },
             _ = shutdown.changed() => return,
         };
+        let cfg = state.config();
+        let stream = ClientIo::new(stream, cfg.send_timeout, send_timeouts.clone());
         let st = state.clone();
         let svc = service_fn(move |req| {
             let st = st.clone();
@@ -50,9 +62,10 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(std::time::Duration::from_secs(30))
+            .header_read_timeout(cfg.header_read_timeout)
             .serve_connection(TokioIo::new(stream), svc);
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = conn.await {
                 tracing::debug!(client = %peer, "admin connection ended: {e}");
             }

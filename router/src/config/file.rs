@@ -80,6 +80,9 @@ pub struct AdminSection {
     /// Tenants with their own `tenant` label in `/metrics` (first come); the rest are
     /// aggregated as `tenant="_other"`. Default 100.
     pub metrics_max_tenants: Option<Spanned<i64>>,
+    /// Most connections open at once on the admin listener (signup faces the public);
+    /// default 256.
+    pub max_connections: Option<Spanned<i64>>,
     /// Public base URL of the front door, for links to new sites; default `http://<listen>`.
     pub public_url: Option<Spanned<String>>,
     /// Serve the public signup page (`/signup`, no token, rate-limited); default true.

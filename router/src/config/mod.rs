@@ -78,12 +78,17 @@ pub struct AdminConfig {
     pub metrics_token: bool,
     /// Tenants that get their own `tenant` label in `/metrics`; the rest are `_other`.
     pub metrics_max_tenants: usize,
+    /// Most connections open at once on the admin listener.
+    pub max_connections: usize,
     /// Tenant management and self-service signup.
     pub signup: SignupConfig,
 }
 
 /// Default admin address: loopback only.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
+
+/// Default cap on the admin listener's open connections.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 256;
 
 /// Default bound on tenants labelled in `/metrics`.
 pub const DEFAULT_METRICS_MAX_TENANTS: usize = 100;
@@ -463,8 +468,17 @@ impl Validator<'_> {
             }
             None => DEFAULT_METRICS_MAX_TENANTS,
         };
+        let max_connections = match &section.max_connections {
+            Some(n) if *n.get_ref() >= 1 => usize::try_from(*n.get_ref()).unwrap_or(usize::MAX),
+            Some(n) => {
+                self.err(Some(n.span()), "admin `max_connections` must be 1 or more");
+                DEFAULT_ADMIN_MAX_CONNECTIONS
+            }
+            None => DEFAULT_ADMIN_MAX_CONNECTIONS,
+        };
         Some(AdminConfig {
             listen,
+            max_connections,
             tokens_file: section.tokens_file.as_ref().map(|t| abs(t.get_ref())),
             metrics_token: section.metrics_token.unwrap_or(false),
             metrics_max_tenants,
