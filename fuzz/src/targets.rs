@@ -264,7 +264,19 @@ pub fn eightbit(data: &[u8]) {
             let ok = if s.uri.authority().is_none() {
                 escaped == pq || (escaped.is_empty() && pq == b"/")
             } else {
-                escaped.ends_with(pq)
+                // Absolute form: what follows the authority is the path and query; none (as in
+                // `http://h#frag`) is the path `/` to hyper.
+                let after = match escaped.windows(3).position(|w| w == b"://") {
+                    Some(i) => &escaped[i + 3..],
+                    None => escaped,
+                };
+                let rest = match after.iter().position(|&b| b == b'/' || b == b'?') {
+                    Some(j) => &after[j..],
+                    None => &b""[..],
+                };
+                rest == pq
+                    || (rest.is_empty() && pq == b"/")
+                    || (rest.first() == Some(&b'?') && pq.strip_prefix(b"/") == Some(rest))
             };
             assert!(
                 ok,
