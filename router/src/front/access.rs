@@ -60,6 +60,18 @@ pub fn logged(body: Body, line: Line) -> Body {
     Logged { inner: body, line, bytes: 0, outcome: None }.boxed()
 }
 
+impl Logged {
+    /// How the response ended: as last seen, else done if nothing is left to send, else
+    /// abandoned by the client.
+    fn outcome(&self) -> Outcome {
+        match self.outcome {
+            Some(o) => o,
+            None if self.inner.is_end_stream() => Outcome::Complete,
+            None => Outcome::ClientGone,
+        }
+    }
+}
+
 impl HttpBody for Logged {
     type Data = Bytes;
     type Error = std::io::Error;
@@ -91,11 +103,7 @@ impl HttpBody for Logged {
 
 impl Drop for Logged {
     fn drop(&mut self) {
-        let outcome = match self.outcome {
-            Some(o) => o,
-            None if self.inner.is_end_stream() => Outcome::Complete,
-            None => Outcome::ClientGone,
-        };
+        let outcome = self.outcome();
         let l = &self.line;
         tracing::info!(
             target: "paddock::access",
@@ -159,12 +167,7 @@ mod tests {
                 let _ = l.frame().await;
             }
         });
-        let r = match l.outcome {
-            Some(o) => o,
-            None if l.inner.is_end_stream() => Outcome::Complete,
-            None => Outcome::ClientGone,
-        };
-        (r, l.bytes)
+        (l.outcome(), l.bytes)
     }
 
     #[test]
