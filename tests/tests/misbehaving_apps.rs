@@ -148,13 +148,27 @@ fn bad_statuses_and_content_lengths_from_the_app_get_502() {
         "/m/badcl?cl=abc",
         "/m/badcl?cl=-1",
         "/m/twocl",
-        "/m/shortcl?cl=10",
     ] {
         let r = server.get(path);
         assert_eq!(r.status, 502, "{path}: {} {:?}\n{}", r.status, r.headers, server.log_text());
     }
     let r = server.get("/m/status?line=299+Fine");
     assert_eq!(r.status, 299, "{}", server.log_text());
+    // A body shorter than its Content-Length: 502 when the worker's report of it came with
+    // the head; when it came in a later read, the head is out and the response is cut (the
+    // connection closed short of the announced length). Never an empty reply.
+    for _ in 0..5 {
+        let r = server.get("/m/shortcl?cl=10");
+        let cut = r.status == 200 && r.body.len() < 10 && r.header("connection") == Some("close");
+        assert!(
+            r.status == 502 || cut,
+            "{} {:?} {:?}\n{}",
+            r.status,
+            r.headers,
+            r.body,
+            server.log_text()
+        );
+    }
     assert_eq!(server.get("/m/shortcl?cl=2").text(), "hi");
     // More than announced is cut to the announcement, as mod_wsgi does.
     assert_eq!(server.get("/m/shortcl?cl=1").text(), "h");
