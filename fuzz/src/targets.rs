@@ -57,13 +57,13 @@ struct Replay {
 impl AsyncRead for Replay {
     fn poll_read(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let left = this.data.len() - this.pos;
         if left == 0 && this.responses < this.hold {
-            this.waker = Some(_cx.waker().clone());
+            this.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
         let want = match this.sizes.get(this.turn % this.sizes.len().max(1)) {
@@ -201,6 +201,22 @@ fn serve(input: &[u8], sizes: Vec<usize>, scanner: bool, hold: usize) -> (Vec<Se
     (out, read)
 }
 
+/// Read sizes picked by a selector byte: whole reads, single bytes, a fixed size, or a mix, so
+/// that request boundaries fall anywhere in a read.
+fn read_sizes(sel: u8) -> Vec<usize> {
+    match sel % 4 {
+        0 => vec![0],
+        1 => vec![1],
+        2 => vec![(sel as usize >> 2) + 1],
+        _ => vec![3, 1, 7, 64, 2],
+    }
+}
+
+/// What hyper framed, request by request: target and body.
+fn framed(v: &[Seen]) -> Vec<(String, Vec<u8>)> {
+    v.iter().map(|s| (s.uri.to_string(), s.body.clone())).collect()
+}
+
 /// Whether `out` is a prefix of `input` in which some bytes `>= 0x80` were replaced by their
 /// `%XX` escape and nothing else changed.
 fn only_escapes(input: &[u8], out: &[u8]) -> Result<(), String> {
@@ -232,12 +248,7 @@ fn only_escapes(input: &[u8], out: &[u8]) -> Result<(), String> {
 ///   same way whatever the read sizes.
 pub fn eightbit(data: &[u8]) {
     let Some((&sel, input)) = data.split_first() else { return };
-    let sizes = match sel % 4 {
-        0 => vec![0],
-        1 => vec![1],
-        2 => vec![(sel as usize >> 2) + 1],
-        _ => vec![3, 1, 7, 64, 2],
-    };
+    let sizes = read_sizes(sel);
     let (seen, read) = serve(input, sizes.clone(), true, 0);
     if let Err(e) = only_escapes(input, &read) {
         panic!("the scanner changed more than 8-bit bytes: {e}");
@@ -287,9 +298,6 @@ pub fn eightbit(data: &[u8]) {
     }
     if input.iter().all(|&b| b < 0x80) {
         // Nothing to rewrite: the scanner must be invisible.
-        let framed = |v: &[Seen]| -> Vec<(String, Vec<u8>)> {
-            v.iter().map(|s| (s.uri.to_string(), s.body.clone())).collect()
-        };
         let plain = framed(&serve(input, sizes, false, 0).0);
         let behind = framed(&seen);
         assert_eq!(behind, plain, "7-bit input framed differently behind the scanner");
@@ -342,8 +350,8 @@ fn target_byte(b: u8) -> u8 {
 /// Bytes a header value may carry (obs-text included): never CR, LF or NUL.
 fn value_byte(b: u8) -> u8 {
     match b {
-        b'\r' | b'\n' | 0 => b'v',
-        0x01..=0x08 | 0x0a..=0x1f | 0x7f => b'w',
+        0 | b'\n' | b'\r' => b'v',
+        0x01..=0x08 | 0x0b..=0x1f | 0x7f => b'w',
         _ => b,
     }
 }
@@ -428,18 +436,10 @@ pub fn eightbit_model(data: &[u8]) {
     while !d.done() && targets.len() < 8 {
         targets.push(model_request(&mut d, &mut raw, &mut escaped));
     }
-    let sizes = match sel % 4 {
-        0 => vec![0],
-        1 => vec![1],
-        2 => vec![(sel as usize >> 2) + 1],
-        _ => vec![3, 1, 7, 64, 2],
-    };
+    let sizes = read_sizes(sel);
     let n = targets.len();
     let (behind, _) = serve(&raw, sizes.clone(), true, n);
     let (plain, _) = serve(&escaped, sizes, false, n);
-    let framed = |v: &[Seen]| -> Vec<(String, Vec<u8>)> {
-        v.iter().map(|s| (s.uri.to_string(), s.body.clone())).collect()
-    };
     assert_eq!(
         plain.len(),
         targets.len(),

@@ -87,11 +87,14 @@ fn a_client_that_reads_slowly_but_steadily_gets_everything() {
     assert_eq!(timeouts, Some(0.0));
 }
 
+/// A kept-alive request to the test tenant.
+const SITE_PID: &[u8] = b"GET /site/pid HTTP/1.1\r\nHost: x\r\n\r\n";
+
 /// A keep-alive connection that has been served one request (so paddock accepted it).
-fn served(addr: SocketAddr) -> TcpStream {
+fn served(addr: SocketAddr, request: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    s.write_all(b"GET /site/pid HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    s.write_all(request).expect("send");
     let mut buf = [0; 4096];
     let n = s.read(&mut buf).expect("answer");
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
@@ -103,7 +106,7 @@ fn the_connection_after_max_connections_waits_until_one_closes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, admin) = start(dir.path(), "max_connections = 4", "");
     assert_eq!(server.get("/site/pid").status, 200, "pool started");
-    let mut open: Vec<TcpStream> = (0..4).map(|_| served(server.addr)).collect();
+    let mut open: Vec<TcpStream> = (0..4).map(|_| served(server.addr, SITE_PID)).collect();
     // The fifth connects (the kernel's backlog) but is neither refused nor served.
     let mut fifth = TcpStream::connect(server.addr).expect("connect: not refused");
     fifth
@@ -170,16 +173,7 @@ fn the_admin_listener_caps_its_connections_too() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_server, admin) = start(dir.path(), "[admin]\nmax_connections = 2", "");
     let healthz = b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n";
-    let hold = |addr: SocketAddr| {
-        let mut s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        s.write_all(healthz).expect("send");
-        let mut buf = [0; 1024];
-        let n = s.read(&mut buf).expect("answer");
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
-        s
-    };
-    let mut open = vec![hold(admin), hold(admin)];
+    let mut open = vec![served(admin, healthz), served(admin, healthz)];
     let mut third = TcpStream::connect(admin).expect("connect: not refused");
     third
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")

@@ -11,6 +11,7 @@ pub mod units;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use toml::Spanned;
 
 pub use file::{AdminSection, FileConfig, RuleEntry, TenantSection};
 pub use settings::{Limits, PoolSettings};
@@ -411,13 +412,26 @@ impl Validator<'_> {
     }
 
     fn max_connections(&mut self, f: &FileConfig) -> usize {
-        match &f.max_connections {
-            Some(n) if *n.get_ref() >= 1 => usize::try_from(*n.get_ref()).unwrap_or(usize::MAX),
+        let default = limits::default_max_connections();
+        self.count(&f.max_connections, "`max_connections`", 1, default)
+    }
+
+    /// An integer setting of at least `min` (`what` names it in the error); `default` when it
+    /// is absent or, after the error, too small.
+    fn count(
+        &mut self,
+        field: &Option<Spanned<i64>>,
+        what: &str,
+        min: i64,
+        default: usize,
+    ) -> usize {
+        match field {
+            Some(n) if *n.get_ref() >= min => usize::try_from(*n.get_ref()).unwrap_or(usize::MAX),
             Some(n) => {
-                self.err(Some(n.span()), "`max_connections` must be 1 or more");
-                1
+                self.err(Some(n.span()), format!("{what} must be {min} or more"));
+                default
             }
-            None => limits::default_max_connections(),
+            None => default,
         }
     }
 
@@ -460,22 +474,18 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let metrics_max_tenants = match &section.metrics_max_tenants {
-            Some(n) if *n.get_ref() >= 0 => *n.get_ref() as usize,
-            Some(n) => {
-                self.err(Some(n.span()), "admin `metrics_max_tenants` must be 0 or more");
-                DEFAULT_METRICS_MAX_TENANTS
-            }
-            None => DEFAULT_METRICS_MAX_TENANTS,
-        };
-        let max_connections = match &section.max_connections {
-            Some(n) if *n.get_ref() >= 1 => usize::try_from(*n.get_ref()).unwrap_or(usize::MAX),
-            Some(n) => {
-                self.err(Some(n.span()), "admin `max_connections` must be 1 or more");
-                DEFAULT_ADMIN_MAX_CONNECTIONS
-            }
-            None => DEFAULT_ADMIN_MAX_CONNECTIONS,
-        };
+        let metrics_max_tenants = self.count(
+            &section.metrics_max_tenants,
+            "admin `metrics_max_tenants`",
+            0,
+            DEFAULT_METRICS_MAX_TENANTS,
+        );
+        let max_connections = self.count(
+            &section.max_connections,
+            "admin `max_connections`",
+            1,
+            DEFAULT_ADMIN_MAX_CONNECTIONS,
+        );
         Some(AdminConfig {
             listen,
             max_connections,
