@@ -22,6 +22,11 @@ cargo test --workspace --bench '*'
 # The benchmark suite in smoke mode, to keep it working: every server starts and answers 200;
 # no time is asserted (docs/benchmarks.md). Its last line is "bench smoke: N passed, N failed".
 bash bench/run.sh --smoke
+# A 2-minute soak: 50 tenants under mixed load while workers and zygotes are killed, the router
+# reloaded, sites, signups and slow clients come and go; then no bad answer, no leaked
+# process, fd, socket or cgroup, flat RSS (docs/reliability.md; the full run is 30 minutes:
+# scripts/soak.sh). Its last line is "soak: PASS ..." or "soak: FAIL ...".
+bash scripts/soak.sh --ci
 # Last: Trac 1.6's own functional suite, 72 of its 201 tests in headless Firefox, against
 # `paddock serve` hosting one Trac at / with Basic auth on /login (docs/trac-functional.md).
 # First use installs Firefox, geckodriver and Trac's sources (about 3 minutes). Fails the run

@@ -185,6 +185,8 @@ struct Shared {
     /// SIGKILLs sent to workers: (tenant prefix, when).
     kills: Mutex<Vec<(String, Instant)>>,
     cgroup_seen: Mutex<Option<PathBuf>>,
+    /// Every process seen descending from the router, as (pid, start time).
+    family: Mutex<BTreeSet<(i32, u64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -597,7 +599,10 @@ fn slow_client(sh: &Shared, kind: usize, tenant: &str) {
             c.send(&[b'x'; 100]).map_err(|e| e.1)?;
             match c.read_response(false) {
                 Ok(r) if r.status == 408 && r.is_router_page() => Ok("slow_body_408"),
-                Ok(r) if r.status >= 500 && r.is_router_page() => Ok("slow_body_router_5xx"),
+                // Queued behind the budget or a start (503), or its worker killed (502),
+                // before the body was read at all.
+                Ok(r) if r.status == 503 && r.is_router_page() => Ok("slow_body_router_503"),
+                Ok(r) if r.status == 502 && r.is_router_page() => Ok("slow_body_router_502"),
                 Ok(r) => Err(format!("slow body got {}", r.status)),
                 Err((f, m)) => Err(format!("slow body: {} {m}", f.name())),
             }
@@ -833,6 +838,7 @@ fn sample(sh: &Shared) {
         sh.note(&format!("{} worker processes (max_workers_total {MAX_WORKERS_TOTAL})", s.workers));
     }
     lock(&sh.samples).push(s);
+    lock(&sh.family).extend(procs::family(sh.router));
     let mut seen = lock(&sh.cgroup_seen);
     if seen.is_none() {
         *seen = router_cgroup(sh.router).filter(|p| p.is_dir());
@@ -899,6 +905,7 @@ fn soak() -> Result<bool> {
         slow_active: AtomicUsize::new(0),
         kills: Mutex::new(Vec::new()),
         cgroup_seen: Mutex::new(None),
+        family: Mutex::new(BTreeSet::new()),
     });
     sample(&sh);
 
@@ -1068,16 +1075,20 @@ fn finish(
             let _ = child.wait();
         }
     }
-    let uids: Vec<u32> = USERS.iter().filter_map(|u| ensure_user(u).ok()).collect();
+    // The run's processes: those seen descending from the router, its children, and any
+    // whose working directory is in the run directory (tenant dirs: a worker the sampler
+    // never saw). Not by uid or binary: another soak's processes may share both.
+    let family = lock(&sh.family).clone();
     let mut leftovers = Vec::new();
     let leak_deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < leak_deadline {
         leftovers = procs::table()
             .into_values()
+            .filter(|p| p.state != 'Z' && p.state != 'X')
             .filter(|p| {
-                uids.contains(&p.uid)
-                    || procs::is_bin(&p.exe, &sh.worker_bin)
+                family.contains(&(p.pid, p.start))
                     || p.ppid == sh.router
+                    || procs::cwd_below(p.pid, &s.run)
             })
             .map(|p| format!("{} uid {} {:?} {:?}", p.pid, p.uid, p.exe, p.arg1))
             .collect();

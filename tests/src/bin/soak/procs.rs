@@ -9,6 +9,8 @@ pub struct Proc {
     pub ppid: i32,
     pub uid: u32,
     pub state: char,
+    /// Start time in clock ticks since boot: with the pid, names one process for good.
+    pub start: u64,
     pub exe: Option<PathBuf>,
     /// Second argv word (`zygote` for a zygote).
     pub arg1: Option<String>,
@@ -41,6 +43,8 @@ fn read(pid: i32) -> Option<Proc> {
     let mut f = rest.split_whitespace();
     let state = f.next()?.chars().next()?;
     let ppid = f.next()?.parse().ok()?;
+    // Fields 5..21 of stat come before starttime (field 22).
+    let start = f.nth(17)?.parse().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let uid = status
         .lines()
@@ -51,7 +55,7 @@ fn read(pid: i32) -> Option<Proc> {
     let arg1 = std::fs::read(format!("/proc/{pid}/cmdline"))
         .ok()
         .and_then(|c| c.split(|&b| b == 0).nth(1).map(|a| String::from_utf8_lossy(a).into_owned()));
-    Some(Proc { pid, ppid, uid, state, exe, arg1 })
+    Some(Proc { pid, ppid, uid, state, start, exe, arg1 })
 }
 
 /// Whether `exe` (maybe `... (deleted)`) is the binary `bin`.
@@ -75,6 +79,16 @@ pub fn descendants(t: &HashMap<i32, Proc>, root: i32) -> Vec<Proc> {
         }
     }
     out
+}
+
+/// The live descendants of `root` as (pid, start time).
+pub fn family(root: i32) -> Vec<(i32, u64)> {
+    descendants(&table(), root).iter().map(|p| (p.pid, p.start)).collect()
+}
+
+/// Whether the working directory of `pid` is `dir` or below it.
+pub fn cwd_below(pid: i32, dir: &Path) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(dir))
 }
 
 /// (workers, zygotes) of the router: its `paddock-worker` descendants.
