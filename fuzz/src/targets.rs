@@ -532,8 +532,8 @@ pub fn zygote_proto(data: &[u8]) {
 
 struct ByteProbe(u8);
 
-impl paddock_router::rules::FileProbe for ByteProbe {
-    fn test(&self, path: &[u8], kind: paddock_router::rules::FileTest) -> bool {
+impl paddock_rules::FileProbe for ByteProbe {
+    fn test(&self, path: &[u8], kind: paddock_rules::FileTest) -> bool {
         let k = kind as u8;
         (path.len() as u8 ^ self.0 ^ k) & 1 == 1
     }
@@ -549,11 +549,11 @@ pub fn rules(data: &[u8]) {
     // last the rule (what `conditions = [...]`, `rule = "..."` hand to the parser).
     let lines: Vec<&str> = text.lines().take(16).collect();
     let toml = lines.split_last().and_then(|(rule, conds)| {
-        paddock_router::rules::parse_rule(conds, rule, Path::new("fuzz.toml"), 1)
+        paddock_rules::parse_rule(conds, rule, Path::new("fuzz.toml"), 1)
             .ok()
-            .map(|r| paddock_router::rules::RuleSet::new(vec![r]))
+            .map(|r| paddock_rules::RuleSet::new(vec![r]))
     });
-    let set = paddock_router::rules::parse_apache(text, Path::new("fuzz.rules")).ok();
+    let set = paddock_rules::parse_apache(text, Path::new("fuzz.rules")).ok();
     if set.is_none() && toml.is_none() {
         return;
     }
@@ -566,7 +566,7 @@ pub fn rules(data: &[u8]) {
         None => (line, &b""[..]),
     };
     let headers = headers_from(header_lines);
-    let info = paddock_router::rules::RequestInfo {
+    let info = paddock_rules::RequestInfo {
         path,
         query,
         method: b"GET",
@@ -589,7 +589,7 @@ pub fn rules(data: &[u8]) {
 /// Normalisation is idempotent, always absolute, free of dot segments and `//`; splitting at
 /// a mount never yields a PATH_INFO that escapes it.
 pub fn path(data: &[u8]) {
-    use paddock_router::path;
+    use paddock_rules::path;
     let (raw, mount) = split2(data);
     let n = path::normalise(raw);
     assert!(n.starts_with(b"/"), "not absolute: {n:?}");

@@ -9,9 +9,8 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use paddock_router::rules::{
-    parse_apache, Action, FileProbe, FileTest, FsProbe, Outcome, RequestInfo, RuleSet,
-};
+use paddock_router::probe::FsProbe;
+use paddock_rules::{parse_apache, Action, FileProbe, FileTest, Outcome, RequestInfo, RuleSet};
 
 /// Custom domains of customers, each mapped to its tenant (rules 24 to 43).
 const DOMAINS: [(&str, &str); 20] = [

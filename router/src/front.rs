@@ -16,19 +16,20 @@ use tokio::net::TcpListener;
 
 use crate::clientio::{ClientIo, ConnLimit};
 use crate::config::{Config, Overrides};
-use crate::diag::Diagnostics;
 use crate::eightbit::EightBit;
 use crate::forward::{self, Body};
 use crate::forwarded;
 use crate::index;
 use crate::metrics::{Metrics, Reject, RequestMeta};
-use crate::path::Target;
 use crate::pool::PoolError;
+use crate::probe::FsProbe;
 use crate::registry::Registry;
 use crate::respond;
 use crate::route::{self, Decision, Routed};
-use crate::rules::{FsProbe, RequestInfo};
 use crate::supervisor::Reason;
+use paddock_rules::diag::Diagnostics;
+use paddock_rules::path::Target;
+use paddock_rules::RequestInfo;
 
 mod access;
 mod host;

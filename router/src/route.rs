@@ -7,9 +7,9 @@
 //! name the same mount literally, or the request is refused (400).
 
 use crate::config::Config;
-use crate::path::{self, PathError, Target};
-use crate::rules::{Action, FileProbe, RequestInfo};
 use crate::tenant::TenantSpec;
+use paddock_rules::path::{self, PathError, Target};
+use paddock_rules::{Action, FileProbe, RequestInfo};
 
 /// Rule variable that picks the tenant.
 pub const TENANT_VAR: &str = "paddock.tenant";

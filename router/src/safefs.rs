@@ -43,15 +43,15 @@ impl Place {
     /// Classify `path` (lexically, `..` folded): below `tenant_dir`, or below an entry of
     /// `sites` (any tenant's directory), or the operator's.
     pub fn of(path: &Path, tenant_dir: Option<&Path>, sites: Option<&Path>) -> Place {
-        let Some(norm) = crate::path::lexical_normalise(path) else {
+        let Some(norm) = paddock_rules::path::lexical_normalise(path) else {
             return Place::Operator(path.to_path_buf());
         };
-        let norm_dir = tenant_dir.and_then(crate::path::lexical_normalise);
+        let norm_dir = tenant_dir.and_then(paddock_rules::path::lexical_normalise);
         if let Some(dir) = norm_dir.filter(|d| norm.starts_with(d)) {
             let rel = norm.strip_prefix(&dir).unwrap_or(Path::new("")).to_path_buf();
             return Place::Beneath { base: dir, rel };
         }
-        if let Some(sites) = sites.and_then(crate::path::lexical_normalise) {
+        if let Some(sites) = sites.and_then(paddock_rules::path::lexical_normalise) {
             if let Ok(inside) = norm.strip_prefix(&sites) {
                 let mut parts = inside.components();
                 if let Some(Component::Normal(name)) = parts.next() {

@@ -188,7 +188,7 @@ impl AuthSettings {
     /// credentials. The normalised form is checked too, so `/./login` or `//login` cannot
     /// slip past a rule an application would still route to its login page.
     pub fn protects(&self, path_info: &[u8]) -> bool {
-        let normalised = crate::path::normalise(path_info);
+        let normalised = paddock_rules::path::normalise(path_info);
         self.paths.iter().any(|r| r.matches(path_info) || r.matches(&normalised))
     }
 }

@@ -167,7 +167,7 @@ fn measure_auth_costs() {
     println!("lookup of an unchanged file (stat + cache): {:?}", t.elapsed() / 100_000);
 }
 
-fn load(text: &str) -> Result<crate::config::Config, crate::diag::Diagnostics> {
+fn load(text: &str) -> Result<crate::config::Config, paddock_rules::diag::Diagnostics> {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("paddock.toml");
     std::fs::write(&path, text).expect("write");

@@ -17,9 +17,9 @@ pub use file::{AdminSection, FileConfig, RuleEntry, TenantSection};
 pub use settings::{Limits, PoolSettings};
 pub use signup::{default_provision, SignupConfig};
 
-use crate::diag::{line_of, Diagnostic, Diagnostics};
-use crate::rules::{self, RuleSet};
 use crate::tenant;
+use paddock_rules::diag::{line_of, Diagnostic, Diagnostics};
+use paddock_rules::{self as rules, RuleSet};
 
 const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const DEFAULT_MAX_HEAD: usize = 64 * 1024;

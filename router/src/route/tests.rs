@@ -2,7 +2,7 @@ use std::path::Path;
 
 use super::*;
 use crate::config::{Config, Overrides};
-use crate::rules::FsProbe;
+use crate::probe::FsProbe;
 
 fn sites(names: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");

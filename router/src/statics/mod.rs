@@ -18,9 +18,9 @@ use std::time::Duration;
 use http::{HeaderMap, Method, Response};
 
 use crate::forward::Body;
-use crate::path;
 use crate::safefs::Place;
 use crate::tenant::TenantSpec;
+use paddock_rules::path;
 
 pub use conditional::{parse_range, Ranged, Validators};
 pub use resolve::Miss;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::tests::{rules, Req};
+use super::tests::{rules, Fake, Req};
 use super::*;
 
 /// Parses `text` expecting failure; returns `(line, message)` pairs.
@@ -128,7 +128,7 @@ fn accepted_syntax_variants() {
     assert_eq!(set.len(), 3);
     assert_eq!(set.rules()[0].pattern(), "^/x y$");
     assert_eq!(set.rules()[0].line(), 4);
-    let probe = FsProbe::default();
+    let probe = Fake(Vec::new());
     let hit = |value: &'static str| {
         let req = Req::new(b"/x y");
         let mut req = req;
@@ -154,9 +154,9 @@ fn toml_rules_report_the_table_line() {
     let mut set = RuleSet::new(vec![rule]);
     set.extend(rules("RewriteRule ^ - [E=paddock.tenant:x]"));
     assert_eq!(set.len(), 2);
-    let out = set.evaluate(&Req::new(b"/trac/a/").info(), &FsProbe::default());
+    let out = set.evaluate(&Req::new(b"/trac/a/").info(), &Fake(Vec::new()));
     assert_eq!(out.action, Action::Forbidden);
-    let out = set.evaluate(&Req::new(b"/other").info(), &FsProbe::default());
+    let out = set.evaluate(&Req::new(b"/other").info(), &Fake(Vec::new()));
     assert_eq!(out.var("paddock.tenant"), Some(&b"x"[..]));
 
     let err = parse_rule(&["%{NOPE} x", "a b [Z]"], "^ /x [Y]", file, 7).unwrap_err();
@@ -234,7 +234,7 @@ mod properties {
             if let Ok(value) = http::HeaderValue::from_str(&header) {
                 req.headers.insert("x-foo", value);
             }
-            let out = set.evaluate(&req.info(), &FsProbe::default());
+            let out = set.evaluate(&req.info(), &Fake(Vec::new()));
             if out.path != path {
                 prop_assert!(out.path.starts_with(b"/"));
                 prop_assert_eq!(crate::path::normalise(&out.path), out.path.clone());

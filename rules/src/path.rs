@@ -200,7 +200,7 @@ fn normalised_starts_with(normalised: &[u8], mount_segments: &[&[u8]]) -> bool {
 }
 
 /// Resolves `.` and `..` without touching the filesystem; `None` for a relative path.
-pub(crate) fn lexical_normalise(path: &Path) -> Option<PathBuf> {
+pub fn lexical_normalise(path: &Path) -> Option<PathBuf> {
     if !path.is_absolute() {
         return None;
     }
