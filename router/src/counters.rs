@@ -1,4 +1,4 @@
-//! Per-tenant event counters (spawns, exits by reason, rejections, dropped log lines) and the
+//! Per-tenant event counters (spawns, exits by reason, connections, dropped log lines) and the
 //! tenant's log-rate bucket. Plain atomics: the metrics endpoint reads them; nothing on the
 //! request path waits on them.
 
@@ -23,8 +23,6 @@ pub struct Counters {
     pub zygote_deaths: AtomicU64,
     /// Direct workers replaced by forked ones once their zygote was back.
     pub recycles_zygote_back: AtomicU64,
-    pub rejected_queue_full: AtomicU64,
-    pub rejected_queue_timeout: AtomicU64,
     /// Connections opened to the workers (requests reuse idle ones when they can).
     pub connects: AtomicU64,
     /// Worker stderr lines not logged: over the tenant's log rate (`logrelay.rs`).
@@ -61,14 +59,6 @@ impl Counters {
 
     pub fn connected(&self) {
         self.connects.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn rejected_queue_full(&self) {
-        self.rejected_queue_full.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn rejected_queue_timeout(&self) {
-        self.rejected_queue_timeout.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether one more worker log line may be logged now; counts it as dropped if not.

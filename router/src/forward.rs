@@ -10,9 +10,7 @@
 use std::io;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use paddock_proto::{
@@ -25,6 +23,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::pool::Pool;
+use crate::respond::Body;
 use body::{Link, WorkerBody};
 use conn::WorkerConn;
 use frames::{FrameReader, ReadError};
@@ -32,9 +31,6 @@ use frames::{FrameReader, ReadError};
 mod body;
 pub mod conn;
 mod frames;
-
-/// Response body type of the whole front door.
-pub type Body = BoxBody<Bytes, io::Error>;
 
 /// Why forwarding failed; [`crate::respond`] maps each to a status.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use http::{header, HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::{header, HeaderMap, Method, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -17,14 +17,16 @@ use tokio::net::TcpListener;
 use crate::clientio::{ClientIo, ConnLimit};
 use crate::config::{Config, Overrides};
 use crate::eightbit::EightBit;
-use crate::forward::{self, Body};
+use crate::forward;
 use crate::forwarded;
 use crate::index;
 use crate::metrics::{Metrics, Reject, RequestMeta};
 use crate::pool::PoolError;
 use crate::probe::FsProbe;
+use crate::refusal::Refusal;
 use crate::registry::Registry;
 use crate::respond;
+use crate::respond::Body;
 use crate::route::{self, Decision, Routed};
 use crate::supervisor::Reason;
 use paddock_rules::diag::Diagnostics;
@@ -158,17 +160,19 @@ pub async fn serve(
             let (raw, smuggling) = (popped.original, popped.framing_conflict);
             let too_large = head_bytes(&req, raw.as_deref()) > max_head;
             async move {
-                if too_large {
-                    let m = st.metrics.no_tenant();
-                    m.reject(Reject::HeadTooLarge);
-                    m.observe(431, Duration::ZERO);
-                    return Ok::<_, Infallible>(head_too_large());
-                }
-                if smuggling {
-                    let m = st.metrics.no_tenant();
-                    m.reject(Reject::BadRequest);
-                    m.observe(400, Duration::ZERO);
-                    return Ok::<_, Infallible>(conflicting_framing());
+                let early = match (too_large, smuggling) {
+                    (true, _) => Some(Refusal::head_too_large()),
+                    (false, true) => {
+                        tracing::warn!(target: "paddock::access", "refused a request with both Content-Length and Transfer-Encoding");
+                        Some(Refusal::conflicting_framing())
+                    }
+                    (false, false) => None,
+                };
+                if let Some(refusal) = early {
+                    let mut meta = RequestMeta::default();
+                    let resp = refusal.answer(&mut meta);
+                    st.metrics.no_tenant().record(resp.status().as_u16(), Duration::ZERO, &meta);
+                    return Ok::<_, Infallible>(resp);
                 }
                 Ok::<_, Infallible>(handle(st, req, raw, peer, local).await)
             }
@@ -282,23 +286,14 @@ async fn dispatch(
     let cfg = st.config();
     let target = match Target::parse(raw) {
         Ok(t) => t,
-        Err(e) => {
-            meta.rejected = Some(Reject::BadRequest);
-            return (
-                None,
-                respond::page(StatusCode::BAD_REQUEST, &format!("Invalid request target: {e}.")),
-            );
-        }
+        Err(e) => return (None, Refusal::from(e).answer(meta)),
     };
     if req.method() == Method::CONNECT {
-        return (None, respond::page(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."));
+        return (None, Refusal::connect_not_supported().answer(meta));
     }
     let host = match host::host_header(req.headers(), req.version()) {
         Ok(h) => h,
-        Err(why) => {
-            meta.rejected = Some(Reject::BadRequest);
-            return (None, respond::page(StatusCode::BAD_REQUEST, why));
-        }
+        Err(why) => return (None, Refusal::bad_request(why).answer(meta)),
     };
     let client = forwarded::resolve(&cfg.trusted_proxies, peer.ip(), req.headers());
     let remote = client.addr.to_string();
@@ -319,31 +314,17 @@ async fn dispatch(
     let routed = match decision {
         Decision::Tenant(r) => r,
         Decision::Index => return (None, index::respond(cfg.clone()).await),
-        Decision::NotFound => {
-            return (
-                None,
-                respond::page(StatusCode::NOT_FOUND, "There is no site at this address."),
-            )
-        }
-        Decision::Forbidden => {
-            return (
-                None,
-                respond::page(StatusCode::FORBIDDEN, "Access to this address is forbidden."),
-            )
-        }
-        Decision::Gone => return (None, respond::page(StatusCode::GONE, "This site is gone.")),
+        Decision::NotFound => return (None, Refusal::not_found().answer(meta)),
+        Decision::Forbidden => return (None, Refusal::forbidden().answer(meta)),
+        Decision::Gone => return (None, Refusal::gone().answer(meta)),
         Decision::Redirect { status, location } => {
             return (None, respond::redirect(status, &location))
         }
-        Decision::BadRequest(why) => {
-            meta.rejected = Some(Reject::BadRequest);
-            return (None, respond::page(StatusCode::BAD_REQUEST, why));
-        }
+        Decision::BadRequest(why) => return (None, Refusal::bad_request(why).answer(meta)),
     };
     let name = routed.spec.name.clone();
     if crate::discovery::is_disabled(&cfg, &routed.spec) {
-        let why = "This site is disabled by its host.";
-        return (Some(name), respond::page(StatusCode::SERVICE_UNAVAILABLE, why));
+        return (Some(name), Refusal::disabled().answer(meta));
     }
     let conn = Conn { raw, host: &host, client, peer, local };
     (Some(name), to_tenant(st, *routed, req, body, &target, conn, meta).await)
@@ -369,28 +350,18 @@ async fn to_tenant(
     conn: Conn<'_>,
     meta: &mut RequestMeta,
 ) -> Response<Body> {
-    let body = match body_kind(req.headers()) {
-        Ok(b) => b,
-        Err(status) => {
-            meta.rejected = Some(Reject::BadRequest);
-            return respond::page(status, "Invalid request body framing.");
-        }
+    let Some(body) = body_kind(req.headers()) else {
+        return Refusal::bad_request("Invalid request body framing.").answer(meta);
     };
     if let BodyKind::Length(n) = body {
         if n > routed.spec.settings.max_body {
-            meta.rejected = Some(Reject::BodyTooLarge);
-            return respond::page(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
+            return Refusal::body_too_large().answer(meta);
         }
     }
     let auth = routed.spec.settings.auth.as_ref();
     let access = match crate::auth::shared().check(auth, &routed.path_info, req.headers()).await {
         Ok(a) => a,
-        Err(challenge) => {
-            if challenge.status() == StatusCode::UNAUTHORIZED {
-                meta.rejected = Some(Reject::Unauthorized);
-            }
-            return challenge;
-        }
+        Err(challenge) => return challenge.answer(meta),
     };
     // Static files answer here, behind auth but before any pool is started or admitted to.
     let cfg = st.config();
@@ -402,10 +373,10 @@ async fn to_tenant(
     }
     let (pool, permit) = match admit(st, &routed.spec, meta).await {
         Ok(x) => x,
-        Err(resp) => return resp,
+        Err(refusal) => return refusal.answer(meta),
     };
     let Some(incoming) = body_in.take() else {
-        return respond::page(StatusCode::INTERNAL_SERVER_ERROR, "The request body is gone.");
+        return Refusal::internal("The request body is gone.").answer(meta);
     };
     let (parts, ()) = req.into_parts();
     let mut head = request_head(&parts, routed, target, body, &conn);
@@ -413,19 +384,15 @@ async fn to_tenant(
     match forward::forward(&pool, head, incoming, permit, cfg.max_response_head_bytes).await {
         Ok(r) => r,
         Err(e) => {
-            // The client's own fault is no failure of the site: counted, not warned about.
+            // The client's own fault is no failure of the site: logged, not warned about.
+            use forward::ForwardError::{BadBody, BodyTimeout, BodyTooLarge};
             match e {
-                forward::ForwardError::BadBody => meta.rejected = Some(Reject::BadRequest),
-                forward::ForwardError::BodyTooLarge(_) => {
-                    meta.rejected = Some(Reject::BodyTooLarge)
+                BadBody | BodyTooLarge(_) | BodyTimeout(_) => {
+                    tracing::info!(tenant = %pool.spec.name, "{e}")
                 }
-                forward::ForwardError::BodyTimeout(_) => meta.rejected = Some(Reject::BodyTimeout),
                 _ => tracing::warn!(tenant = %pool.spec.name, "{e}"),
             }
-            if meta.rejected.is_some() {
-                tracing::info!(tenant = %pool.spec.name, "{e}");
-            }
-            forward_failed(&e, body)
+            forward_failed(&e, body).answer(meta)
         }
     }
 }
@@ -437,7 +404,7 @@ async fn admit(
     st: &State,
     spec: &crate::tenant::TenantSpec,
     meta: &mut RequestMeta,
-) -> Result<(Arc<crate::pool::Pool>, tokio::sync::OwnedSemaphorePermit), Response<Body>> {
+) -> Result<(Arc<crate::pool::Pool>, tokio::sync::OwnedSemaphorePermit), Refusal> {
     let mut tries = 0;
     loop {
         tries += 1;
@@ -445,11 +412,7 @@ async fn admit(
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(tenant = %spec.name, "{e}");
-                meta.rejected = Some(Reject::Unavailable);
-                return Err(respond::page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The site is not available.",
-                ));
+                return Err(Refusal::unavailable());
             }
         };
         let waiting = Instant::now();
@@ -459,12 +422,8 @@ async fn admit(
             Ok(permit) => return Ok((pool, permit)),
             Err(PoolError::Stopped { .. }) if tries < 3 => continue,
             Err(e) => {
-                // Queue rejections are counted by the pool itself.
-                if !matches!(e, PoolError::QueueFull { .. } | PoolError::QueueTimeout { .. }) {
-                    meta.rejected = Some(Reject::Unavailable);
-                }
                 tracing::warn!("{e}");
-                return Err(respond::pool_error(&e));
+                return Err(Refusal::from(&e));
             }
         }
     }
@@ -513,12 +472,11 @@ fn request_head(
 /// The answer to a failed forward. A request that had a body may have left part of it unread
 /// (a broken or oversized body, a worker that failed or timed out while it was being sent):
 /// hyper then ends the connection after the answer, so the answer says so.
-fn forward_failed(e: &forward::ForwardError, body: BodyKind) -> Response<Body> {
-    let mut r = respond::forward_error(e);
-    if !matches!(body, BodyKind::Empty) {
-        r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+fn forward_failed(e: &forward::ForwardError, body: BodyKind) -> Refusal {
+    match body {
+        BodyKind::Empty => Refusal::from(e),
+        _ => Refusal::from(e).closing(),
     }
-    r
 }
 
 /// The size of a request's head as sent, counting one byte of whitespace where the syntax
@@ -532,36 +490,16 @@ fn head_bytes<B>(req: &Request<B>, raw_target: Option<&[u8]>) -> usize {
 
 /// hyper's `max_buf_size` bounds its read buffer, not the head: a head that arrives in one
 /// large read can pass it almost twofold. The configured limit is enforced here exactly.
-fn head_too_large() -> Response<Body> {
-    let mut r = respond::page(
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "The request head is larger than this server accepts.",
-    );
-    r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-    r
-}
-
-/// Both `Content-Length` and `Transfer-Encoding`: how requests are smuggled past proxies that
-/// disagree on which one wins. Refused, and the connection closed.
-fn conflicting_framing() -> Response<Body> {
-    tracing::warn!(target: "paddock::access", "refused a request with both Content-Length and Transfer-Encoding");
-    let mut r =
-        respond::page(StatusCode::BAD_REQUEST, "Content-Length and Transfer-Encoding together.");
-    r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-    r
-}
-
 /// How the client delimits its body. hyper has already refused conflicting framing.
-fn body_kind(h: &HeaderMap) -> Result<BodyKind, StatusCode> {
+fn body_kind(h: &HeaderMap) -> Option<BodyKind> {
     if h.contains_key(header::TRANSFER_ENCODING) {
-        return Ok(BodyKind::Chunked);
+        return Some(BodyKind::Chunked);
     }
     match h.get(header::CONTENT_LENGTH) {
-        None => Ok(BodyKind::Empty),
-        Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
-            Some(0) => Ok(BodyKind::Empty),
-            Some(n) => Ok(BodyKind::Length(n)),
-            None => Err(StatusCode::BAD_REQUEST),
+        None => Some(BodyKind::Empty),
+        Some(v) => match v.to_str().ok()?.trim().parse::<u64>().ok()? {
+            0 => Some(BodyKind::Empty),
+            n => Some(BodyKind::Length(n)),
         },
     }
 }
@@ -600,8 +538,8 @@ mod tests {
         assert_eq!(n, 21 + 9 + 7 + (100 << 10) + 2 + 2);
         assert!(n > 64 << 10);
         assert_eq!(head_bytes(&req, Some(b"/a/\xe9")), n - 6 + 4);
-        let r = head_too_large();
-        assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let r = Refusal::head_too_large().into_response();
+        assert_eq!(r.status(), http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         assert_eq!(r.headers()[header::CONNECTION], "close");
     }
 
@@ -615,11 +553,11 @@ mod tests {
             ForwardError::Timeout(Duration::from_secs(1)),
         ] {
             for body in [BodyKind::Chunked, BodyKind::Length(10)] {
-                let r = forward_failed(&e, body);
+                let r = forward_failed(&e, body).into_response();
                 assert_eq!(r.headers()[header::CONNECTION], "close", "{e:?}");
             }
         }
-        let r = forward_failed(&ForwardError::WorkerGone, BodyKind::Empty);
+        let r = forward_failed(&ForwardError::WorkerGone, BodyKind::Empty).into_response();
         assert!(!r.headers().contains_key(header::CONNECTION));
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use http::{header, Response, StatusCode};
 
 use crate::config::Config;
-use crate::forward::Body;
+use crate::respond::Body;
 use crate::respond::{escape, full};
 use crate::safefs::{self, Place};
 use crate::tenant::TenantSpec;

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod pool;
 pub mod probe;
+pub mod refusal;
 pub mod registry;
 pub mod respond;
 pub mod route;

@@ -28,9 +28,9 @@ use prometheus::{
 
 use crate::config::Config;
 use crate::counters::Counters;
-use crate::forward::Body;
 use crate::registry::Registry;
 use crate::respond;
+use crate::respond::Body;
 
 /// The `tenant` label of tenants beyond the bound.
 pub const OTHER: &str = "_other";
@@ -45,11 +45,12 @@ const DURATION_BUCKETS: &[f64] =
 const WAIT_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// Why the router itself refused a request (the reasons counted on the request path; the
-/// pool's `queue_full` and `queue_timeout` come from its [`Counters`]).
+/// Why the router refused a request: the `reason` label of `paddock_rejected_requests_total`,
+/// set only by [`crate::refusal::Refusal::answer`] (and the HTTP parser's own 431).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
-    /// 400: malformed target, bad body framing, smuggling attempt, path naming two tenants.
+    /// 400: malformed target, bad body framing, smuggling attempt, a bad `Host`, a path
+    /// naming two tenants, a broken chunked body.
     BadRequest,
     /// 401: authentication required or failed.
     Unauthorized,
@@ -57,20 +58,33 @@ pub enum Reject {
     BodyTooLarge,
     /// 408: body slower than `body_read_timeout` and `body_min_rate` allow.
     BodyTimeout,
-    /// 431 (or 414): request head over `max_header_bytes`, refused by the HTTP parser.
+    /// 431: request head over `max_header_bytes`.
     HeadTooLarge,
-    /// 503: the pool cannot start, its workers fail, or the global budget is exhausted.
+    /// 405: `CONNECT`.
+    MethodNotAllowed,
+    /// 503: the pool cannot start, its workers refuse connections, or the global budget is
+    /// exhausted.
     Unavailable,
+    /// 503: `queue_limit` requests already waiting.
+    QueueFull,
+    /// 503: no slot within `queue_timeout`.
+    QueueTimeout,
+    /// 503: the site is disabled by its host.
+    Disabled,
 }
 
 impl Reject {
-    const ALL: [Reject; 6] = [
+    pub const ALL: [Reject; 10] = [
         Reject::BadRequest,
         Reject::Unauthorized,
         Reject::BodyTooLarge,
         Reject::BodyTimeout,
         Reject::HeadTooLarge,
+        Reject::MethodNotAllowed,
         Reject::Unavailable,
+        Reject::QueueFull,
+        Reject::QueueTimeout,
+        Reject::Disabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,7 +94,11 @@ impl Reject {
             Reject::BodyTooLarge => "body_too_large",
             Reject::BodyTimeout => "body_timeout",
             Reject::HeadTooLarge => "header_too_large",
+            Reject::MethodNotAllowed => "method_not_allowed",
             Reject::Unavailable => "unavailable",
+            Reject::QueueFull => "queue_full",
+            Reject::QueueTimeout => "queue_timeout",
+            Reject::Disabled => "disabled",
         }
     }
 }
@@ -192,8 +210,6 @@ struct CounterSums {
     connects: u64,
     /// In the order of [`EXIT_REASONS`].
     exits: [u64; 9],
-    queue_full: u64,
-    queue_timeout: u64,
     log_dropped: u64,
 }
 
@@ -229,8 +245,6 @@ impl CounterSums {
         for (sum, c) in self.exits.iter_mut().zip(exits) {
             *sum += g(c);
         }
-        self.queue_full += g(&c.rejected_queue_full);
-        self.queue_timeout += g(&c.rejected_queue_timeout);
         self.log_dropped += g(&c.log_lines_dropped);
     }
 }
@@ -596,8 +610,6 @@ impl Metrics {
             for (reason, n) in EXIT_REASONS.iter().zip(s.exits) {
                 raise(&self.exits.with_label_values(&[l, reason]), n);
             }
-            raise(&self.rejected.with_label_values(&[l, "queue_full"]), s.queue_full);
-            raise(&self.rejected.with_label_values(&[l, "queue_timeout"]), s.queue_timeout);
             raise(&self.log_dropped.with_label_values(&[l]), s.log_dropped);
         }
     }

@@ -192,7 +192,6 @@ impl Pool {
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= s.queue_limit {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
-            self.counters.rejected_queue_full();
             return Err(PoolError::QueueFull {
                 tenant: self.spec.name.clone(),
                 limit: s.queue_limit,
@@ -202,13 +201,10 @@ impl Pool {
         match tokio::time::timeout(s.queue_timeout, self.slots.clone().acquire_owned()).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(self.stopped()),
-            Err(_) => {
-                self.counters.rejected_queue_timeout();
-                Err(PoolError::QueueTimeout {
-                    tenant: self.spec.name.clone(),
-                    waited: s.queue_timeout,
-                })
-            }
+            Err(_) => Err(PoolError::QueueTimeout {
+                tenant: self.spec.name.clone(),
+                waited: s.queue_timeout,
+            }),
         }
     }
 

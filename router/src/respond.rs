@@ -1,15 +1,15 @@
-//! Responses the router makes itself: short HTML pages, and the one mapping from internal
-//! errors to HTTP statuses.
+//! The body type of every response, and the pages the router writes itself (which status an
+//! error gets is [`crate::refusal`]'s to say).
+
+use std::io;
 
 use bytes::Bytes;
 use http::{header, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 
-use crate::forward::{Body, ForwardError};
-use crate::pool::PoolError;
-
-/// Seconds a client is asked to wait before retrying a 503.
-const RETRY_AFTER: &str = "5";
+/// The body of every response: the app's streamed from its worker, a file, or a page.
+pub type Body = BoxBody<Bytes, io::Error>;
 
 /// Escape text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -60,53 +60,6 @@ pub fn redirect(status: u16, location: &[u8]) -> Response<Body> {
     }
 }
 
-fn unavailable(detail: &str) -> Response<Body> {
-    let mut r = page(StatusCode::SERVICE_UNAVAILABLE, detail);
-    r.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER.parse().expect("static"));
-    r
-}
-
-pub fn pool_error(e: &PoolError) -> Response<Body> {
-    match e {
-        PoolError::QueueTimeout { .. } | PoolError::QueueFull { .. } => {
-            unavailable("The site is busy. Please try again shortly.")
-        }
-        PoolError::StartTimeout { .. }
-        | PoolError::Unavailable { .. }
-        | PoolError::Stopped { .. } => {
-            unavailable("The site is temporarily unavailable. Please try again shortly.")
-        }
-    }
-}
-
-pub fn forward_error(e: &ForwardError) -> Response<Body> {
-    match e {
-        ForwardError::Connect(_) => unavailable("The site is temporarily unavailable."),
-        ForwardError::WorkerGone
-        | ForwardError::Protocol(_)
-        | ForwardError::HeadTooLarge { .. } => {
-            page(StatusCode::BAD_GATEWAY, "The site's worker failed while handling this request.")
-        }
-        ForwardError::AppError(_) => page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The application failed; the details are in the server log.",
-        ),
-        ForwardError::Timeout(_) => {
-            page(StatusCode::GATEWAY_TIMEOUT, "The site took too long to answer.")
-        }
-        ForwardError::BodyTooLarge(_) => {
-            page(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.")
-        }
-        ForwardError::BadBody => page(StatusCode::BAD_REQUEST, "Invalid request body."),
-        ForwardError::BodyTimeout(_) => {
-            // The rest of the body may still be on its way: this connection cannot go on.
-            let mut r = page(StatusCode::REQUEST_TIMEOUT, "The request body came too slowly.");
-            r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-            r
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,15 +67,5 @@ mod tests {
     #[test]
     fn escapes_markup() {
         assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
-    }
-
-    #[test]
-    fn unavailable_has_retry_after() {
-        let r = pool_error(&PoolError::QueueTimeout {
-            tenant: "t".into(),
-            waited: std::time::Duration::from_secs(1),
-        });
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(r.headers()[header::RETRY_AFTER], RETRY_AFTER);
     }
 }

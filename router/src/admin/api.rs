@@ -17,10 +17,10 @@ use super::signup::{self, SignupRequest};
 use super::tenants;
 use super::tokens::{Denied, Tokens};
 use crate::config::Config;
-use crate::forward::Body;
 use crate::front::State;
 use crate::pool::Pool;
 use crate::respond;
+use crate::respond::Body;
 
 /// Largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;

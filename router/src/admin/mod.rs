@@ -15,9 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::clientio::ClientIo;
-use crate::forward::Body;
 use crate::front::State;
 use crate::respond;
+use crate::respond::Body;
 
 pub mod api;
 mod claim;

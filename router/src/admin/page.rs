@@ -13,8 +13,8 @@ use hyper::body::Incoming;
 use super::api;
 use super::ratelimit::RateLimit;
 use super::signup::{self, SignupError, SignupRequest};
-use crate::forward::Body;
 use crate::front::State;
+use crate::respond::Body;
 use crate::respond::{self, escape};
 
 fn limiter() -> &'static RateLimit {

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::api::{error, info, ok, with_tenant};
 use crate::config::Config;
-use crate::forward::Body;
 use crate::front::State;
+use crate::respond::Body;
 use crate::supervisor::Reason;
 
 /// Disable: write `<state_dir>/disabled/<name>` (requests get 503 from now on) and stop the

@@ -3,10 +3,7 @@
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
-use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
-
-use crate::forward::Body;
-use crate::respond;
+use http::{header, HeaderMap, HeaderValue};
 
 /// Standard alphabet; padding optional (some clients leave it out).
 const B64: GeneralPurpose = GeneralPurpose::new(
@@ -25,7 +22,7 @@ pub struct Credentials {
 
 /// Why there are no usable credentials; every case gets the 401 challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum Unusable {
     Missing,
     /// More than one `Authorization` header: ambiguous, refused.
     Several,
@@ -35,11 +32,11 @@ pub enum Refusal {
 }
 
 /// Read `Authorization: Basic base64(user:password)`.
-pub fn credentials(headers: &HeaderMap) -> Result<Credentials, Refusal> {
+pub fn credentials(headers: &HeaderMap) -> Result<Credentials, Unusable> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let value = values.next().ok_or(Refusal::Missing)?;
+    let value = values.next().ok_or(Unusable::Missing)?;
     if values.next().is_some() {
-        return Err(Refusal::Several);
+        return Err(Unusable::Several);
     }
     let text = value.as_bytes().trim_ascii();
     let (scheme, token) = match text.iter().position(|&b| b == b' ' || b == b'\t') {
@@ -47,10 +44,10 @@ pub fn credentials(headers: &HeaderMap) -> Result<Credentials, Refusal> {
         None => (text, &b""[..]),
     };
     if !scheme.eq_ignore_ascii_case(b"basic") {
-        return Err(Refusal::NotBasic);
+        return Err(Unusable::NotBasic);
     }
-    let decoded = B64.decode(token).map_err(|_| Refusal::BadBase64)?;
-    let colon = decoded.iter().position(|&b| b == b':').ok_or(Refusal::NoColon)?;
+    let decoded = B64.decode(token).map_err(|_| Unusable::BadBase64)?;
+    let colon = decoded.iter().position(|&b| b == b':').ok_or(Unusable::NoColon)?;
     let (user, pass) = (&decoded[..colon], &decoded[colon + 1..]);
     let mut passwords = vec![pass.to_vec()];
     let user = if std::str::from_utf8(&decoded).is_ok() {
@@ -91,17 +88,11 @@ pub fn challenge_value(realm: &str) -> String {
     out
 }
 
-/// The 401 answer: a short page and the challenge.
-pub fn challenge(realm: &str) -> Response<Body> {
-    let mut r = respond::page(
-        StatusCode::UNAUTHORIZED,
-        "This page needs a user name and password, and none (or wrong ones) were given.",
-    );
+/// The `WWW-Authenticate` value of the 401 answer.
+pub fn challenge(realm: &str) -> HeaderValue {
     // Validation refused control characters in realms; fall back to no realm text otherwise.
-    let v = HeaderValue::from_str(&challenge_value(realm))
-        .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"\""));
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    r
+    HeaderValue::from_str(&challenge_value(realm))
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"\""))
 }
 
 #[cfg(test)]
@@ -148,13 +139,13 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(credentials(&HeaderMap::new()), Err(Refusal::Missing));
-        assert_eq!(credentials(&with(&[b"Bearer abc"])), Err(Refusal::NotBasic));
-        assert_eq!(credentials(&with(&[b"Basic"])), Err(Refusal::NoColon));
-        assert_eq!(credentials(&with(&[b"Basic !!!"])), Err(Refusal::BadBase64));
-        assert_eq!(credentials(&with(&[b"Basic dXNlcg=="])), Err(Refusal::NoColon));
+        assert_eq!(credentials(&HeaderMap::new()), Err(Unusable::Missing));
+        assert_eq!(credentials(&with(&[b"Bearer abc"])), Err(Unusable::NotBasic));
+        assert_eq!(credentials(&with(&[b"Basic"])), Err(Unusable::NoColon));
+        assert_eq!(credentials(&with(&[b"Basic !!!"])), Err(Unusable::BadBase64));
+        assert_eq!(credentials(&with(&[b"Basic dXNlcg=="])), Err(Unusable::NoColon));
         let two = with(&[&basic(b"a:b"), &basic(b"c:d")]);
-        assert_eq!(credentials(&two), Err(Refusal::Several));
+        assert_eq!(credentials(&two), Err(Unusable::Several));
     }
 
     #[test]
@@ -162,11 +153,6 @@ mod tests {
         assert_eq!(challenge_value(""), "Basic realm=\"\"");
         assert_eq!(challenge_value("Trac"), "Basic realm=\"Trac\"");
         assert_eq!(challenge_value(r#"a "b" \c"#), r#"Basic realm="a \"b\" \\c""#);
-        let r = challenge("Pr\u{e9}");
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            r.headers()[header::WWW_AUTHENTICATE].as_bytes(),
-            "Basic realm=\"Pr\u{e9}\"".as_bytes()
-        );
+        assert_eq!(challenge("Pr\u{e9}").as_bytes(), "Basic realm=\"Pr\u{e9}\"".as_bytes());
     }
 }

@@ -23,13 +23,13 @@ mod verified;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use http::{HeaderMap, Response};
+use http::HeaderMap;
 use tokio::sync::Semaphore;
 
-pub use basic::{challenge_value, credentials, Credentials, Refusal};
+pub use basic::{challenge_value, credentials, Credentials, Unusable};
 pub use config::{validate, AuthSection, AuthSettings, PathRule, Pattern, Problem};
 
-use crate::forward::Body;
+use crate::refusal::Refusal;
 use htpasswd::Stored;
 
 /// Shared state of the checks: the htpasswd cache and recent verifications.
@@ -90,18 +90,18 @@ impl Access {
 
 impl Authenticator {
     /// Check a request for a tenant with `settings`, whose path inside the tenant is
-    /// `path_info`. `Err` is the response to send instead (401 with the challenge).
+    /// `path_info`. `Err` is the answer instead (401 with the challenge).
     pub async fn check(
         &self,
         settings: Option<&AuthSettings>,
         path_info: &[u8],
         headers: &HeaderMap,
-    ) -> Result<Access, Response<Body>> {
+    ) -> Result<Access, Refusal> {
         let Some(s) = settings else { return Ok(Access { managed: false, user: None }) };
         if !s.protects(path_info) {
             return Ok(Access { managed: true, user: None });
         }
-        let deny = || basic::challenge(&s.realm);
+        let deny = || Refusal::unauthorized(basic::challenge(&s.realm));
         let creds = basic::credentials(headers).map_err(|why| {
             tracing::debug!(?why, "no usable Basic credentials; sending the challenge");
             deny()

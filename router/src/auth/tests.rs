@@ -44,6 +44,7 @@ fn protected_paths_need_valid_credentials() {
         assert_eq!(none, Access { managed: false, user: None });
 
         let denied = a.check(Some(&s), b"/login", &HeaderMap::new()).await.expect_err("401");
+        let denied = denied.into_response();
         assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(denied.headers()[header::WWW_AUTHENTICATE], "Basic realm=\"R\\\"x\"");
 

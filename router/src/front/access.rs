@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
-use crate::forward::Body;
+use crate::respond::Body;
 
 /// What the access line says besides the outcome.
 pub struct Line {

@@ -6,10 +6,10 @@
 use http::{header, HeaderMap, Version};
 
 /// Why a request's `Host` is refused (the text of its 400 page).
-pub type Refusal = &'static str;
+pub type Invalid = &'static str;
 
 /// The request's `Host` value ("" when an HTTP/1.0 request has none).
-pub fn host_header(h: &HeaderMap, version: Version) -> Result<String, Refusal> {
+pub fn host_header(h: &HeaderMap, version: Version) -> Result<String, Invalid> {
     let mut all = h.get_all(header::HOST).iter();
     let Some(value) = all.next() else {
         return match version {

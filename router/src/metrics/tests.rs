@@ -178,14 +178,14 @@ fn counters_are_summed_and_mirrored_monotonically() {
     a.crashed();
     b.exited(crate::supervisor::Reason::Reload);
     b.exited(crate::supervisor::Reason::Idle);
-    a.rejected_queue_full();
-    b.rejected_queue_timeout();
+    a.connected();
+    b.connected();
     let mut s = CounterSums::default();
     s.add(&a);
     s.add(&b);
     assert_eq!(s.spawns, 3);
     assert_eq!(s.exits, [1, 0, 0, 0, 1, 0, 1, 0, 0]);
-    assert_eq!((s.queue_full, s.queue_timeout), (1, 1));
+    assert_eq!(s.connects, 2);
 
     let c = IntCounter::new("x", "x").expect("counter");
     raise(&c, 5);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method, Response};
 
-use crate::forward::Body;
+use crate::respond::Body;
 use crate::safefs::Place;
 use crate::tenant::TenantSpec;
 use paddock_rules::path;

@@ -13,7 +13,7 @@ use super::body::FileBody;
 use super::conditional::{Ranged, Validators};
 use super::resolve::Opened;
 use super::Hit;
-use crate::forward::Body;
+use crate::respond::Body;
 
 pub fn not_found() -> Response<Body> {
     crate::respond::page(StatusCode::NOT_FOUND, "There is no such file.")
