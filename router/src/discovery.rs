@@ -18,9 +18,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::config::tenant::TenantSpec;
 use crate::config::Config;
 use crate::front::State;
-use crate::tenant::TenantSpec;
 
 /// Directory of `state_dir` with one file per disabled tenant.
 const DISABLED: &str = "disabled";
@@ -93,7 +93,7 @@ pub fn served_by(state: Arc<State>) -> crate::monitor::Served {
 pub fn all_tenants(cfg: &Config) -> Vec<TenantSpec> {
     let mut names: Vec<String> = cfg.tenants.keys().cloned().collect();
     if let Some(sites) = &cfg.sites {
-        names.extend(crate::tenant::scan(sites, &cfg.marker));
+        names.extend(crate::config::tenant::scan(sites, &cfg.marker));
     }
     names.sort();
     names.dedup();

@@ -20,7 +20,8 @@ use crate::eightbit::EightBit;
 use crate::forward;
 use crate::forwarded;
 use crate::index;
-use crate::metrics::{Metrics, Reject, RequestMeta};
+use crate::metrics::Metrics;
+use crate::outcome::{Reject, RequestMeta};
 use crate::pool::PoolError;
 use crate::probe::FsProbe;
 use crate::refusal::Refusal;
@@ -402,7 +403,7 @@ async fn to_tenant(
 /// in `Pool::admit` goes to `meta.queue_wait`.
 async fn admit(
     st: &State,
-    spec: &crate::tenant::TenantSpec,
+    spec: &crate::config::tenant::TenantSpec,
     meta: &mut RequestMeta,
 ) -> Result<(Arc<crate::pool::Pool>, tokio::sync::OwnedSemaphorePermit), Refusal> {
     let mut tries = 0;

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use http::{header, Response, StatusCode};
 
+use crate::config::tenant::TenantSpec;
 use crate::config::Config;
 use crate::respond::Body;
 use crate::respond::{escape, full};
 use crate::safefs::{self, Place};
-use crate::tenant::TenantSpec;
 
 /// The index page, built on the blocking pool (it lists the sites directory and reads a file
 /// per tenant).

@@ -20,6 +20,7 @@ pub mod index;
 pub mod logrelay;
 pub mod metrics;
 pub mod monitor;
+pub mod outcome;
 pub mod pool;
 pub mod probe;
 pub mod refusal;
@@ -31,7 +32,6 @@ pub mod spawn;
 pub mod statics;
 pub mod supervisor;
 mod sys;
-pub mod tenant;
 pub mod zygote;
 
 use std::future::Future;

@@ -28,6 +28,7 @@ use prometheus::{
 
 use crate::config::Config;
 use crate::counters::Counters;
+use crate::outcome::{Reject, RequestMeta};
 use crate::registry::Registry;
 use crate::respond;
 use crate::respond::Body;
@@ -44,64 +45,6 @@ const DURATION_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 const WAIT_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-
-/// Why the router refused a request: the `reason` label of `paddock_rejected_requests_total`,
-/// set only by [`crate::refusal::Refusal::answer`] (and the HTTP parser's own 431).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reject {
-    /// 400: malformed target, bad body framing, smuggling attempt, a bad `Host`, a path
-    /// naming two tenants, a broken chunked body.
-    BadRequest,
-    /// 401: authentication required or failed.
-    Unauthorized,
-    /// 413: body over `max_body`.
-    BodyTooLarge,
-    /// 408: body slower than `body_read_timeout` and `body_min_rate` allow.
-    BodyTimeout,
-    /// 431: request head over `max_header_bytes`.
-    HeadTooLarge,
-    /// 405: `CONNECT`.
-    MethodNotAllowed,
-    /// 503: the pool cannot start, its workers refuse connections, or the global budget is
-    /// exhausted.
-    Unavailable,
-    /// 503: `queue_limit` requests already waiting.
-    QueueFull,
-    /// 503: no slot within `queue_timeout`.
-    QueueTimeout,
-    /// 503: the site is disabled by its host.
-    Disabled,
-}
-
-impl Reject {
-    pub const ALL: [Reject; 10] = [
-        Reject::BadRequest,
-        Reject::Unauthorized,
-        Reject::BodyTooLarge,
-        Reject::BodyTimeout,
-        Reject::HeadTooLarge,
-        Reject::MethodNotAllowed,
-        Reject::Unavailable,
-        Reject::QueueFull,
-        Reject::QueueTimeout,
-        Reject::Disabled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reject::BadRequest => "bad_request",
-            Reject::Unauthorized => "unauthorized",
-            Reject::BodyTooLarge => "body_too_large",
-            Reject::BodyTimeout => "body_timeout",
-            Reject::HeadTooLarge => "header_too_large",
-            Reject::MethodNotAllowed => "method_not_allowed",
-            Reject::Unavailable => "unavailable",
-            Reject::QueueFull => "queue_full",
-            Reject::QueueTimeout => "queue_timeout",
-            Reject::Disabled => "disabled",
-        }
-    }
-}
 
 /// How a signup ended (`paddock_signups_total{outcome}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,15 +83,6 @@ impl Signup {
             Signup::Forbidden => "forbidden",
         }
     }
-}
-
-/// What the request path learns about one request besides its tenant and status.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RequestMeta {
-    /// Time spent getting a slot in the pool (`Pool::admit`), if the request reached one.
-    pub queue_wait: Option<Duration>,
-    /// Set when the router refused the request itself.
-    pub rejected: Option<Reject>,
 }
 
 /// Label handles of one `tenant` label value, resolved once.
@@ -639,8 +573,8 @@ fn count_known(config: &Config) -> usize {
         if let Ok(rd) = std::fs::read_dir(sites) {
             for e in rd.flatten() {
                 let Ok(n) = e.file_name().into_string() else { continue };
-                if crate::tenant::valid_name(&n)
-                    && crate::tenant::has_marker(&sites.join(&n), &config.marker)
+                if crate::config::tenant::valid_name(&n)
+                    && crate::config::tenant::has_marker(&sites.join(&n), &config.marker)
                 {
                     names.insert(n);
                 }

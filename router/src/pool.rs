@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::cgroup::{GroupLimits, PoolGroup};
+use crate::config::tenant::TenantSpec;
 use crate::forward::conn::{OpenSlot, WorkerConn};
 use crate::identity::Identity;
 use crate::supervisor::{self, Reason, SlotCmd};
-use crate::tenant::TenantSpec;
 
 pub use crate::counters::Counters;
 

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::forward::ForwardError;
-use crate::metrics::{Reject as Reason, RequestMeta};
+use crate::outcome::{Reject, RequestMeta};
 use crate::pool::PoolError;
 use crate::respond::{self, Body};
 use paddock_rules::path::PathError;
@@ -26,7 +26,7 @@ const RETRY_AFTER: HeaderValue = HeaderValue::from_static("5");
 #[must_use = "a refusal does nothing until it is answered"]
 pub struct Refusal {
     status: StatusCode,
-    reason: Option<Reason>,
+    reason: Option<Reject>,
     detail: Cow<'static, str>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -34,7 +34,7 @@ pub struct Refusal {
 impl Refusal {
     fn new(
         status: StatusCode,
-        reason: Option<Reason>,
+        reason: Option<Reject>,
         detail: impl Into<Cow<'static, str>>,
     ) -> Self {
         let mut r = Refusal { status, reason, detail: detail.into(), headers: Vec::new() };
@@ -45,7 +45,7 @@ impl Refusal {
     }
 
     pub fn bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
-        Refusal::new(StatusCode::BAD_REQUEST, Some(Reason::BadRequest), detail)
+        Refusal::new(StatusCode::BAD_REQUEST, Some(Reject::BadRequest), detail)
     }
 
     /// Both `Content-Length` and `Transfer-Encoding`: how requests are smuggled past proxies
@@ -56,36 +56,36 @@ impl Refusal {
 
     pub fn head_too_large() -> Self {
         let why = "The request head is larger than this server accepts.";
-        Refusal::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Some(Reason::HeadTooLarge), why)
+        Refusal::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Some(Reject::HeadTooLarge), why)
             .closing()
     }
 
     pub fn body_too_large() -> Self {
         let why = "The request body is too large.";
-        Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, Some(Reason::BodyTooLarge), why)
+        Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, Some(Reject::BodyTooLarge), why)
     }
 
     pub fn connect_not_supported() -> Self {
         let why = "CONNECT is not supported.";
-        Refusal::new(StatusCode::METHOD_NOT_ALLOWED, Some(Reason::MethodNotAllowed), why)
+        Refusal::new(StatusCode::METHOD_NOT_ALLOWED, Some(Reject::MethodNotAllowed), why)
     }
 
     /// 401 with the `WWW-Authenticate` challenge.
     pub fn unauthorized(challenge: HeaderValue) -> Self {
         let why = "This page needs a user name and password, and none (or wrong ones) were given.";
-        let mut r = Refusal::new(StatusCode::UNAUTHORIZED, Some(Reason::Unauthorized), why);
+        let mut r = Refusal::new(StatusCode::UNAUTHORIZED, Some(Reject::Unauthorized), why);
         r.headers.push((header::WWW_AUTHENTICATE, challenge));
         r
     }
 
     pub fn disabled() -> Self {
         let why = "This site is disabled by its host.";
-        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, Some(Reason::Disabled), why)
+        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, Some(Reject::Disabled), why)
     }
 
     pub fn unavailable() -> Self {
         let why = "The site is not available.";
-        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, Some(Reason::Unavailable), why)
+        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, Some(Reject::Unavailable), why)
     }
 
     pub fn not_found() -> Self {
@@ -117,7 +117,7 @@ impl Refusal {
     }
 
     /// The reason it is counted under; `None` for routing outcomes and site failures.
-    pub fn reason(&self) -> Option<Reason> {
+    pub fn reason(&self) -> Option<Reject> {
         self.reason
     }
 
@@ -147,15 +147,15 @@ impl From<&PoolError> for Refusal {
     fn from(e: &PoolError) -> Self {
         let (reason, why) = match e {
             PoolError::QueueFull { .. } => {
-                (Reason::QueueFull, "The site is busy. Please try again shortly.")
+                (Reject::QueueFull, "The site is busy. Please try again shortly.")
             }
             PoolError::QueueTimeout { .. } => {
-                (Reason::QueueTimeout, "The site is busy. Please try again shortly.")
+                (Reject::QueueTimeout, "The site is busy. Please try again shortly.")
             }
             PoolError::StartTimeout { .. }
             | PoolError::Unavailable { .. }
             | PoolError::Stopped { .. } => (
-                Reason::Unavailable,
+                Reject::Unavailable,
                 "The site is temporarily unavailable. Please try again shortly.",
             ),
         };
@@ -169,7 +169,7 @@ impl From<&ForwardError> for Refusal {
         match e {
             ForwardError::Connect(_) => Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                Some(Reason::Unavailable),
+                Some(Reject::Unavailable),
                 "The site is temporarily unavailable.",
             ),
             ForwardError::WorkerGone
@@ -190,7 +190,7 @@ impl From<&ForwardError> for Refusal {
             // The rest of the body may still be on its way: this connection cannot go on.
             ForwardError::BodyTimeout(_) => Refusal::new(
                 StatusCode::REQUEST_TIMEOUT,
-                Some(Reason::BodyTimeout),
+                Some(Reject::BodyTimeout),
                 "The request body came too slowly.",
             )
             .closing(),

@@ -12,7 +12,7 @@ use crate::counters::Counters;
 use crate::identity;
 use crate::pool::{Pool, Status};
 use crate::supervisor::Reason;
-use crate::tenant::TenantSpec;
+use crate::config::tenant::TenantSpec;
 
 pub struct Registry {
     pools: DashMap<String, Arc<Pool>>,

@@ -135,7 +135,7 @@ pub fn signup_error(e: &signup::SignupError) -> Response<Body> {
 pub fn with_tenant(
     cfg: &Config,
     name: &str,
-    f: impl FnOnce(crate::tenant::TenantSpec) -> Response<Body>,
+    f: impl FnOnce(crate::config::tenant::TenantSpec) -> Response<Body>,
 ) -> Response<Body> {
     match cfg.tenant(name) {
         Some(t) => f(t),
@@ -145,12 +145,16 @@ pub fn with_tenant(
 
 /// A tenant as the API shows it: where it lives, whether it is disabled, and its pool (null
 /// when no pool runs: tenants cost nothing until their first request).
-pub fn info(st: &State, cfg: &Config, t: &crate::tenant::TenantSpec) -> Value {
+pub fn info(st: &State, cfg: &Config, t: &crate::config::tenant::TenantSpec) -> Value {
     let pool = st.registry.pools().into_iter().find(|p| p.spec.name == t.name);
     describe(cfg, t, pool.as_ref())
 }
 
-fn describe(cfg: &Config, t: &crate::tenant::TenantSpec, pool: Option<&Arc<Pool>>) -> Value {
+fn describe(
+    cfg: &Config,
+    t: &crate::config::tenant::TenantSpec,
+    pool: Option<&Arc<Pool>>,
+) -> Value {
     let pool = pool.map(|p| {
         let (status, error) = match p.status() {
             crate::pool::Status::Starting => ("starting", None),

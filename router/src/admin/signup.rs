@@ -21,11 +21,11 @@ use tokio::sync::Semaphore;
 
 use super::claim::Claim;
 use super::owner::Owner;
+use crate::config::tenant::TenantSpec;
 use crate::config::{Config, SignupConfig};
 use crate::front::State;
 use crate::metrics::Signup;
 use crate::sys::{ChildSetup, Creds};
-use crate::tenant::TenantSpec;
 
 /// Names no one may sign up for: they collide with paths or roles people expect.
 pub const RESERVED: [&str; 18] = [

@@ -33,7 +33,7 @@ pub fn name_for(pattern: &str, site: &str) -> Result<String, SignupError> {
             "site name `{site}`: its Unix user `{user}` would be longer than {MAX_NAME} characters; use at most {room} characters"
         )));
     }
-    if !crate::tenant::valid_unix_name(&user) {
+    if !crate::config::tenant::valid_unix_name(&user) {
         return Err(SignupError::Invalid(format!(
             "site name `{site}`: `{user}` is not a valid user name"
         )));

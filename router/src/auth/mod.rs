@@ -15,7 +15,6 @@
 
 mod apr1;
 pub mod basic;
-mod config;
 mod files;
 pub mod htpasswd;
 mod verified;
@@ -26,8 +25,8 @@ use std::sync::{Arc, OnceLock};
 use http::HeaderMap;
 use tokio::sync::Semaphore;
 
+use crate::config::auth::AuthSettings;
 pub use basic::{challenge_value, credentials, Credentials, Unusable};
-pub use config::{validate, AuthSection, AuthSettings, PathRule, Pattern, Problem};
 
 use crate::refusal::Refusal;
 use htpasswd::Stored;

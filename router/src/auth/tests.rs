@@ -5,6 +5,7 @@ use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 
 use super::*;
+use crate::config::auth::PathRule;
 
 const SHA_PASSWORD: &str = "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="; // "password"
 

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::auth;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -205,7 +207,7 @@ pub struct TenantSection {
     /// WSGI environ entries added to every request (`trac.env_path`, ...).
     pub environ: Option<BTreeMap<String, String>>,
     /// HTTP Basic authentication of some paths (`[defaults.auth]`, `[tenants.NAME.auth]`).
-    pub auth: Option<crate::auth::AuthSection>,
+    pub auth: Option<auth::AuthSection>,
     /// Static files served by the router: URL prefix below the mount → directory (an empty
     /// value removes a default mapping).
     #[serde(rename = "static")]
@@ -277,7 +279,7 @@ impl TenantSection {
             body_min_rate: self.body_min_rate.clone().or_else(|| base.body_min_rate.clone()),
             env: merge(&self.env, &base.env),
             environ: merge(&self.environ, &base.environ),
-            auth: crate::auth::AuthSection::merge(&self.auth, &base.auth),
+            auth: auth::AuthSection::merge(&self.auth, &base.auth),
             statics: merge(&self.statics, &base.statics),
             static_max_age: self.static_max_age.clone().or_else(|| base.static_max_age.clone()),
         }

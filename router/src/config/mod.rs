@@ -1,11 +1,13 @@
 //! Configuration: load the TOML file (or build from flags alone), validate everything once,
 //! and report problems as `file:line: what is wrong`.
 
+pub mod auth;
 mod file;
 pub mod limits;
 mod settings;
 mod signup;
-mod statics;
+pub mod statics;
+pub mod tenant;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -17,7 +19,6 @@ pub use file::{AdminSection, FileConfig, RuleEntry, TenantSection};
 pub use settings::{Limits, PoolSettings};
 pub use signup::{default_provision, SignupConfig};
 
-use crate::tenant;
 use paddock_rules::diag::{line_of, Diagnostic, Diagnostics};
 use paddock_rules::{self as rules, RuleSet};
 
@@ -66,7 +67,7 @@ pub struct Config {
     pub defaults: PoolSettings,
     /// Static files of discovered tenants. Kept out of [`PoolSettings`] so that changing
     /// them on reload restarts no pool.
-    pub static_defaults: crate::statics::StaticSettings,
+    pub static_defaults: statics::StaticSettings,
     /// Explicitly configured tenants.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -101,7 +102,7 @@ pub struct TenantConfig {
     /// Explicit mount (`` for the root), if the tenant has one.
     pub mount: Option<String>,
     pub settings: PoolSettings,
-    pub statics: crate::statics::StaticSettings,
+    pub statics: statics::StaticSettings,
 }
 
 /// Flags given on the command line; they override the file.
@@ -143,7 +144,7 @@ impl Config {
     }
 
     /// Static-file settings of tenant `name` (configured, else the defaults).
-    pub fn static_files(&self, name: &str) -> &crate::statics::StaticSettings {
+    pub fn static_files(&self, name: &str) -> &statics::StaticSettings {
         self.tenants.get(name).map_or(&self.static_defaults, |t| &t.statics)
     }
 

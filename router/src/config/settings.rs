@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::auth;
 use super::file::TenantSection;
 use super::units::{parse_duration, parse_size};
 use super::Validator;
@@ -54,7 +55,7 @@ pub struct PoolSettings {
     /// WSGI environ entries; an entry with an empty value is removed (to drop a default).
     pub environ: BTreeMap<String, String>,
     /// HTTP Basic authentication; `None` when off.
-    pub auth: Option<crate::auth::AuthSettings>,
+    pub auth: Option<auth::AuthSettings>,
 }
 
 /// Per-process rlimits and per-pool cgroup limits (0: not set; see `cgroup.rs`, `sys.rs`).
@@ -217,7 +218,7 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         None => 100 << 20,
     };
     for name in [&s.user, &s.group].into_iter().flatten() {
-        if !crate::tenant::valid_unix_name(name.get_ref()) {
+        if !crate::config::tenant::valid_unix_name(name.get_ref()) {
             v.err(
                 Some(name.span()),
                 format!("`{}` is not a valid user or group name", name.get_ref()),
@@ -230,7 +231,7 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         }
     }
     let base = super::Config::base_dir(Some(v.file));
-    let (auth, problems) = crate::auth::validate(s.auth.as_ref(), &base);
+    let (auth, problems) = auth::validate(s.auth.as_ref(), &base);
     for (span, msg) in problems {
         v.err(span, msg);
     }

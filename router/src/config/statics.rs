@@ -2,11 +2,33 @@
 //! Trac's two `Alias` lines as the default for Trac tenants.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::file::TenantSection;
 use super::units::parse_duration;
 use super::Validator;
-use crate::statics::{StaticSettings, DEFAULT_MAX_AGE, TRAC_APP};
+
+/// Default `Cache-Control: max-age` of static files: Trac's links to its chrome carry no
+/// version, so a changed file must not stay cached for long.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// The entry point every Trac default mapping depends on.
+pub const TRAC_APP: &str = "trac.web.main:dispatch_request";
+
+/// A tenant's static mappings, validated; directories may still hold placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticSettings {
+    /// (URL prefix below the mount, directory), longest prefix first.
+    pub mappings: Vec<(String, String)>,
+    /// `Cache-Control: max-age`; zero sends `no-cache` (always revalidate).
+    pub max_age: Duration,
+}
+
+impl Default for StaticSettings {
+    fn default() -> Self {
+        StaticSettings { mappings: Vec::new(), max_age: DEFAULT_MAX_AGE }
+    }
+}
 
 /// Placeholders a static directory may use.
 const PLACEHOLDERS: [&str; 4] = ["{tenant}", "{tenant_dir}", "{sites}", "{virtualenv}"];

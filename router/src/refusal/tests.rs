@@ -7,46 +7,46 @@ use super::*;
 fn every_error_maps_to_one_status_and_reason() {
     let io = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
     let t = || "t".to_string();
-    let cases: Vec<(Refusal, u16, Option<Reason>)> = vec![
+    let cases: Vec<(Refusal, u16, Option<Reject>)> = vec![
         (
             Refusal::from(&PoolError::QueueFull { tenant: t(), limit: 1 }),
             503,
-            Some(Reason::QueueFull),
+            Some(Reject::QueueFull),
         ),
         (
             Refusal::from(&PoolError::QueueTimeout { tenant: t(), waited: Duration::ZERO }),
             503,
-            Some(Reason::QueueTimeout),
+            Some(Reject::QueueTimeout),
         ),
         (
             Refusal::from(&PoolError::StartTimeout { tenant: t(), waited: Duration::ZERO }),
             503,
-            Some(Reason::Unavailable),
+            Some(Reject::Unavailable),
         ),
         (
             Refusal::from(&PoolError::Unavailable { tenant: t(), reason: "x".into() }),
             503,
-            Some(Reason::Unavailable),
+            Some(Reject::Unavailable),
         ),
-        (Refusal::from(&PoolError::Stopped { tenant: t() }), 503, Some(Reason::Unavailable)),
+        (Refusal::from(&PoolError::Stopped { tenant: t() }), 503, Some(Reject::Unavailable)),
         // A worker that refuses connections: the site is unavailable, and counted so.
-        (Refusal::from(&ForwardError::Connect(io())), 503, Some(Reason::Unavailable)),
+        (Refusal::from(&ForwardError::Connect(io())), 503, Some(Reject::Unavailable)),
         (Refusal::from(&ForwardError::WorkerGone), 502, None),
         (Refusal::from(&ForwardError::Protocol("x".into())), 502, None),
         (Refusal::from(&ForwardError::HeadTooLarge { size: 2, limit: 1, pid: 1 }), 502, None),
         (Refusal::from(&ForwardError::AppError("x".into())), 500, None),
         (Refusal::from(&ForwardError::Timeout(Duration::ZERO)), 504, None),
         // The chunked body found over max_body while streaming: as a declared one.
-        (Refusal::from(&ForwardError::BodyTooLarge(1)), 413, Some(Reason::BodyTooLarge)),
-        (Refusal::from(&ForwardError::BadBody), 400, Some(Reason::BadRequest)),
-        (Refusal::from(&ForwardError::BodyTimeout(Duration::ZERO)), 408, Some(Reason::BodyTimeout)),
-        (Refusal::from(paddock_rules::path::PathError::Nul), 400, Some(Reason::BadRequest)),
-        (Refusal::head_too_large(), 431, Some(Reason::HeadTooLarge)),
-        (Refusal::conflicting_framing(), 400, Some(Reason::BadRequest)),
-        (Refusal::connect_not_supported(), 405, Some(Reason::MethodNotAllowed)),
-        (Refusal::body_too_large(), 413, Some(Reason::BodyTooLarge)),
-        (Refusal::disabled(), 503, Some(Reason::Disabled)),
-        (Refusal::unavailable(), 503, Some(Reason::Unavailable)),
+        (Refusal::from(&ForwardError::BodyTooLarge(1)), 413, Some(Reject::BodyTooLarge)),
+        (Refusal::from(&ForwardError::BadBody), 400, Some(Reject::BadRequest)),
+        (Refusal::from(&ForwardError::BodyTimeout(Duration::ZERO)), 408, Some(Reject::BodyTimeout)),
+        (Refusal::from(paddock_rules::path::PathError::Nul), 400, Some(Reject::BadRequest)),
+        (Refusal::head_too_large(), 431, Some(Reject::HeadTooLarge)),
+        (Refusal::conflicting_framing(), 400, Some(Reject::BadRequest)),
+        (Refusal::connect_not_supported(), 405, Some(Reject::MethodNotAllowed)),
+        (Refusal::body_too_large(), 413, Some(Reject::BodyTooLarge)),
+        (Refusal::disabled(), 503, Some(Reject::Disabled)),
+        (Refusal::unavailable(), 503, Some(Reject::Unavailable)),
         (Refusal::not_found(), 404, None),
         (Refusal::forbidden(), 403, None),
         (Refusal::gone(), 410, None),
@@ -66,7 +66,7 @@ fn answers_carry_their_headers() {
     let challenge = HeaderValue::from_static("Basic realm=\"x\"");
     let mut meta = RequestMeta::default();
     let r = Refusal::unauthorized(challenge.clone()).answer(&mut meta);
-    assert_eq!((r.status(), meta.rejected), (StatusCode::UNAUTHORIZED, Some(Reason::Unauthorized)));
+    assert_eq!((r.status(), meta.rejected), (StatusCode::UNAUTHORIZED, Some(Reject::Unauthorized)));
     assert_eq!(r.headers()[header::WWW_AUTHENTICATE], challenge);
     for closing in [
         Refusal::head_too_large(),
@@ -81,6 +81,6 @@ fn answers_carry_their_headers() {
 
 #[test]
 fn every_reason_has_its_own_label() {
-    let labels: std::collections::BTreeSet<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(labels.len(), Reason::ALL.len());
+    let labels: std::collections::BTreeSet<&str> = Reject::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(labels.len(), Reject::ALL.len());
 }

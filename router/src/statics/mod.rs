@@ -17,29 +17,14 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method, Response};
 
+use crate::config::statics::StaticSettings;
+use crate::config::tenant::TenantSpec;
 use crate::respond::Body;
 use crate::safefs::Place;
-use crate::tenant::TenantSpec;
 use paddock_rules::path;
 
 pub use conditional::{parse_range, Ranged, Validators};
 pub use resolve::Miss;
-
-/// Default `Cache-Control: max-age` of static files: Trac's links to its chrome carry no
-/// version, so a changed file must not stay cached for long.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
-
-/// The entry point every Trac default mapping depends on.
-pub const TRAC_APP: &str = "trac.web.main:dispatch_request";
-
-/// A tenant's static mappings, validated; directories may still hold placeholders.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticSettings {
-    /// (URL prefix below the mount, directory), longest prefix first.
-    pub mappings: Vec<(String, String)>,
-    /// `Cache-Control: max-age`; zero sends `no-cache` (always revalidate).
-    pub max_age: Duration,
-}
 
 /// A request for a static file: where to look, what for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,12 +40,7 @@ pub struct Hit {
     pub refused: bool,
 }
 
-impl Default for StaticSettings {
-    fn default() -> Self {
-        StaticSettings { mappings: Vec::new(), max_age: DEFAULT_MAX_AGE }
-    }
-}
-
+/// Where a tenant's static mappings send a request (the settings are the configuration's).
 impl StaticSettings {
     /// The mapping whose prefix `path_info` falls under, with the rest of the path; `None`
     /// sends the request to the app.

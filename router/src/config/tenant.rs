@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, PoolSettings};
+use super::{Config, PoolSettings};
 
 /// Everything needed to start and route to one tenant's pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
