@@ -399,14 +399,15 @@ async fn to_tenant(
 }
 
 /// Find (or start) the tenant's pool and take a slot in it. A pool stopped under our feet (a
-/// reload replaced it) is looked up again once, so a reload fails no request. The time spent
-/// in `Pool::admit` goes to `meta.queue_wait`.
+/// reload replaced it) is looked up again, in the new configuration, so a reload fails no
+/// request. The time spent in `Pool::admit` goes to `meta.queue_wait`.
 async fn admit(
     st: &State,
     spec: &crate::config::tenant::TenantSpec,
     meta: &mut RequestMeta,
 ) -> Result<(Arc<crate::pool::Pool>, tokio::sync::OwnedSemaphorePermit), Refusal> {
     let mut tries = 0;
+    let mut spec = spec.clone();
     loop {
         tries += 1;
         let pool = match st.registry.get_or_start(spec.clone()).await {
@@ -421,7 +422,14 @@ async fn admit(
         *meta.queue_wait.get_or_insert(Duration::ZERO) += waiting.elapsed();
         match admitted {
             Ok(permit) => return Ok((pool, permit)),
-            Err(PoolError::Stopped { .. }) if tries < 3 => continue,
+            Err(PoolError::Stopped { .. }) if tries < 3 => {
+                // A reload replaced the pool: look the tenant up in the configuration now in
+                // force, or the retry would replace the new pool with the settings it replaced.
+                match st.config().tenant(&spec.name) {
+                    Some(now) => spec = now,
+                    None => return Err(Refusal::not_found()),
+                }
+            }
             Err(e) => {
                 tracing::warn!("{e}");
                 return Err(Refusal::from(&e));

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
+use crate::config::tenant::TenantSpec;
 use crate::counters::Counters;
 use crate::identity;
 use crate::pool::{Pool, Status};
 use crate::supervisor::Reason;
-use crate::config::tenant::TenantSpec;
 
 pub struct Registry {
     pools: DashMap<String, Arc<Pool>>,
@@ -49,17 +49,21 @@ impl Registry {
     /// Waits up to `queue_timeout` for room in the global budget. The error is for the log;
     /// the client gets a plain 503.
     pub async fn get_or_start(&self, spec: TenantSpec) -> Result<Arc<Pool>, String> {
-        if let Some(p) = self.pools.get(&spec.name) {
+        // The pool is cloned out of the table at once: a guard of the table held across the
+        // wait for room would block every thread that writes the table (the soak found the
+        // router stopped for good that way; clippy.toml now forbids it).
+        let running = self.pools.get(&spec.name).map(|p| p.value().clone());
+        if let Some(p) = &running {
             let current = p.spec == spec || self.replacing.contains_key(&spec.name);
             if current && !p.is_stopping() {
-                let p = p.clone();
                 if p.is_parked() {
-                    self.make_room(&p.spec, Some(&p)).await?;
+                    self.make_room(&p.spec, Some(p)).await?;
                 }
-                return Ok(p);
+                return Ok(p.clone());
             }
         }
-        self.make_room(&spec, None).await?;
+        // A pool of this tenant that is replaced below gives its room to its successor.
+        self.make_room(&spec, running.as_ref()).await?;
         let identity = identity::resolve(&spec, self.allow_root)?;
         let name = spec.name.clone();
         // The entry lock makes two first requests for one tenant start one pool, not two.
@@ -107,6 +111,11 @@ impl Registry {
         let deadline = Instant::now() + spec.settings.queue_timeout;
         loop {
             if self.budget_used(except) + need <= self.max_workers_total {
+                return Ok(());
+            }
+            // The pool room is made for was replaced meanwhile (a reload): its successor
+            // already runs, and the caller finds it when its stopped pool refuses it.
+            if except.is_some_and(|p| p.is_stopping()) {
                 return Ok(());
             }
             let victim = self
