@@ -6,8 +6,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::logrelay::{Bucket, BURST, LINES_PER_SEC};
-use crate::supervisor::Reason;
+use crate::bucket::Bucket;
+
+/// Lines a tenant's workers may log per second, on average (`logrelay.rs`).
+pub const LINES_PER_SEC: f64 = 200.0;
+/// Lines a tenant's workers may log at once, after a quiet time.
+pub const BURST: f64 = 2000.0;
+
+/// Why a process is replaced or stopped; logged and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    MaxRequests,
+    Timeout,
+    Memory,
+    Reload,
+    ScriptChanged,
+    Idle,
+    /// A direct worker that stood in while its zygote was away: replaced by a forked one.
+    ZygoteBack,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MaxRequests => "max_requests",
+            Reason::Timeout => "request_timeout",
+            Reason::Memory => "memory_limit",
+            Reason::Reload => "reload",
+            Reason::ScriptChanged => "script_changed",
+            Reason::Idle => "idle",
+            Reason::ZygoteBack => "zygote_back",
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Counters {

@@ -16,11 +16,9 @@
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::config::tenant::TenantSpec;
 use crate::config::Config;
-use crate::front::State;
 
 /// Directory of `state_dir` with one file per disabled tenant.
 const DISABLED: &str = "disabled";
@@ -81,11 +79,6 @@ pub(crate) fn private_dir(dir: &Path) -> io::Result<()> {
 /// The tenant still exists and is not disabled: its pool may keep running.
 pub fn still_served(cfg: &Config, name: &str) -> bool {
     cfg.tenant(name).is_some_and(|t| !is_disabled(cfg, &t))
-}
-
-/// [`still_served`] against the current configuration of `state`, for the monitor.
-pub fn served_by(state: Arc<State>) -> crate::monitor::Served {
-    Arc::new(move |name: &str| still_served(&state.config(), name))
 }
 
 /// Every tenant right now: configured ones and discovered ones, sorted by name. Unlike the

@@ -71,7 +71,7 @@ fn stuck(pool: &Pool, pid: u32, timeout: std::time::Duration) {
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGUSR2,
     );
-    pool.recycle_pid(pid, crate::supervisor::Reason::Timeout);
+    pool.recycle_pid(pid, crate::counters::Reason::Timeout);
 }
 
 /// Headers that describe one hop and must not be passed on.

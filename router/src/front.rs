@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::clientio::{ClientIo, ConnLimit};
 use crate::config::{Config, Overrides};
+use crate::counters::Reason;
 use crate::eightbit::EightBit;
 use crate::forward;
 use crate::forwarded;
@@ -29,7 +30,6 @@ use crate::registry::Registry;
 use crate::respond;
 use crate::respond::Body;
 use crate::route::{self, Decision, Routed};
-use crate::supervisor::Reason;
 use paddock_rules::diag::Diagnostics;
 use paddock_rules::path::Target;
 use paddock_rules::RequestInfo;
@@ -52,6 +52,13 @@ pub struct State {
 }
 
 impl State {
+    /// Whether a tenant may keep its pool ([`crate::discovery::still_served`] against the
+    /// configuration in force at each call), for the monitor.
+    pub fn served(self: &Arc<Self>) -> crate::monitor::Served {
+        let state = self.clone();
+        Arc::new(move |name: &str| crate::discovery::still_served(&state.config(), name))
+    }
+
     pub fn new(config: Config, overrides: Overrides, registry: Arc<Registry>) -> Self {
         let probe = Arc::new(FsProbe::for_config(&config));
         let max_tenants = config

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bucket;
 pub mod cgroup;
 pub mod clientio;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod forwarded;
 pub mod front;
 pub mod identity;
 pub mod index;
+pub mod launch;
 pub mod logrelay;
 pub mod metrics;
 pub mod monitor;
@@ -30,7 +32,6 @@ pub mod route;
 pub mod safefs;
 pub mod spawn;
 pub mod statics;
-pub mod supervisor;
 mod sys;
 pub mod zygote;
 
@@ -89,7 +90,7 @@ pub async fn run(
         config.max_workers_total,
     ));
     let state = Arc::new(front::State::new(config, overrides, registry.clone()));
-    let monitor = monitor::spawn(registry, discovery::served_by(state.clone()));
+    let monitor = monitor::spawn(registry, state.served());
     let reloader = tokio::spawn(reload_on_sighup(state.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin = match state.config().admin.clone() {

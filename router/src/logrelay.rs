@@ -10,18 +10,14 @@
 //! (`paddock_worker_log_lines_dropped_total`) and summed up in one line once relaying resumes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::counters::Counters;
+use crate::counters::{Counters, BURST, LINES_PER_SEC};
 
 /// Longest line relayed, in bytes; a longer one is cut there and marked.
 pub const MAX_LINE: usize = 8 * 1024;
-/// Lines a tenant may log per second, on average.
-pub const LINES_PER_SEC: f64 = 200.0;
-/// Lines a tenant may log at once, after a quiet time.
-pub const BURST: f64 = 2000.0;
 /// Appended to a line cut at [`MAX_LINE`].
 const CUT_MARK: &str = " [paddock: line cut at 8 KiB]";
 /// Read errors in a row after which the relay gives up (a pipe does not fail like this).
@@ -115,33 +111,6 @@ fn complete_utf8_len(b: &[u8]) -> usize {
         return if back < want { i } else { b.len() };
     }
     b.len()
-}
-
-/// A token bucket: `rate` tokens a second, at most `burst` saved; full at first use.
-#[derive(Debug, Default)]
-pub struct Bucket {
-    tokens: f64,
-    last: Option<Instant>,
-}
-
-impl Bucket {
-    /// Take one token at `now`; false when there is none.
-    pub fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
-        self.tokens = match self.last {
-            None => burst,
-            Some(last) => {
-                let earned = now.saturating_duration_since(last).as_secs_f64() * rate;
-                (self.tokens + earned).min(burst)
-            }
-        };
-        self.last = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// Relay `err` to the log until its end, rate-limited by `counters`' bucket.
@@ -267,23 +236,6 @@ mod tests {
         assert_eq!(line_text("café".as_bytes(), true), format!("café{CUT_MARK}"));
         assert_eq!(line_text(b"\xe2\x82", true), CUT_MARK);
         assert_eq!(complete_utf8_len("a€".as_bytes()), 4);
-    }
-
-    #[test]
-    fn bucket_allows_a_burst_then_the_rate() {
-        let mut b = Bucket::default();
-        let t0 = Instant::now();
-        let allowed = (0..3000).filter(|_| b.take(t0, 200.0, 2000.0)).count();
-        assert_eq!(allowed, 2000);
-        assert!(!b.take(t0 + Duration::from_millis(1), 200.0, 2000.0));
-        // One second later: 200 more, not a new burst.
-        let t1 = t0 + Duration::from_secs(1);
-        let allowed = (0..1000).filter(|_| b.take(t1, 200.0, 2000.0)).count();
-        assert!((199..=201).contains(&allowed), "{allowed}");
-        // A long quiet time refills up to the burst only.
-        let t2 = t1 + Duration::from_secs(3600);
-        let allowed = (0..5000).filter(|_| b.take(t2, 200.0, 2000.0)).count();
-        assert_eq!(allowed, 2000);
     }
 
     #[test]

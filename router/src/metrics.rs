@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use http::{header, Response, StatusCode};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry as PromRegistry, TextEncoder,
@@ -30,8 +29,6 @@ use crate::config::Config;
 use crate::counters::Counters;
 use crate::outcome::{Reject, RequestMeta};
 use crate::registry::Registry;
-use crate::respond;
-use crate::respond::Body;
 
 /// The `tenant` label of tenants beyond the bound.
 pub const OTHER: &str = "_other";
@@ -582,32 +579,6 @@ fn count_known(config: &Config) -> usize {
         }
     }
     names.len()
-}
-
-/// The `/metrics` response: everything in the Prometheus text format.
-pub async fn respond(st: &Arc<crate::front::State>) -> Response<Body> {
-    let st = st.clone();
-    let text = tokio::task::spawn_blocking(move || {
-        let cfg = st.config();
-        st.metrics.render(&st.registry, &cfg)
-    })
-    .await;
-    match text {
-        Ok(text) => {
-            let mut r = Response::new(respond::full(text));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-            r
-        }
-        Err(e) => {
-            tracing::error!("metrics collection failed: {e}");
-            respond::page(StatusCode::INTERNAL_SERVER_ERROR, "Metrics collection failed.")
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::counters::Reason;
 use crate::pool::Pool;
 use crate::registry::Registry;
 use crate::safefs::{self, Place};
-use crate::supervisor::Reason;
 
 const TICK: Duration = Duration::from_secs(1);
 /// Memory is sampled every this many ticks; a process must stay over the limit for

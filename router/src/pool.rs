@@ -9,6 +9,8 @@
 //! (each at most `queue_timeout`); beyond that, 503 at once. Memory stays bounded whatever
 //! the load.
 
+mod slot;
+
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,9 +21,10 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::cgroup::{GroupLimits, PoolGroup};
 use crate::config::tenant::TenantSpec;
+use crate::counters::Reason;
 use crate::forward::conn::{OpenSlot, WorkerConn};
 use crate::identity::Identity;
-use crate::supervisor::{self, Reason, SlotCmd};
+use slot::SlotCmd;
 
 pub use crate::counters::Counters;
 
@@ -149,7 +152,7 @@ impl Pool {
         let tasks = receivers
             .into_iter()
             .enumerate()
-            .map(|(slot, rx)| tokio::spawn(supervisor::run_slot(pool.clone(), slot, rx)))
+            .map(|(slot, rx)| tokio::spawn(slot::run_slot(pool.clone(), slot, rx)))
             .collect();
         *pool.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         Ok(pool)
@@ -382,6 +385,18 @@ impl Pool {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in tasks {
             let _ = t.await;
+        }
+    }
+
+    /// What this pool's workers are started from.
+    pub(crate) fn launch(&self) -> crate::launch::Launch<'_> {
+        crate::launch::Launch {
+            spec: &self.spec,
+            identity: &self.identity,
+            listener: &self.listener,
+            worker_bin: &self.worker_bin,
+            counters: &self.counters,
+            cgroup: self.cgroup.as_ref(),
         }
     }
 

@@ -10,9 +10,9 @@ use dashmap::DashMap;
 
 use crate::config::tenant::TenantSpec;
 use crate::counters::Counters;
+use crate::counters::Reason;
 use crate::identity;
 use crate::pool::{Pool, Status};
-use crate::supervisor::Reason;
 
 pub struct Registry {
     pools: DashMap<String, Arc<Pool>>,

@@ -21,8 +21,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::cgroup;
+use crate::launch::Launch;
 use crate::logrelay::{self, Source};
-use crate::pool::Pool;
 use crate::sys::{self, ChildSetup, Limits};
 use crate::zygote::{self, Forked};
 
@@ -111,8 +111,8 @@ impl Drop for Proc {
 
 /// A new cgroup leaf for one worker of `pool`; `None` without cgroups (or if it cannot be made:
 /// then the process group is the fallback).
-fn new_leaf(pool: &Pool) -> Option<cgroup::Leaf> {
-    let group = pool.cgroup.as_ref()?;
+fn new_leaf(pool: &Launch<'_>) -> Option<cgroup::Leaf> {
+    let group = pool.cgroup?;
     group
         .leaf()
         .map_err(|e| tracing::warn!(tenant = %pool.spec.name, "cannot create a worker cgroup, falling back to its process group: {e}"))
@@ -138,11 +138,11 @@ pub fn limits(l: &crate::config::Limits, creds: Option<&sys::Creds>) -> Limits {
     }
 }
 
-/// Start one worker for `pool`, as the tenant's user, with the listening socket on fd 3 and the
+/// Start one worker of a pool, as the tenant's user, with the listening socket on fd 3 and the
 /// control pipe on fd 4. Its stderr is relayed to the log (`logrelay.rs`).
 /// Forked by the pool's zygote when it has one; a direct spawn otherwise, or when the zygote
 /// fails (a tenant never fails because of its zygote).
-pub async fn spawn(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Control)> {
+pub async fn spawn(pool: &Launch<'_>, slot: usize) -> std::io::Result<(Proc, Control)> {
     let rejoin = match zygote::route(pool).await {
         zygote::Route::Fork(z) => match spawn_forked(pool, slot, &z).await {
             Ok(p) => return Ok(p),
@@ -165,7 +165,7 @@ pub async fn spawn(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Cont
 }
 
 async fn spawn_forked(
-    pool: &Arc<Pool>,
+    pool: &Launch<'_>,
     slot: usize,
     z: &Arc<zygote::Zygote>,
 ) -> std::io::Result<(Proc, Control)> {
@@ -244,7 +244,7 @@ fn sealed_setup(setup: &WorkerSetup) -> std::io::Result<OwnedFd> {
 }
 
 /// The worker's command line after the program name; the same for both ways of starting it.
-fn worker_args(pool: &Pool) -> Vec<OsString> {
+fn worker_args(pool: &Launch<'_>) -> Vec<OsString> {
     let spec = &pool.spec;
     let s = &spec.settings;
     let mut a: Vec<OsString> = Vec::new();
@@ -280,7 +280,7 @@ fn worker_args(pool: &Pool) -> Vec<OsString> {
 }
 
 /// The worker's whole environment (scrubbed: nothing of the router's leaks).
-fn worker_env(pool: &Pool) -> Vec<(OsString, OsString)> {
+fn worker_env(pool: &Launch<'_>) -> Vec<(OsString, OsString)> {
     let spec = &pool.spec;
     let s = &spec.settings;
     let mut env: Vec<(OsString, OsString)> = Vec::new();
@@ -304,7 +304,7 @@ fn worker_env(pool: &Pool) -> Vec<(OsString, OsString)> {
     env
 }
 
-fn spawn_direct(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Control)> {
+fn spawn_direct(pool: &Launch<'_>, slot: usize) -> std::io::Result<(Proc, Control)> {
     let spec = &pool.spec;
     let s = &spec.settings;
     let (ctl_read, ctl_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
@@ -313,7 +313,7 @@ fn spawn_direct(pool: &Arc<Pool>, slot: usize) -> std::io::Result<(Proc, Control
     let ctl_fd = sys::dup_high(ctl_write.as_raw_fd())?;
     drop(ctl_write);
 
-    let mut cmd = Command::new(&pool.worker_bin);
+    let mut cmd = Command::new(pool.worker_bin);
     cmd.args(worker_args(pool));
     cmd.env_clear();
     cmd.envs(worker_env(pool));

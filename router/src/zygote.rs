@@ -30,8 +30,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::process::Command;
 use tokio::sync::{oneshot, watch};
 
+use crate::launch::Launch;
 use crate::logrelay::Source;
-use crate::pool::Pool;
 use crate::sys::{self, ChildSetup};
 
 /// What Trac's default app preloads: its request dispatcher and the modules of Trac 1.6's
@@ -100,11 +100,11 @@ pub struct Key {
 }
 
 /// The zygote key of `pool`, or `None` when the pool has no preload list.
-pub fn key(pool: &Pool) -> Option<Key> {
+pub fn key(pool: &Launch<'_>) -> Option<Key> {
     let s = &pool.spec.settings;
     let preload = preload_list(&s.app, s.preload.as_deref());
     (!preload.is_empty()).then(|| Key {
-        worker_bin: pool.worker_bin.clone(),
+        worker_bin: pool.worker_bin.to_path_buf(),
         virtualenv: s.virtualenv.clone(),
         python_path: s.python_path.clone(),
         lang: s.lang.clone(),
@@ -174,7 +174,7 @@ fn zygote_backoff(deaths: u32) -> Duration {
 /// needed; on a first start the spawn waits for it to preload), or directly when the pool has
 /// no preload list, its Python directories are not trusted, its zygote keeps failing, or its
 /// zygote died and the new one is not warm yet (then the worker rejoins it once it is).
-pub async fn route(pool: &Pool) -> Route {
+pub async fn route(pool: &Launch<'_>) -> Route {
     let direct = Route::Direct { rejoin: None };
     let Some(key) = key(pool) else { return direct };
     let mut map = lock();

@@ -24,7 +24,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{fchmod, fstat, Mode};
 use nix::unistd::{fchown, Gid, Uid};
 
-use super::signup::{internal, SignupError};
+use super::error::{internal, SignupError};
 use super::siteuser;
 use crate::sys::Creds;
 

@@ -22,6 +22,8 @@ use crate::respond::Body;
 pub mod api;
 mod claim;
 mod csrf;
+mod error;
+mod json;
 mod owner;
 mod page;
 mod ratelimit;
@@ -80,11 +82,37 @@ async fn handle(_st: Arc<State>, req: Request<Incoming>, _peer: SocketAddr) -> R
         p if p.starts_with("/api/") => api::handle(_st, req, _peer).await,
         "/metrics" if _st.config().admin.as_ref().is_some_and(|a| a.metrics_token) => {
             match api::authorize(&_st.config(), req.headers()) {
-                Ok(()) => crate::metrics::respond(&_st).await,
+                Ok(()) => metrics(&_st).await,
                 Err(denied) => *denied,
             }
         }
-        "/metrics" => crate::metrics::respond(&_st).await,
+        "/metrics" => metrics(&_st).await,
         _ => respond::page(StatusCode::NOT_FOUND, "No such admin resource."),
+    }
+}
+
+/// The `/metrics` response: everything in the Prometheus text format.
+async fn metrics(st: &Arc<State>) -> Response<Body> {
+    let st = st.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        let cfg = st.config();
+        st.metrics.render(&st.registry, &cfg)
+    })
+    .await;
+    match text {
+        Ok(text) => {
+            let mut r = Response::new(respond::full(text));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r.headers_mut()
+                .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => {
+            tracing::error!("metrics collection failed: {e}");
+            respond::page(StatusCode::INTERNAL_SERVER_ERROR, "Metrics collection failed.")
+        }
     }
 }

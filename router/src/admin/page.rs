@@ -56,7 +56,7 @@ pub async fn handle(st: Arc<State>, req: Request<Incoming>, peer: SocketAddr) ->
             tracing::info!(target: "paddock::admin", client = %client.addr, tenant = %r.name, ok = outcome.is_ok(), "public signup");
             match outcome {
                 Ok(spec) => {
-                    let url = format!("{}{}/", api::public_url(&st.config()), spec.mount);
+                    let url = format!("{}{}/", super::json::public_url(&st.config()), spec.mount);
                     html(StatusCode::CREATED, &done(&spec.name, &url, &r.admin_user))
                 }
                 Err(e) => failed(&e, &r.name, &r.admin_user),

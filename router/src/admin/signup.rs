@@ -16,10 +16,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::OnceLock;
 
-use http::StatusCode;
 use tokio::sync::Semaphore;
 
 use super::claim::Claim;
+use super::error::internal;
+pub use super::error::SignupError;
 use super::owner::Owner;
 use crate::config::tenant::TenantSpec;
 use crate::config::{Config, SignupConfig};
@@ -48,53 +49,6 @@ pub struct SignupRequest {
     pub name: String,
     pub admin_user: String,
     pub password: String,
-}
-
-/// Why a signup failed; each maps to one status.
-#[derive(Debug, thiserror::Error)]
-pub enum SignupError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("the name `{0}` is already taken")]
-    Taken(String),
-    #[error("signup refused: {0}")]
-    Forbidden(&'static str),
-    #[error("too many signups from this address; try again in {0} s")]
-    RateLimited(u64),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("provisioning failed: {0}")]
-    Provision(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl SignupError {
-    /// The `outcome` label of `paddock_signups_total`.
-    pub fn outcome(&self) -> Signup {
-        match self {
-            SignupError::Invalid(_) => Signup::Invalid,
-            SignupError::Taken(_) => Signup::Conflict,
-            SignupError::RateLimited(_) => Signup::RateLimited,
-            SignupError::Forbidden(_) => Signup::Forbidden,
-            SignupError::Unavailable(_) | SignupError::Provision(_) | SignupError::Internal(_) => {
-                Signup::Failed
-            }
-        }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            SignupError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            SignupError::Taken(_) => StatusCode::CONFLICT,
-            SignupError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            SignupError::Forbidden(_) => StatusCode::FORBIDDEN,
-            SignupError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            SignupError::Provision(_) | SignupError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
 }
 
 /// Create the tenant `req.name`; the returned spec is live at once. The outcome is counted
@@ -158,12 +112,6 @@ async fn create_tenant(st: &State, req: &SignupRequest) -> Result<TenantSpec, Si
     let spec = cfg.tenant(name).ok_or_else(|| internal(format!("`{name}` does not resolve")))?;
     tracing::info!(tenant = %name, admin_user = %req.admin_user, "signup: tenant created");
     Ok(spec)
-}
-
-/// An internal failure, logged once here.
-pub(super) fn internal(msg: String) -> SignupError {
-    tracing::error!("signup: {msg}");
-    SignupError::Internal(msg)
 }
 
 fn permits() -> &'static Semaphore {

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-use super::signup::{internal, SignupError};
+use super::error::{internal, SignupError};
 use crate::sys::Creds;
 
 /// Serialises user creation across paddock processes (root's own directory).

@@ -6,11 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use super::api::{error, info, ok, with_tenant};
+use super::json::{error, info, ok, with_tenant};
 use crate::config::Config;
+use crate::counters::Reason;
 use crate::front::State;
 use crate::respond::Body;
-use crate::supervisor::Reason;
 
 /// Disable: write `<state_dir>/disabled/<name>` (requests get 503 from now on) and stop the
 /// pool. Enable: remove it; the next request starts the pool.

@@ -176,8 +176,8 @@ fn counters_are_summed_and_mirrored_monotonically() {
     a.spawned();
     b.spawned();
     a.crashed();
-    b.exited(crate::supervisor::Reason::Reload);
-    b.exited(crate::supervisor::Reason::Idle);
+    b.exited(crate::counters::Reason::Reload);
+    b.exited(crate::counters::Reason::Idle);
     a.connected();
     b.connected();
     let mut s = CounterSums::default();

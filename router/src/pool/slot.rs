@@ -16,39 +16,13 @@ use nix::unistd::Pid;
 use paddock_proto::Frame;
 use tokio::sync::{mpsc, watch};
 
+use crate::counters::Reason;
 use crate::pool::Pool;
 use crate::spawn::{spawn, zygote_back, Control, Proc};
 
 /// A process that lived this long is considered healthy: its next failure starts the back-off
 /// again from the beginning.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
-
-/// Why a process is replaced or stopped; logged and counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    MaxRequests,
-    Timeout,
-    Memory,
-    Reload,
-    ScriptChanged,
-    Idle,
-    /// A direct worker that stood in while its zygote was away: replaced by a forked one.
-    ZygoteBack,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::MaxRequests => "max_requests",
-            Reason::Timeout => "request_timeout",
-            Reason::Memory => "memory_limit",
-            Reason::Reload => "reload",
-            Reason::ScriptChanged => "script_changed",
-            Reason::Idle => "idle",
-            Reason::ZygoteBack => "zygote_back",
-        }
-    }
-}
 
 /// Orders a slot takes from its pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,7 +254,7 @@ async fn start_ready(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Worker>, StartError> {
     let name = &pool.spec.name;
-    let (mut child, mut control) = spawn(pool, slot)
+    let (mut child, mut control) = spawn(&pool.launch(), slot)
         .await
         .map_err(|e| format!("cannot start a worker for tenant `{name}`: {e}"))?;
     let pid = child.id();

@@ -1,0 +1,93 @@
+//! The admin API's JSON answers, and a tenant as the API shows it.
+
+use std::sync::Arc;
+
+use http::{header, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::front::State;
+use crate::pool::Pool;
+use crate::respond;
+use crate::respond::Body;
+
+/// Run `f` on the tenant `name`, or answer 404.
+pub fn with_tenant(
+    cfg: &Config,
+    name: &str,
+    f: impl FnOnce(crate::config::tenant::TenantSpec) -> Response<Body>,
+) -> Response<Body> {
+    match cfg.tenant(name) {
+        Some(t) => f(t),
+        None => error(StatusCode::NOT_FOUND, &format!("no tenant named `{name}`")),
+    }
+}
+
+/// A tenant as the API shows it: where it lives, whether it is disabled, and its pool (null
+/// when no pool runs: tenants cost nothing until their first request).
+pub fn info(st: &State, cfg: &Config, t: &crate::config::tenant::TenantSpec) -> Value {
+    let pool = st.registry.pools().into_iter().find(|p| p.spec.name == t.name);
+    describe(cfg, t, pool.as_ref())
+}
+
+pub fn describe(
+    cfg: &Config,
+    t: &crate::config::tenant::TenantSpec,
+    pool: Option<&Arc<Pool>>,
+) -> Value {
+    let pool = pool.map(|p| {
+        let (status, error) = match p.status() {
+            crate::pool::Status::Starting => ("starting", None),
+            crate::pool::Status::Ready => ("ready", None),
+            crate::pool::Status::Failed(why) => ("failed", Some(why.to_string())),
+            crate::pool::Status::Stopped => ("stopped", None),
+        };
+        json!({
+            "status": status,
+            "error": error,
+            "processes": p.spec.settings.processes,
+            "threads": p.spec.settings.threads,
+            "ready_pids": p.ready_pids(),
+            "in_flight": p.in_flight(),
+            "queued": p.queued(),
+            "parked": p.is_parked(),
+            "user": p.identity.user_name,
+        })
+    });
+    json!({
+        "name": t.name,
+        "dir": t.dir.display().to_string(),
+        "mount": t.mount,
+        "url": format!("{}{}/", public_url(cfg), t.mount),
+        "configured": cfg.tenants.contains_key(&t.name),
+        "disabled": crate::discovery::is_disabled(cfg, t),
+        "pool": pool,
+    })
+}
+
+/// Public base URL of the front door (no trailing slash).
+pub fn public_url(cfg: &Config) -> String {
+    cfg.admin
+        .as_ref()
+        .and_then(|a| a.signup.public_url.clone())
+        .unwrap_or_else(|| format!("http://{}", cfg.listen))
+}
+
+pub fn ok(v: Value) -> Response<Body> {
+    json_response(StatusCode::OK, &v)
+}
+
+pub fn error(status: StatusCode, msg: &str) -> Response<Body> {
+    json_response(status, &json!({ "error": msg }))
+}
+
+pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut text = v.to_string();
+    text.push('\n');
+    let mut r = Response::new(respond::full(text));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    r
+}
