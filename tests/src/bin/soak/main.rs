@@ -42,6 +42,8 @@ const FD_SLACK: usize = 10;
 const RSS_PCT: u64 = 30;
 const RSS_MIB: u64 = 20;
 const TOKEN: &str = "soak-token-0123456789abcdef";
+/// A kill that may cut responses of any tenant (a zygote's: its forked workers end with it).
+const ANY_TENANT: &str = "*";
 const MIB: usize = 1 << 20;
 
 struct Opts {
@@ -182,7 +184,8 @@ struct Shared {
     faults: Mutex<Faults>,
     samples: Mutex<Vec<Sample>>,
     slow_active: AtomicUsize,
-    /// SIGKILLs sent to workers: (tenant prefix, when).
+    /// SIGKILLs sent to workers, recorded just before the signal: (tenant prefix or `*` for a
+    /// zygote, when).
     kills: Mutex<Vec<(String, Instant)>>,
     cgroup_seen: Mutex<Option<PathBuf>>,
     /// Every process seen descending from the router, as (pid, start time).
@@ -207,9 +210,9 @@ impl Shared {
         self.note(&format!("PROBLEM: {what}"));
         lock(&self.faults).problems.push(format!("[{:.1}s] {what}", self.t()));
     }
-    /// Whether a worker of `prefix` was SIGKILLed since `since`.
+    /// Whether a worker of `prefix` (or a zygote) was SIGKILLed since `since`.
     fn killed_since(&self, prefix: &str, since: Instant) -> bool {
-        lock(&self.kills).iter().any(|(p, t)| p == prefix && *t >= since)
+        lock(&self.kills).iter().any(|(p, t)| (p == prefix || p == ANY_TENANT) && *t >= since)
     }
     /// Whether the dynamic site `prefix` is gone, or changed after `since`.
     fn gone_since(&self, prefix: &str, since: Instant) -> bool {
@@ -674,14 +677,18 @@ fn faults(sh: &Shared, o: &Opts, s: &Setup, seed: u64, ci: bool) {
             0..=39 if !workers.is_empty() => {
                 let pid = workers[rng.below(workers.len())];
                 let tenant = procs::tenant_of(pid).unwrap_or_default();
+                // Recorded before the signal: the client may see its cut response before
+                // this thread runs again (the 30-minute soak counted one such cut as bad).
+                lock(&sh.kills).push((tenant.clone(), Instant::now()));
                 if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
-                    lock(&sh.kills).push((tenant.clone(), Instant::now()));
                     lock(&sh.faults).worker_kills += 1;
                     sh.note(&format!("kill -9 worker {pid} of {tenant}"));
                 }
             }
             40..=54 if !zygotes.is_empty() => {
                 let pid = zygotes[rng.below(zygotes.len())];
+                // The workers it forked end with it, whatever their tenant.
+                lock(&sh.kills).push((ANY_TENANT.to_string(), Instant::now()));
                 if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
                     lock(&sh.faults).zygote_kills += 1;
                     sh.note(&format!("kill -9 zygote {pid}"));
@@ -978,7 +985,13 @@ fn finish(
     }));
     let mut final_bad = Vec::new();
     let mut retried = 0;
+    // A router that accepts nothing would make every tenant wait out its timeouts.
+    let mut unreachable = 0;
     for t in &live {
+        if unreachable >= 3 {
+            final_bad.push(format!("{}: not tried, the router accepts no connection", t.prefix));
+            continue;
+        }
         let path = match t.kind {
             Kind::App => format!("{}/pid", t.prefix),
             Kind::Trac => format!("{}/", t.prefix),
@@ -999,7 +1012,13 @@ fn finish(
                         String::from_utf8_lossy(&r.body[..r.body.len().min(120)])
                     )
                 }
-                Err((f, m)) => last = format!("{}: {m}", f.name()),
+                Err((f, m)) => {
+                    last = format!("{}: {m}", f.name());
+                    if f.name() == "connect_error" {
+                        unreachable += 1;
+                        break;
+                    }
+                }
             }
             std::thread::sleep(Duration::from_secs(2));
         }
