@@ -33,6 +33,10 @@
 //! the two could differ, either the scanner gives up (hyper then decides alone) or hyper refuses
 //! the message and closes the connection; the scanner never finds a request boundary where
 //! hyper, going on with the connection, finds none, so queue entries cannot shift.
+//!
+//! Over 500 lines: one hand-written scanner that must frame exactly as hyper does, kept in one
+//! file so it can be read against hyper's and is fuzzed as a unit (`eightbit`,
+//! `eightbit_model`); its tests are in `eightbit/tests.rs`.
 
 use std::collections::VecDeque;
 use std::io;

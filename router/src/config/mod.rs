@@ -1,5 +1,9 @@
 //! Configuration: load the TOML file (or build from flags alone), validate everything once,
 //! and report problems as `file:line: what is wrong`.
+//!
+//! Over 500 lines: [`Config`], every top-level setting and the one validation pass that fills
+//! it stay together, so a setting is added in one place (its section types are in `file.rs`,
+//! its per-tenant half in `settings.rs`).
 
 pub mod auth;
 mod file;

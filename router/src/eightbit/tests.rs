@@ -1,3 +1,5 @@
+//! The 8-bit scanner's unit and property tests (over 500 lines: many small framing cases).
+
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use super::*;
