@@ -23,13 +23,6 @@ fn start(dir: &Path, top: &str, extra: &str) -> (Server, SocketAddr) {
     (server, admin)
 }
 
-/// The value of the sample `name` (full series, labels included) in `/metrics`.
-fn sample(admin: SocketAddr, name: &str) -> Option<f64> {
-    let req = "GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
-    let text = send_raw(admin, req.as_bytes()).ok()?.text();
-    text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-}
-
 /// A client that asks for a large response and never reads a byte of it.
 fn non_reader(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
@@ -54,10 +47,11 @@ fn clients_that_never_read_do_not_make_a_site_unavailable() {
     assert!(took < Duration::from_secs(20), "answered after {took:?}");
     // For this request to get a slot, three of the four must have been cut off; the fourth
     // stalled at about the same time as the third and follows within moments.
-    let timeouts = sample(admin, "paddock_client_timeouts_total{kind=\"send\"}");
+    let timeouts = common::admin_sample(admin, "paddock_client_timeouts_total{kind=\"send\"}");
     assert!(timeouts.is_some_and(|n| n >= 3.0), "{timeouts:?}");
     common::eventually("all four non-readers cut off", Duration::from_secs(10), || {
-        sample(admin, "paddock_client_timeouts_total{kind=\"send\"}").is_some_and(|n| n >= 4.0)
+        common::admin_sample(admin, "paddock_client_timeouts_total{kind=\"send\"}")
+            .is_some_and(|n| n >= 4.0)
     });
     drop(stuck);
 }
@@ -83,7 +77,7 @@ fn a_client_that_reads_slowly_but_steadily_gets_everything() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(total > 8 << 20, "read {total} bytes");
-    let timeouts = sample(admin, "paddock_client_timeouts_total{kind=\"send\"}");
+    let timeouts = common::admin_sample(admin, "paddock_client_timeouts_total{kind=\"send\"}");
     assert_eq!(timeouts, Some(0.0));
 }
 
@@ -116,8 +110,10 @@ fn the_connection_after_max_connections_waits_until_one_closes() {
     let mut buf = Vec::new();
     let waited = fifth.read_to_end(&mut buf);
     assert!(waited.is_err() && buf.is_empty(), "served at the cap: {waited:?} {buf:?}");
-    assert_eq!(sample(admin, "paddock_connections_open"), Some(4.0));
-    assert!(sample(admin, "paddock_connections_capped_total").is_some_and(|n| n >= 1.0));
+    assert_eq!(common::admin_sample(admin, "paddock_connections_open"), Some(4.0));
+    assert!(
+        common::admin_sample(admin, "paddock_connections_capped_total").is_some_and(|n| n >= 1.0)
+    );
     // One closes: the fifth is accepted and answered.
     drop(open.pop());
     fifth.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");

@@ -11,17 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, send_raw, write, Server};
 
-/// The value of the sample `name` (full series, labels included) in `/metrics`.
-fn sample(admin: SocketAddr, name: &str) -> Option<f64> {
-    let req = "GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
-    let text = send_raw(admin, req.as_bytes()).ok()?.text();
-    text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-}
-
 fn rejected(admin: SocketAddr, tenant: &str, reason: &str) -> f64 {
     let series =
         format!("paddock_rejected_requests_total{{reason=\"{reason}\",tenant=\"{tenant}\"}}");
-    sample(admin, &series).unwrap_or(0.0)
+    common::admin_sample(admin, &series).unwrap_or(0.0)
 }
 
 /// Send `raw` and return the status of the answer (0 if none came).

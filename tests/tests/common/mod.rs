@@ -371,3 +371,11 @@ pub fn apps_config(dir: &Path, top: &str, tenants: &[(&str, &str)]) -> PathBuf {
     write(&path, &text);
     path
 }
+
+/// The value of the sample `series` (its full name, labels included) in the `/metrics` of the
+/// admin listener at `admin`.
+pub fn admin_sample(admin: SocketAddr, series: &str) -> Option<f64> {
+    let req = "GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
+    let text = send_raw(admin, req.as_bytes()).ok()?.text();
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
