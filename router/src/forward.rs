@@ -74,8 +74,11 @@ fn stuck(pool: &Pool, pid: u32, timeout: std::time::Duration) {
     pool.recycle_pid(pid, crate::counters::Reason::Timeout);
 }
 
-/// Headers that describe one hop and must not be passed on.
-const HOP_BY_HOP: [&str; 8] = [
+/// Response headers that describe one connection and are not passed on (RFC 9110 7.6.1, plus
+/// the `Proxy-Connection`, `Trailer` and `Proxy-Authenticate` of older proxies). The worker
+/// already refuses the app's hop-by-hop headers by PEP 3333's own list (`worker/src/response.rs`);
+/// this is the router's rule for what it forwards, whoever produced the response.
+const CONNECTION_SPECIFIC: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -285,7 +288,7 @@ fn response_builder(
         let name = HeaderName::from_bytes(k).map_err(|_| {
             ForwardError::Protocol(format!("invalid header name {:?}", String::from_utf8_lossy(k)))
         })?;
-        if HOP_BY_HOP.contains(&name.as_str()) {
+        if CONNECTION_SPECIFIC.contains(&name.as_str()) {
             continue;
         }
         let value = HeaderValue::from_bytes(v)

@@ -17,8 +17,10 @@ use crate::conn::FrameWriter;
 use crate::environ::is_tchar;
 use crate::input::lock;
 
-/// Headers that describe one connection and so must not come from a WSGI app (PEP 3333).
-const HOP_BY_HOP: [&str; 8] = [
+/// Headers a WSGI app may not set (PEP 3333: exactly `wsgiref.util.is_hop_by_hop`'s list, so
+/// an app that runs under wsgiref runs here). Not the router's list of headers it does not
+/// forward (`forward.rs`, `CONNECTION_SPECIFIC`): that one follows RFC 9110 instead.
+const WSGI_HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -255,7 +257,7 @@ pub fn check_header(name: &str, value: &str) -> Result<(Vec<u8>, Vec<u8>), Strin
     if name.is_empty() || !name.bytes().all(is_tchar) {
         return Err(format!("invalid header name {name:?}"));
     }
-    if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+    if WSGI_HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
         return Err(format!("hop-by-hop header {name:?} is not allowed from a WSGI app"));
     }
     Ok((name.as_bytes().to_vec(), latin1_bytes(value, name)?))
