@@ -73,8 +73,9 @@ impl Registry {
         })?;
         if entry.spec != spec || entry.is_stopping() {
             tracing::info!(tenant = %name, "settings changed; replacing pool");
-            entry.stop();
-            *entry = self.start(spec, identity)?;
+            // Its requests in flight finish first, as in a graceful replacement.
+            let old = std::mem::replace(&mut *entry, self.start(spec, identity)?);
+            retire(old);
         }
         Ok(entry.clone())
     }
@@ -167,8 +168,14 @@ impl Registry {
             let mut rx = fresh.subscribe();
             let _ = tokio::time::timeout(waited, rx.wait_for(|s| *s != Status::Starting)).await;
             tracing::info!(tenant = %name, reason = reason.as_str(), status = ?fresh.status(), "switching to the new pool");
-            reg.pools.insert(name.clone(), fresh);
+            // A request may have replaced `old` meanwhile (it saw the new settings before
+            // this replacement was registered): the pool displaced here is retired too, or it
+            // would run on, unreachable, for good.
+            let displaced = reg.pools.insert(name.clone(), fresh);
             reg.replacing.remove(&name);
+            if let Some(d) = displaced.filter(|d| !Arc::ptr_eq(d, &old)) {
+                retire(d);
+            }
             old.drain_and_stop().await;
             old.wait_stopped().await;
         });
@@ -178,10 +185,7 @@ impl Registry {
     pub fn remove(&self, name: &str) {
         if let Some((_, p)) = self.pools.remove(name) {
             tracing::info!(tenant = %name, "tenant gone; stopping its pool");
-            tokio::spawn(async move {
-                p.drain_and_stop().await;
-                p.wait_stopped().await;
-            });
+            retire(p);
         }
     }
 
@@ -221,4 +225,12 @@ impl Registry {
     pub fn counters(&self) -> Vec<(String, Arc<Counters>)> {
         self.counters.iter().map(|c| (c.key().clone(), c.value().clone())).collect()
     }
+}
+
+/// Let a pool that left the table finish its requests in flight, then stop it.
+fn retire(pool: Arc<Pool>) {
+    tokio::spawn(async move {
+        pool.drain_and_stop().await;
+        pool.wait_stopped().await;
+    });
 }
