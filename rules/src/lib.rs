@@ -23,7 +23,7 @@ mod parse;
 pub mod path;
 mod template;
 
-pub use parse::{parse_apache, parse_rule};
+pub use parse::{parse_apache, parse_rule, NEST_LIMIT};
 
 use regex::bytes::Regex;
 use template::Template;

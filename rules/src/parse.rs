@@ -266,12 +266,19 @@ fn cond_pattern(text: &str, nocase: bool) -> Result<(CondPattern, bool), String>
     }
 }
 
+/// How deeply groups and repetitions may nest in a rule's pattern. The regex compiler
+/// recurses once per level, so the crate's default (250) let a pattern of stacked repetition
+/// operators (`a?++++…`, found by the `config` fuzz target) overflow a thread's stack; no real
+/// rule comes near this.
+pub const NEST_LIMIT: u32 = 64;
+
 /// Compiles in byte mode without Unicode, like PCRE in Apache: `.` matches any byte but `\n`,
 /// so paths that are not UTF-8 still match.
 fn compile(pattern: &str, nocase: bool) -> Result<Regex, String> {
     RegexBuilder::new(pattern)
         .case_insensitive(nocase)
         .unicode(false)
+        .nest_limit(NEST_LIMIT)
         .build()
         .map_err(|e| format!("cannot compile regular expression `{pattern}`: {e}"))
 }

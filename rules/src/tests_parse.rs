@@ -245,3 +245,24 @@ mod properties {
         }
     }
 }
+
+/// Found by the `config` fuzz target: ~300 stacked repetition operators were within the regex
+/// crate's nest limit and overflowed the stack of a test thread while compiling. Now refused
+/// with the rule's line, on the same 2 MiB stack.
+#[test]
+fn deeply_stacked_repetitions_are_refused_not_compiled() {
+    let pattern = format!("^H{}", "?+".repeat(150));
+    let text = format!("RewriteRule {pattern} - [F]\n");
+    let refused = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || errors(&text))
+        .expect("thread")
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].0, 1);
+    assert!(refused[0].1.contains("cannot compile regular expression"), "{refused:?}");
+    // A pattern nested as deep as real rules go still compiles.
+    let fine = format!("RewriteRule ^{}a{} - [F]", "(?:".repeat(20), ")+".repeat(20));
+    let _ = rules(&fine);
+}

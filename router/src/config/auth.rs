@@ -149,7 +149,9 @@ fn resolve(p: &str, base_dir: &Path) -> String {
 
 fn path_rule(p: &str) -> Result<PathRule, String> {
     if p.starts_with('^') {
-        return Regex::new(p)
+        return regex::bytes::RegexBuilder::new(p)
+            .nest_limit(paddock_rules::NEST_LIMIT)
+            .build()
             .map(|r| PathRule::Regex(Pattern(r)))
             .map_err(|e| format!("`auth.paths`: invalid regular expression `{p}`: {e}"));
     }
