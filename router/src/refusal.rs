@@ -116,11 +116,6 @@ impl Refusal {
         self.status
     }
 
-    /// The reason it is counted under; `None` for routing outcomes and site failures.
-    pub fn reason(&self) -> Option<Reject> {
-        self.reason
-    }
-
     /// The response, with the reason recorded in `meta` for the metrics.
     pub fn answer(self, meta: &mut RequestMeta) -> Response<Body> {
         meta.rejected = self.reason;
