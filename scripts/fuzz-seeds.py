@@ -77,7 +77,7 @@ for s in (b"127.0.0.1\0\0X-Forwarded-For: 203.0.113.9, 10.0.0.2\nX-Forwarded-Pro
     put("forwarded", s)
 for p in sorted((root / "deploy/examples").glob("*.toml")):
     put("config", p.read_bytes())
-for lit in literals("router/src/config/tests.rs"):
+for lit in literals("config/src/tests.rs"):
     if b"=" in lit and b"\n" in lit:
         put("config", lit)
 for t in sorted(corpus.iterdir()):

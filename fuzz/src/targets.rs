@@ -602,7 +602,7 @@ pub fn path(data: &[u8]) {
     if let Ok(t) = path::Target::parse(raw) {
         assert_eq!(t.normalised, path::normalise(&t.decoded));
         let Ok(mount) = std::str::from_utf8(mount) else { return };
-        let Ok(mount) = paddock_router::config::normalise_mount(mount) else { return };
+        let Ok(mount) = paddock_config::normalise_mount(mount) else { return };
         if let Ok(split) = path::split_mount(&t, mount.as_bytes()) {
             let m = mount.trim_end_matches('/').as_bytes();
             assert_eq!(split.script_name, m, "script name is not the mount");
@@ -663,7 +663,7 @@ pub fn forwarded(data: &[u8]) {
     let (nets, rest) = split2(data);
     let nets: Vec<String> =
         String::from_utf8_lossy(nets).split(',').take(8).map(|s| s.trim().to_string()).collect();
-    let nets = forwarded::parse_nets(&nets).unwrap_or_default();
+    let nets = paddock_config::units::parse_nets(&nets).unwrap_or_default();
     let headers = headers_from(rest);
     let peers = [
         IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -686,8 +686,8 @@ pub fn forwarded(data: &[u8]) {
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let file = Path::new("/nonexistent/paddock-fuzz/paddock.toml");
-    let ov = paddock_router::config::Overrides::default();
-    if let Err(d) = paddock_router::config::Config::from_text(text, file, &ov) {
+    let ov = paddock_config::Overrides::default();
+    if let Err(d) = paddock_config::Config::from_text(text, file, &ov) {
         let shown = d.to_string();
         assert!(shown.contains("paddock"), "diagnostics do not name the file: {shown}");
     }

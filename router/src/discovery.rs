@@ -17,8 +17,8 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::config::tenant::TenantSpec;
-use crate::config::Config;
+use paddock_config::tenant::TenantSpec;
+use paddock_config::Config;
 
 /// Directory of `state_dir` with one file per disabled tenant.
 const DISABLED: &str = "disabled";
@@ -86,7 +86,7 @@ pub fn still_served(cfg: &Config, name: &str) -> bool {
 pub fn all_tenants(cfg: &Config) -> Vec<TenantSpec> {
     let mut names: Vec<String> = cfg.tenants.keys().cloned().collect();
     if let Some(sites) = &cfg.sites {
-        names.extend(crate::config::tenant::scan(sites, &cfg.marker));
+        names.extend(paddock_config::tenant::scan(sites, &cfg.marker));
     }
     names.sort();
     names.dedup();
@@ -96,7 +96,7 @@ pub fn all_tenants(cfg: &Config) -> Vec<TenantSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Overrides;
+    use paddock_config::Overrides;
 
     #[test]
     fn disabled_and_gone_tenants_are_not_served() {

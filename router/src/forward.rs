@@ -22,15 +22,13 @@ use tokio::net::UnixStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use crate::pool::Pool;
 use crate::respond::Body;
 use body::{Link, WorkerBody};
-use conn::WorkerConn;
-use frames::{FrameReader, ReadError};
+use paddock_supervise::conn::WorkerConn;
+use paddock_supervise::frames::{FrameReader, ReadError};
+use paddock_supervise::pool::Pool;
 
 mod body;
-pub mod conn;
-mod frames;
 
 /// Why forwarding failed; [`crate::respond`] maps each to a status.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +69,7 @@ fn stuck(pool: &Pool, pid: u32, timeout: std::time::Duration) {
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGUSR2,
     );
-    pool.recycle_pid(pid, crate::counters::Reason::Timeout);
+    pool.recycle_pid(pid, paddock_supervise::counters::Reason::Timeout);
 }
 
 /// Response headers that describe one connection and are not passed on (RFC 9110 7.6.1, plus
@@ -342,7 +340,7 @@ struct Pace {
 }
 
 impl Pace {
-    fn of(s: &crate::config::PoolSettings) -> Pace {
+    fn of(s: &paddock_config::PoolSettings) -> Pace {
         Pace { timeout: s.body_read_timeout, min_rate: s.body_min_rate }
     }
 

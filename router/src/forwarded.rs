@@ -6,24 +6,14 @@ use std::net::IpAddr;
 
 use http::HeaderMap;
 use ipnet::IpNet;
+#[cfg(test)]
+use paddock_config::units::parse_nets;
 
 /// The client address and scheme to report to the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
     pub addr: IpAddr,
     pub https: bool,
-}
-
-/// Parse `trusted_proxies` entries: addresses (`10.0.0.1`) or networks (`10.0.0.0/8`).
-pub fn parse_nets(entries: &[String]) -> Result<Vec<IpNet>, String> {
-    entries
-        .iter()
-        .map(|e| {
-            e.parse::<IpNet>()
-                .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("`{e}` is not an address or network such as 10.0.0.0/8"))
-        })
-        .collect()
 }
 
 fn trusted(nets: &[IpNet], ip: IpAddr) -> bool {

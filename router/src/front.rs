@@ -19,24 +19,24 @@ use paddock_proto::{BodyKind, RequestHead};
 use tokio::net::TcpListener;
 
 use crate::clientio::{ClientIo, ConnLimit};
-use crate::config::{Config, Overrides};
-use crate::counters::Reason;
 use crate::eightbit::EightBit;
 use crate::forward;
 use crate::forwarded;
 use crate::index;
 use crate::metrics::Metrics;
 use crate::outcome::{Reject, RequestMeta};
-use crate::pool::PoolError;
 use crate::probe::FsProbe;
 use crate::refusal::Refusal;
-use crate::registry::Registry;
 use crate::respond;
 use crate::respond::Body;
 use crate::route::{self, Decision, Routed};
+use paddock_config::{Config, Overrides};
 use paddock_rules::diag::Diagnostics;
 use paddock_rules::path::Target;
 use paddock_rules::RequestInfo;
+use paddock_supervise::counters::Reason;
+use paddock_supervise::pool::PoolError;
+use paddock_supervise::registry::Registry;
 
 mod access;
 mod host;
@@ -58,7 +58,7 @@ pub struct State {
 impl State {
     /// Whether a tenant may keep its pool ([`crate::discovery::still_served`] against the
     /// configuration in force at each call), for the monitor.
-    pub fn served(self: &Arc<Self>) -> crate::monitor::Served {
+    pub fn served(self: &Arc<Self>) -> paddock_supervise::monitor::Served {
         let state = self.clone();
         Arc::new(move |name: &str| crate::discovery::still_served(&state.config(), name))
     }
@@ -68,7 +68,7 @@ impl State {
         let max_tenants = config
             .admin
             .as_ref()
-            .map_or(crate::config::DEFAULT_METRICS_MAX_TENANTS, |a| a.metrics_max_tenants);
+            .map_or(paddock_config::DEFAULT_METRICS_MAX_TENANTS, |a| a.metrics_max_tenants);
         let metrics = Metrics::new(max_tenants);
         let (open, capped) = metrics.connection_handles();
         let (admin_open, admin_capped) = metrics.admin_connection_handles();
@@ -124,7 +124,7 @@ fn admin_max(config: &Config) -> usize {
     config
         .admin
         .as_ref()
-        .map_or(crate::config::DEFAULT_ADMIN_MAX_CONNECTIONS, |a| a.max_connections)
+        .map_or(paddock_config::DEFAULT_ADMIN_MAX_CONNECTIONS, |a| a.max_connections)
 }
 
 /// Accept connections on `listener` until `shutdown` resolves, then let open connections
@@ -378,7 +378,9 @@ async fn to_tenant(
     // Static files answer here, behind auth but before any pool is started or admitted to.
     let cfg = st.config();
     let statics = cfg.static_files(&routed.spec.name);
-    if let Some(hit) = statics.find(&routed.spec, cfg.sites.as_deref(), &routed.path_info) {
+    if let Some(hit) =
+        crate::statics::find(statics, &routed.spec, cfg.sites.as_deref(), &routed.path_info)
+    {
         let resp = crate::statics::serve(hit, req.method(), req.headers()).await;
         st.metrics.static_response(resp.status().as_u16());
         return resp;
@@ -414,9 +416,9 @@ async fn to_tenant(
 /// request. The time spent in `Pool::admit` goes to `meta.queue_wait`.
 async fn admit(
     st: &State,
-    spec: &crate::config::tenant::TenantSpec,
+    spec: &paddock_config::tenant::TenantSpec,
     meta: &mut RequestMeta,
-) -> Result<(Arc<crate::pool::Pool>, tokio::sync::OwnedSemaphorePermit), Refusal> {
+) -> Result<(Arc<paddock_supervise::pool::Pool>, tokio::sync::OwnedSemaphorePermit), Refusal> {
     let mut tries = 0;
     let mut spec = spec.clone();
     loop {

@@ -3,7 +3,7 @@
 //!
 //! Each tenant's `conf/trac.ini` is a file its tenant controls: it is read beneath the tenant
 //! directory with no symlink, only if it is a regular file of at most
-//! [`TRAC_INI_CAP`](crate::safefs::TRAC_INI_CAP) bytes, and the whole page is built on the
+//! [`TRAC_INI_CAP`](paddock_sys::safefs::TRAC_INI_CAP) bytes, and the whole page is built on the
 //! blocking pool, never on the async threads.
 
 use std::collections::HashSet;
@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use http::{header, Response, StatusCode};
 
-use crate::config::tenant::TenantSpec;
-use crate::config::Config;
 use crate::respond::Body;
 use crate::respond::{escape, full};
-use crate::safefs::{self, Place};
+use paddock_config::tenant::TenantSpec;
+use paddock_config::Config;
+use paddock_sys::safefs::{self, Place};
 
 /// The index page, built on the blocking pool (it lists the sites directory and reads a file
 /// per tenant).

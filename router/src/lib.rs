@@ -5,42 +5,29 @@
 
 pub mod admin;
 pub mod auth;
-pub mod bucket;
-pub mod cgroup;
 pub mod clientio;
-pub mod config;
-pub mod counters;
 pub mod discovery;
 pub mod eightbit;
 pub mod filestamp;
 pub mod forward;
 pub mod forwarded;
 pub mod front;
-pub mod identity;
 pub mod index;
-pub mod launch;
-pub mod logrelay;
 pub mod metrics;
-pub mod monitor;
 pub mod outcome;
-pub mod pool;
 pub mod probe;
 pub mod refusal;
-pub mod registry;
 pub mod respond;
 pub mod route;
-pub mod safefs;
-pub mod spawn;
 pub mod statics;
-mod sys;
-pub mod zygote;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use config::Config;
+use paddock_config::{self as config, Config};
+use paddock_supervise::{cgroup, monitor, registry};
 
 /// Time open client connections get to finish after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use paddock_router::config::{Config, Overrides};
+use paddock_config::{Config, Overrides};
 
 /// Exit code for a configuration error (EX_USAGE-like, as sysexits' EX_CONFIG is 78).
 const EXIT_CONFIG: u8 = 64;

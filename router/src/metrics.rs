@@ -28,10 +28,10 @@ use prometheus::{
     Registry as PromRegistry, TextEncoder,
 };
 
-use crate::config::Config;
-use crate::counters::Counters;
 use crate::outcome::{Reject, RequestMeta};
-use crate::registry::Registry;
+use paddock_config::Config;
+use paddock_supervise::counters::Counters;
+use paddock_supervise::registry::Registry;
 
 /// The `tenant` label of tenants beyond the bound.
 pub const OTHER: &str = "_other";
@@ -513,7 +513,10 @@ impl Metrics {
             s.queued += p.queued() as u64;
             s.ready += ready.len() as u64;
             s.starting += p.process_budget().saturating_sub(ready.len()) as u64;
-            s.rss += ready.iter().filter_map(|&pid| crate::monitor::rss_bytes(pid)).sum::<u64>();
+            s.rss += ready
+                .iter()
+                .filter_map(|&pid| paddock_supervise::monitor::rss_bytes(pid))
+                .sum::<u64>();
         }
         self.tenants_active.set(active);
         // Tenants whose pool stopped lose their series instead of showing stale figures.
@@ -573,8 +576,8 @@ fn count_known(config: &Config) -> usize {
         if let Ok(rd) = std::fs::read_dir(sites) {
             for e in rd.flatten() {
                 let Ok(n) = e.file_name().into_string() else { continue };
-                if crate::config::tenant::valid_name(&n)
-                    && crate::config::tenant::has_marker(&sites.join(&n), &config.marker)
+                if paddock_config::tenant::valid_name(&n)
+                    && paddock_config::tenant::has_marker(&sites.join(&n), &config.marker)
                 {
                     names.insert(n);
                 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use paddock_rules::{path, FileProbe, FileTest};
 
-use crate::config::Config;
-use crate::safefs::{self, Place};
+use paddock_config::Config;
+use paddock_sys::safefs::{self, Place};
 
 /// The real [`FileProbe`], confined to `roots`.
 ///

@@ -14,9 +14,9 @@ use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::forward::ForwardError;
 use crate::outcome::{Reject, RequestMeta};
-use crate::pool::PoolError;
 use crate::respond::{self, Body};
 use paddock_rules::path::PathError;
+use paddock_supervise::pool::PoolError;
 
 /// Seconds a client is asked to wait before retrying a 503.
 const RETRY_AFTER: HeaderValue = HeaderValue::from_static("5");

@@ -6,8 +6,8 @@
 //! `<mount>/<name>`, the longest matching prefix winning. Whatever decided, the raw path must
 //! name the same mount literally, or the request is refused (400).
 
-use crate::config::tenant::TenantSpec;
-use crate::config::Config;
+use paddock_config::tenant::TenantSpec;
+use paddock_config::Config;
 use paddock_rules::path::{self, PathError, Target};
 use paddock_rules::{Action, FileProbe, RequestInfo};
 

@@ -245,12 +245,13 @@ fn failing_app_gets_fast_503_without_spawn_storm_and_recovers() {
         assert!(t.elapsed() < Duration::from_secs(2), "503 must be quick while failing");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let spawns = server
-        .log_text()
-        .lines()
-        .filter(|l| l.contains("paddock_router::supervisor") && l.contains("before it was ready"))
-        .count();
-    assert!(spawns <= 8, "{spawns} start attempts in {:?}: a spawn storm", t0.elapsed());
+    let spawns = server.log_text().lines().filter(|l| l.contains("before it was ready")).count();
+    // At least one: the failing start is logged (the count would otherwise prove nothing).
+    assert!(
+        (1..=8).contains(&spawns),
+        "{spawns} start attempts in {:?}: a spawn storm",
+        t0.elapsed()
+    );
     write(
         &appdir.join("flaky.py"),
         "def application(e, sr):\n    sr('200 OK', [])\n    return [b'fixed']\n",

@@ -17,10 +17,10 @@ use super::json::{describe, error, info, json_response, ok, with_tenant};
 use super::signup::{self, SignupRequest};
 use super::tenants;
 use super::tokens::{Denied, Tokens};
-use crate::config::Config;
 use crate::front::State;
-use crate::pool::Pool;
 use crate::respond::Body;
+use paddock_config::Config;
+use paddock_supervise::pool::Pool;
 
 /// Largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;

@@ -26,7 +26,7 @@ use nix::unistd::{fchown, Gid, Uid};
 
 use super::error::{internal, SignupError};
 use super::siteuser;
-use crate::sys::Creds;
+use paddock_sys::Creds;
 
 /// Mode of a claim and of the site directory it becomes: private to the site's user and group.
 const DIR_MODE: u32 = 0o750;
@@ -103,7 +103,7 @@ impl Claim {
 
     /// Whether `rel` is a regular file inside the claim, found without following any symlink.
     pub fn has_file(&self, rel: &Path) -> bool {
-        crate::safefs::below(&self.fd, rel, OFlag::O_PATH)
+        paddock_sys::safefs::below(&self.fd, rel, OFlag::O_PATH)
             .ok()
             .and_then(|f| fstat(f.as_raw_fd()).ok())
             .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
@@ -113,7 +113,7 @@ impl Claim {
     pub fn write_new(&self, name: &str, text: &str, owner: Option<&Creds>) -> std::io::Result<()> {
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
         let mode = Mode::from_bits_truncate(0o640);
-        let fd = crate::sys::openat(Some(self.fd.as_fd()), Path::new(name), flags, mode)?;
+        let fd = paddock_sys::openat(Some(self.fd.as_fd()), Path::new(name), flags, mode)?;
         if let Some(c) = owner {
             fchown(fd.as_raw_fd(), Some(Uid::from_raw(c.uid)), Some(Gid::from_raw(c.gid)))?;
         }
@@ -122,7 +122,7 @@ impl Claim {
         std::fs::File::from(fd).write_all(text.as_bytes())?;
         // The user may have replaced the file meanwhile: then the site would not have ours.
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW;
-        let now = crate::sys::openat(Some(self.fd.as_fd()), Path::new(name), flags, Mode::empty())
+        let now = paddock_sys::openat(Some(self.fd.as_fd()), Path::new(name), flags, Mode::empty())
             .and_then(|f| Ok(fstat(f.as_raw_fd())?));
         match now {
             Ok(st) if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino) => Ok(()),
@@ -177,7 +177,7 @@ fn open_dir(dir: &Path) -> std::io::Result<OwnedFd> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
     let parent = std::fs::File::open(dir.parent().unwrap_or(Path::new("/")))?;
     let name = Path::new(dir.file_name().unwrap_or_default());
-    let fd = crate::sys::openat(Some(parent.as_fd()), name, flags, Mode::empty())?;
+    let fd = paddock_sys::openat(Some(parent.as_fd()), name, flags, Mode::empty())?;
     fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(DIR_MODE))?;
     Ok(fd)
 }

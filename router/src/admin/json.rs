@@ -5,17 +5,17 @@ use std::sync::Arc;
 use http::{header, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::config::Config;
 use crate::front::State;
-use crate::pool::Pool;
 use crate::respond;
 use crate::respond::Body;
+use paddock_config::Config;
+use paddock_supervise::pool::Pool;
 
 /// Run `f` on the tenant `name`, or answer 404.
 pub fn with_tenant(
     cfg: &Config,
     name: &str,
-    f: impl FnOnce(crate::config::tenant::TenantSpec) -> Response<Body>,
+    f: impl FnOnce(paddock_config::tenant::TenantSpec) -> Response<Body>,
 ) -> Response<Body> {
     match cfg.tenant(name) {
         Some(t) => f(t),
@@ -25,22 +25,22 @@ pub fn with_tenant(
 
 /// A tenant as the API shows it: where it lives, whether it is disabled, and its pool (null
 /// when no pool runs: tenants cost nothing until their first request).
-pub fn info(st: &State, cfg: &Config, t: &crate::config::tenant::TenantSpec) -> Value {
+pub fn info(st: &State, cfg: &Config, t: &paddock_config::tenant::TenantSpec) -> Value {
     let pool = st.registry.pools().into_iter().find(|p| p.spec.name == t.name);
     describe(cfg, t, pool.as_ref())
 }
 
 pub fn describe(
     cfg: &Config,
-    t: &crate::config::tenant::TenantSpec,
+    t: &paddock_config::tenant::TenantSpec,
     pool: Option<&Arc<Pool>>,
 ) -> Value {
     let pool = pool.map(|p| {
         let (status, error) = match p.status() {
-            crate::pool::Status::Starting => ("starting", None),
-            crate::pool::Status::Ready => ("ready", None),
-            crate::pool::Status::Failed(why) => ("failed", Some(why.to_string())),
-            crate::pool::Status::Stopped => ("stopped", None),
+            paddock_supervise::pool::Status::Starting => ("starting", None),
+            paddock_supervise::pool::Status::Ready => ("ready", None),
+            paddock_supervise::pool::Status::Failed(why) => ("failed", Some(why.to_string())),
+            paddock_supervise::pool::Status::Stopped => ("stopped", None),
         };
         json!({
             "status": status,

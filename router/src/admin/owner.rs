@@ -7,8 +7,8 @@ use std::ffi::CString;
 
 use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
-use crate::config::SignupConfig;
-use crate::sys::Creds;
+use paddock_config::SignupConfig;
+use paddock_sys::Creds;
 
 /// Who a new site will belong to.
 #[derive(Debug, Clone)]

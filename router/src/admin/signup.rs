@@ -22,11 +22,11 @@ use super::claim::Claim;
 use super::error::internal;
 pub use super::error::SignupError;
 use super::owner::Owner;
-use crate::config::tenant::TenantSpec;
-use crate::config::{Config, SignupConfig};
 use crate::front::State;
 use crate::metrics::Signup;
-use crate::sys::{ChildSetup, Creds};
+use paddock_config::tenant::TenantSpec;
+use paddock_config::{Config, SignupConfig};
+use paddock_sys::{ChildSetup, Creds};
 
 /// Names no one may sign up for: they collide with paths or roles people expect.
 pub const RESERVED: [&str; 18] = [
@@ -224,7 +224,7 @@ async fn provision(
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        crate::sys::prepare(
+        paddock_sys::prepare(
             &mut cmd,
             ChildSetup {
                 creds: owner.clone(),
@@ -233,7 +233,10 @@ async fn provision(
                 cgroup_procs: None,
                 // The provisioning commands run the tenant's code (its trac-admin, plugins):
                 // they get the built-in pool limits.
-                confine: Some(crate::spawn::limits(&Default::default(), owner.as_ref())),
+                confine: Some(paddock_supervise::spawn::limits(
+                    &Default::default(),
+                    owner.as_ref(),
+                )),
             },
         );
         let child = cmd

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use nix::unistd::{Gid, Group, Uid, User};
 
 use super::error::{internal, SignupError};
-use crate::sys::Creds;
+use paddock_sys::Creds;
 
 /// Serialises user creation across paddock processes (root's own directory).
 const LOCK_FILE: &str = "/run/paddock-useradd.lock";
@@ -33,7 +33,7 @@ pub fn name_for(pattern: &str, site: &str) -> Result<String, SignupError> {
             "site name `{site}`: its Unix user `{user}` would be longer than {MAX_NAME} characters; use at most {room} characters"
         )));
     }
-    if !crate::config::tenant::valid_unix_name(&user) {
+    if !paddock_config::tenant::valid_unix_name(&user) {
         return Err(SignupError::Invalid(format!(
             "site name `{site}`: `{user}` is not a valid user name"
         )));

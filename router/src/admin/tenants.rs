@@ -7,10 +7,10 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::json::{error, info, ok, with_tenant};
-use crate::config::Config;
-use crate::counters::Reason;
 use crate::front::State;
 use crate::respond::Body;
+use paddock_config::Config;
+use paddock_supervise::counters::Reason;
 
 /// Disable: write `<state_dir>/disabled/<name>` (requests get 503 from now on) and stop the
 /// pool. Enable: remove it; the next request starts the pool.

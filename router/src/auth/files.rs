@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use super::htpasswd::{self, Stored};
 use crate::filestamp::FileVersion;
-use crate::safefs::{self, Place, HTPASSWD_CAP};
+use paddock_sys::safefs::{self, Place, HTPASSWD_CAP};
 
 const RACY: Duration = Duration::from_secs(2);
 /// Problems remembered so each is logged once; forgotten past this many.

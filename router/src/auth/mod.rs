@@ -25,8 +25,8 @@ use std::sync::{Arc, OnceLock};
 use http::HeaderMap;
 use tokio::sync::Semaphore;
 
-use crate::config::auth::AuthSettings;
 pub use basic::{challenge_value, credentials, Credentials, Unusable};
+use paddock_config::auth::AuthSettings;
 
 use crate::refusal::Refusal;
 use htpasswd::Stored;
@@ -122,7 +122,7 @@ impl Authenticator {
 
     /// The htpasswd file: from the cache when it is unchanged (metadata only, inline), else
     /// read on the blocking pool.
-    async fn load(&self, place: crate::safefs::Place) -> Option<Arc<files::Loaded>> {
+    async fn load(&self, place: paddock_sys::safefs::Place) -> Option<Arc<files::Loaded>> {
         if let Some(l) = self.files.cached(&place) {
             return Some(l);
         }

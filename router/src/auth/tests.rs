@@ -5,7 +5,7 @@ use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 
 use super::*;
-use crate::config::auth::PathRule;
+use paddock_config::auth::PathRule;
 
 const SHA_PASSWORD: &str = "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="; // "password"
 
@@ -155,25 +155,25 @@ fn measure_auth_costs() {
             (0..1000).map(|i| format!("u{i}:{SHA_PASSWORD}\n")).collect::<String>(),
         )
         .expect("w");
-        assert!(files.get(&crate::safefs::Place::Operator(file.clone())).is_some());
+        assert!(files.get(&paddock_sys::safefs::Place::Operator(file.clone())).is_some());
     }
     println!("write + re-read + parse of 1000 users: {:?}", t.elapsed() / 100);
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
     let f = std::fs::File::options().write(true).open(&file).expect("open");
     f.set_modified(old).expect("mtime");
-    assert!(files.get(&crate::safefs::Place::Operator(file.clone())).is_some());
+    assert!(files.get(&paddock_sys::safefs::Place::Operator(file.clone())).is_some());
     let t = Instant::now();
     for _ in 0..100_000 {
-        assert!(files.get(&crate::safefs::Place::Operator(file.clone())).is_some());
+        assert!(files.get(&paddock_sys::safefs::Place::Operator(file.clone())).is_some());
     }
     println!("lookup of an unchanged file (stat + cache): {:?}", t.elapsed() / 100_000);
 }
 
-fn load(text: &str) -> Result<crate::config::Config, paddock_rules::diag::Diagnostics> {
+fn load(text: &str) -> Result<paddock_config::Config, paddock_rules::diag::Diagnostics> {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("paddock.toml");
     std::fs::write(&path, text).expect("write");
-    crate::config::Config::load(&path, &crate::config::Overrides::default())
+    paddock_config::Config::load(&path, &paddock_config::Overrides::default())
 }
 
 #[test]

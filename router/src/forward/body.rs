@@ -19,9 +19,9 @@ use paddock_proto::Frame;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::conn::{OpenSlot, WorkerConn};
-use super::frames::{FrameReader, ReadError};
-use crate::pool::Pool;
+use paddock_supervise::conn::{OpenSlot, WorkerConn};
+use paddock_supervise::frames::{FrameReader, ReadError};
+use paddock_supervise::pool::Pool;
 
 /// The worker connection a response comes over.
 pub enum Link {

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::config::Overrides;
+use paddock_config::Overrides;
 
 fn empty_registry() -> Registry {
     Registry::new(std::env::temp_dir(), PathBuf::from("/nonexistent/paddock-worker"), false, 0)
@@ -176,8 +176,8 @@ fn counters_are_summed_and_mirrored_monotonically() {
     a.spawned();
     b.spawned();
     a.crashed();
-    b.exited(crate::counters::Reason::Reload);
-    b.exited(crate::counters::Reason::Idle);
+    b.exited(paddock_supervise::counters::Reason::Reload);
+    b.exited(paddock_supervise::counters::Reason::Idle);
     a.connected();
     b.connected();
     let mut s = CounterSums::default();

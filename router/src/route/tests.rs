@@ -1,8 +1,8 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::{Config, Overrides};
 use crate::probe::FsProbe;
+use paddock_config::{Config, Overrides};
 
 fn sites(names: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");

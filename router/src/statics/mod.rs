@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method, Response};
 
-use crate::config::statics::StaticSettings;
-use crate::config::tenant::TenantSpec;
 use crate::respond::Body;
-use crate::safefs::Place;
+use paddock_config::statics::StaticSettings;
+use paddock_config::tenant::TenantSpec;
 use paddock_rules::path;
+use paddock_sys::safefs::Place;
 
 pub use conditional::{parse_range, Ranged, Validators};
 pub use resolve::Miss;
@@ -40,46 +40,46 @@ pub struct Hit {
     pub refused: bool,
 }
 
-/// Where a tenant's static mappings send a request (the settings are the configuration's).
-impl StaticSettings {
-    /// The mapping whose prefix `path_info` falls under, with the rest of the path; `None`
-    /// sends the request to the app.
-    pub fn lookup(&self, path_info: &[u8]) -> Option<(&str, Vec<u8>, bool)> {
-        if self.mappings.is_empty() {
-            return None;
-        }
-        let normalised = path::normalise(path_info);
-        let dotted = path_info.split(|&b| b == b'/').any(|s| s == b"." || s == b"..");
-        for (prefix, _) in &self.mappings {
-            if let Some(rest) = below(&normalised, prefix.as_bytes()) {
-                return Some((prefix, rest.to_vec(), dotted));
-            }
-        }
-        if dotted {
-            // As sent, below a prefix that normalising left: refused, not handed to the app.
-            let collapsed = collapse(path_info);
-            for (prefix, _) in &self.mappings {
-                if below(&collapsed, prefix.as_bytes()).is_some() {
-                    return Some((prefix, Vec::new(), true));
-                }
-            }
-        }
-        None
+/// The mapping of a tenant's static settings whose prefix `path_info` falls under, with the
+/// rest of the path; `None` sends the request to the app.
+pub fn lookup<'a>(
+    settings: &'a StaticSettings,
+    path_info: &[u8],
+) -> Option<(&'a str, Vec<u8>, bool)> {
+    if settings.mappings.is_empty() {
+        return None;
     }
+    let normalised = path::normalise(path_info);
+    let dotted = path_info.split(|&b| b == b'/').any(|s| s == b"." || s == b"..");
+    for (prefix, _) in &settings.mappings {
+        if let Some(rest) = below(&normalised, prefix.as_bytes()) {
+            return Some((prefix, rest.to_vec(), dotted));
+        }
+    }
+    if dotted {
+        // As sent, below a prefix that normalising left: refused, not handed to the app.
+        let collapsed = collapse(path_info);
+        for (prefix, _) in &settings.mappings {
+            if below(&collapsed, prefix.as_bytes()).is_some() {
+                return Some((prefix, Vec::new(), true));
+            }
+        }
+    }
+    None
+}
 
-    /// The static file `path_info` of tenant `spec` names, if it falls under a mapping.
-    pub fn find(
-        &self,
-        spec: &TenantSpec,
-        sites: Option<&std::path::Path>,
-        path_info: &[u8],
-    ) -> Option<Hit> {
-        let (prefix, rest, refused) = self.lookup(path_info)?;
-        let dir = self.mappings.iter().find(|(p, _)| p == prefix).map(|(_, d)| d.as_str())?;
-        let root = expand(dir, spec, sites);
-        let place = root.as_deref().map(|r| Place::of(r, Some(&spec.dir), sites));
-        Some(Hit { root, place, rest, max_age: self.max_age, refused })
-    }
+/// The static file `path_info` of tenant `spec` names, if it falls under a mapping.
+pub fn find(
+    settings: &StaticSettings,
+    spec: &TenantSpec,
+    sites: Option<&std::path::Path>,
+    path_info: &[u8],
+) -> Option<Hit> {
+    let (prefix, rest, refused) = lookup(settings, path_info)?;
+    let dir = settings.mappings.iter().find(|(p, _)| p == prefix).map(|(_, d)| d.as_str())?;
+    let root = expand(dir, spec, sites);
+    let place = root.as_deref().map(|r| Place::of(r, Some(&spec.dir), sites));
+    Some(Hit { root, place, rest, max_age: settings.max_age, refused })
 }
 
 /// Fill a directory's placeholders for one tenant; `None` if it needs a missing virtualenv.

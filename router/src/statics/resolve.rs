@@ -3,7 +3,7 @@
 //! The path is checked segment by segment (no `.`, `..`, dotfiles, NUL). A root inside a
 //! tenant directory is the tenant's: the root is reached from the tenant directory and the
 //! file from the root with no symlink at all (`openat2(RESOLVE_BENEATH |
-//! RESOLVE_NO_SYMLINKS)`, see [`crate::safefs`]), so an `htdocs -> /etc` publishes nothing.
+//! RESOLVE_NO_SYMLINKS)`, see [`paddock_sys::safefs`]), so an `htdocs -> /etc` publishes nothing.
 //! A root outside every tenant directory is the operator's (Trac's own `htdocs`): the path is
 //! joined to it and resolved with `canonicalize`, and the result must still lie under the
 //! canonical root, so a symlink pointing out of the root is refused. Resolving and opening
@@ -20,7 +20,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::OFlag;
 
-use crate::safefs::{self, Place};
+use paddock_sys::safefs::{self, Place};
 
 /// Why a file is not served. Every variant is a 404 to the client (no listing, no hint).
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 
 use super::*;
-use crate::config::{Config, Overrides};
+use paddock_config::{Config, Overrides};
 
 /// A tenant `t` in `dir/t` with `static = { "/s" = "{tenant_dir}/htdocs" }` and files in it.
 struct Site {
@@ -38,7 +38,7 @@ impl Site {
 
     fn hit(&self, path_info: &str) -> Option<Hit> {
         let spec = self.cfg.tenant("t").expect("tenant");
-        self.cfg.static_files("t").find(&spec, None, path_info.as_bytes())
+        find(self.cfg.static_files("t"), &spec, None, path_info.as_bytes())
     }
 
     async fn get(

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::cgroup::{GroupLimits, PoolGroup};
-use crate::config::tenant::TenantSpec;
+use crate::conn::{OpenSlot, WorkerConn};
 use crate::counters::Reason;
-use crate::forward::conn::{OpenSlot, WorkerConn};
 use crate::identity::Identity;
+use paddock_config::tenant::TenantSpec;
 use slot::SlotCmd;
 
 pub use crate::counters::Counters;
@@ -263,7 +263,7 @@ impl Pool {
     }
 
     /// An idle connection to a ready worker, most recently used first; `None` if there is none.
-    pub(crate) fn take_conn(&self) -> Option<WorkerConn> {
+    pub fn take_conn(&self) -> Option<WorkerConn> {
         loop {
             let conn = self.lock().idle.pop()?;
             if conn.is_quiet() {
@@ -276,7 +276,7 @@ impl Pool {
 
     /// Keep a connection that finished its request for the next one, unless its process is no
     /// longer ready (retiring, dead) or the pool is stopping.
-    pub(crate) fn put_conn(&self, mut conn: WorkerConn) {
+    pub fn put_conn(&self, mut conn: WorkerConn) {
         conn.reader.shrink();
         let mut inner = self.lock();
         if !self.is_stopping() && inner.ready.iter().any(|&(_, p)| p == conn.pid) {
@@ -291,7 +291,7 @@ impl Pool {
     /// connections open, one per worker thread: at the limit, an idle one is closed first so
     /// its thread can accept the new one. (The caller holds a request slot and no connection,
     /// so with every slot counted at least one open connection is idle.)
-    pub(crate) fn reserve_conn(&self) -> OpenSlot {
+    pub fn reserve_conn(&self) -> OpenSlot {
         let limit = self.spec.settings.processes * self.spec.settings.threads;
         let mut inner = self.lock();
         let full = self.conns_open.load(Ordering::Acquire) >= limit;

@@ -55,7 +55,7 @@ pub struct AuthSettings {
     pub realm: String,
     pub paths: Vec<PathRule>,
     /// The tenant directory and `sites` (filled by expansion): an `htpasswd` below either is
-    /// the tenant's file, reached with no symlink (see [`crate::safefs`]).
+    /// the tenant's file, reached with no symlink (see [`paddock_sys::safefs`]).
     pub tenant_dir: Option<std::path::PathBuf>,
     pub sites: Option<std::path::PathBuf>,
 }
@@ -181,9 +181,9 @@ impl AuthSettings {
     }
 
     /// Where the htpasswd file lies: in the tenant's reach or the operator's.
-    pub fn htpasswd_place(&self) -> crate::safefs::Place {
+    pub fn htpasswd_place(&self) -> paddock_sys::safefs::Place {
         let file = Path::new(&self.htpasswd);
-        crate::safefs::Place::of(file, self.tenant_dir.as_deref(), self.sites.as_deref())
+        paddock_sys::safefs::Place::of(file, self.tenant_dir.as_deref(), self.sites.as_deref())
     }
 
     /// Whether `path_info` (the path inside the tenant, as the app will see it) needs

@@ -1,5 +1,4 @@
-//! Pure parsing for the cgroup module: where cgroup2 is mounted, which cgroup we are in, and
-//! the `cpu_max` setting.
+//! Pure parsing for the cgroup module: where cgroup2 is mounted and which cgroup we are in.
 
 use std::path::PathBuf;
 
@@ -48,38 +47,6 @@ pub fn own_cgroup(text: &str) -> Option<String> {
     ok.then(|| path.to_string())
 }
 
-/// `cpu_max`: a share of one CPU in percent (`"50%"`, `"200%"` for two CPUs) or `"max"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CpuMax {
-    Max,
-    Percent(u32),
-}
-
-/// The period `cpu.max` quotas are written against (100 ms, the kernel's default).
-const PERIOD_US: u64 = 100_000;
-
-impl CpuMax {
-    pub fn parse(s: &str) -> Result<CpuMax, String> {
-        let t = s.trim();
-        if t == "max" {
-            return Ok(CpuMax::Max);
-        }
-        let pct = t.strip_suffix('%').and_then(|n| n.trim().parse::<u32>().ok());
-        match pct {
-            Some(p) if (1..=100_000).contains(&p) => Ok(CpuMax::Percent(p)),
-            _ => Err(format!("`{s}` is not a CPU share such as \"50%\" or \"max\"")),
-        }
-    }
-
-    /// What is written to `cpu.max`: `"$QUOTA $PERIOD"` in microseconds.
-    pub fn file_value(&self) -> String {
-        match self {
-            CpuMax::Max => format!("max {PERIOD_US}"),
-            CpuMax::Percent(p) => format!("{} {PERIOD_US}", PERIOD_US * u64::from(*p) / 100),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,16 +85,5 @@ mod tests {
         assert_eq!(own_cgroup("0::/../etc\n"), None);
         assert_eq!(own_cgroup("0::/gone (deleted)\n"), None);
         assert_eq!(own_cgroup("0::relative\n"), None);
-    }
-
-    #[test]
-    fn cpu_max_values() {
-        assert_eq!(CpuMax::parse("max"), Ok(CpuMax::Max));
-        assert_eq!(CpuMax::parse("50%").map(|c| c.file_value()).as_deref(), Ok("50000 100000"));
-        assert_eq!(CpuMax::parse("250%").map(|c| c.file_value()).as_deref(), Ok("250000 100000"));
-        assert_eq!(CpuMax::Max.file_value(), "max 100000");
-        for bad in ["0%", "half", "50", "-5%", ""] {
-            assert!(CpuMax::parse(bad).is_err(), "{bad}");
-        }
     }
 }

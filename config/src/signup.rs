@@ -128,7 +128,7 @@ pub(super) fn validate(
     };
     let mut unix = |field: &Option<toml::Spanned<String>>, what: &str| {
         field.as_ref().map(|u| {
-            if !crate::config::tenant::valid_unix_name(u.get_ref()) {
+            if !crate::tenant::valid_unix_name(u.get_ref()) {
                 v.err(
                     Some(u.span()),
                     format!("admin `{what}`: `{}` is not a valid name", u.get_ref()),
@@ -161,7 +161,7 @@ pub(super) fn validate(
 fn site_user(v: &mut Validator<'_>, s: &AdminSection) -> String {
     let Some(p) = &s.site_user else { return SITE_USER.to_string() };
     let sample = p.get_ref().replace("{name}", "a");
-    if !p.get_ref().contains("{name}") || !crate::config::tenant::valid_unix_name(&sample) {
+    if !p.get_ref().contains("{name}") || !crate::tenant::valid_unix_name(&sample) {
         v.err(
             Some(p.span()),
             "admin `site_user` must be a user name holding `{name}`, such as \"site-{name}\"",

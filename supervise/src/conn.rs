@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::net::UnixStream;
 
-use super::frames::FrameReader;
+use crate::frames::FrameReader;
 
 /// One open connection of a pool; dropping it gives the slot back.
 #[derive(Debug)]

@@ -382,7 +382,7 @@ impl Validator<'_> {
     ) -> (Vec<ipnet::IpNet>, std::time::Duration, usize, usize) {
         let mut nets = Vec::new();
         for p in &f.trusted_proxies {
-            match crate::forwarded::parse_nets(std::slice::from_ref(p.get_ref())) {
+            match crate::units::parse_nets(std::slice::from_ref(p.get_ref())) {
                 Ok(n) => nets.extend(n),
                 Err(e) => self.err(Some(p.span()), format!("`trusted_proxies`: {e}")),
             }

@@ -35,7 +35,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::launch::Launch;
 use crate::logrelay::Source;
-use crate::sys::{self, ChildSetup};
+use paddock_sys::{self as sys, ChildSetup};
 
 /// What Trac's default app preloads: its request dispatcher and the modules of Trac 1.6's
 /// built-in components (its `trac.plugins` entry points without the optional MySQL and Textile

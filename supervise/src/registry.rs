@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use crate::config::tenant::TenantSpec;
 use crate::counters::Counters;
 use crate::counters::Reason;
 use crate::identity;
 use crate::pool::{Pool, Status};
+use paddock_config::tenant::TenantSpec;
 
 pub struct Registry {
     pools: DashMap<String, Arc<Pool>>,

@@ -1,6 +1,10 @@
-//! Small value parsers for the configuration: durations (`"30s"`, `"10m"`) and sizes (`"100M"`).
+//! Small value parsers for the configuration: durations (`"30s"`, `"10m"`), sizes (`"100M"`), CPU
+//! shares (`"50%"`) and networks (`10.0.0.0/8`).
 
+use std::net::IpAddr;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 /// Parse `"250ms"`, `"30s"`, `"10m"`, `"2h"`, `"1d"`; a bare number means seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -36,6 +40,50 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mul).ok_or_else(|| format!("`{s}` is too large"))
 }
 
+/// `cpu_max`: a share of one CPU in percent (`"50%"`, `"200%"` for two CPUs) or `"max"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuMax {
+    Max,
+    Percent(u32),
+}
+
+/// The period `cpu.max` quotas are written against (100 ms, the kernel's default).
+const PERIOD_US: u64 = 100_000;
+
+impl CpuMax {
+    pub fn parse(s: &str) -> Result<CpuMax, String> {
+        let t = s.trim();
+        if t == "max" {
+            return Ok(CpuMax::Max);
+        }
+        let pct = t.strip_suffix('%').and_then(|n| n.trim().parse::<u32>().ok());
+        match pct {
+            Some(p) if (1..=100_000).contains(&p) => Ok(CpuMax::Percent(p)),
+            _ => Err(format!("`{s}` is not a CPU share such as \"50%\" or \"max\"")),
+        }
+    }
+
+    /// What is written to `cpu.max`: `"$QUOTA $PERIOD"` in microseconds.
+    pub fn file_value(&self) -> String {
+        match self {
+            CpuMax::Max => format!("max {PERIOD_US}"),
+            CpuMax::Percent(p) => format!("{} {PERIOD_US}", PERIOD_US * u64::from(*p) / 100),
+        }
+    }
+}
+
+/// Parse `trusted_proxies` entries: addresses (`10.0.0.1`) or networks (`10.0.0.0/8`).
+pub fn parse_nets(entries: &[String]) -> Result<Vec<IpNet>, String> {
+    entries
+        .iter()
+        .map(|e| {
+            e.parse::<IpNet>()
+                .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("`{e}` is not an address or network such as 10.0.0.0/8"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +105,16 @@ mod tests {
         assert_eq!(parse_size("12"), Ok(12));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn cpu_max_values() {
+        assert_eq!(CpuMax::parse("max"), Ok(CpuMax::Max));
+        assert_eq!(CpuMax::parse("50%").map(|c| c.file_value()).as_deref(), Ok("50000 100000"));
+        assert_eq!(CpuMax::parse("250%").map(|c| c.file_value()).as_deref(), Ok("250000 100000"));
+        assert_eq!(CpuMax::Max.file_value(), "max 100000");
+        for bad in ["0%", "half", "50", "-5%", ""] {
+            assert!(CpuMax::parse(bad).is_err(), "{bad}");
+        }
     }
 }

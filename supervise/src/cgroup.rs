@@ -22,7 +22,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 mod parse;
-pub use parse::{cgroup2_mount, own_cgroup, CpuMax};
+pub use paddock_config::units::CpuMax;
+pub use parse::{cgroup2_mount, own_cgroup};
 
 /// The router's cgroup tree, when it has one.
 #[derive(Debug)]

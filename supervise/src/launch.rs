@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use crate::cgroup::PoolGroup;
-use crate::config::tenant::TenantSpec;
 use crate::counters::Counters;
 use crate::identity::Identity;
+use paddock_config::tenant::TenantSpec;
 
 /// What a pool's worker is started from, borrowed from the pool for one start: the tenant, its
 /// user, the listening socket the workers share, the worker binary, the tenant's counters and

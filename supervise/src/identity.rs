@@ -5,8 +5,8 @@ use std::os::unix::fs::MetadataExt;
 
 use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
-use crate::config::tenant::TenantSpec;
-use crate::sys::Creds;
+use paddock_config::tenant::TenantSpec;
+use paddock_sys::Creds;
 
 /// The identity a pool runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use super::auth;
 use super::file::TenantSection;
 use super::units::{parse_duration, parse_size};
 use super::Validator;
-use crate::cgroup::CpuMax;
+use crate::units::CpuMax;
 
 /// Validated settings of one pool. String values may hold `{tenant}`, `{tenant_dir}` and
 /// `{sites}` placeholders until [`PoolSettings::expand`] fills them for a tenant.
@@ -218,7 +218,7 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         None => 100 << 20,
     };
     for name in [&s.user, &s.group].into_iter().flatten() {
-        if !crate::config::tenant::valid_unix_name(name.get_ref()) {
+        if !crate::tenant::valid_unix_name(name.get_ref()) {
             v.err(
                 Some(name.span()),
                 format!("`{}` is not a valid user or group name", name.get_ref()),

@@ -23,8 +23,8 @@ use nix::unistd::Pid;
 use crate::cgroup;
 use crate::launch::Launch;
 use crate::logrelay::{self, Source};
-use crate::sys::{self, ChildSetup, Limits};
 use crate::zygote::{self, Forked};
+use paddock_sys::{self as sys, ChildSetup, Limits};
 
 /// A worker process (the router's own child, or one forked by a zygote: see `zygote.rs`) and
 /// the group its descendants live in, killed as soon as the worker has ended.
@@ -128,7 +128,7 @@ fn group_of(leaf: Option<cgroup::Leaf>, pid: u32) -> Group {
 
 /// The rlimits of `pool`'s processes. `RLIMIT_NPROC` counts every process of the uid, so it is
 /// only set for a tenant that runs as its own non-root user.
-pub fn limits(l: &crate::config::Limits, creds: Option<&sys::Creds>) -> Limits {
+pub fn limits(l: &paddock_config::Limits, creds: Option<&sys::Creds>) -> Limits {
     let own_user = creds.is_some_and(|c| c.uid != 0);
     Limits {
         nofile: l.nofile,

@@ -82,7 +82,7 @@ impl Config {
 }
 
 /// Names of the directories under `sites` that hold `marker`.
-pub(crate) fn scan(sites: &Path, marker: &Path) -> Vec<String> {
+pub fn scan(sites: &Path, marker: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(sites) else {
         tracing::warn!(sites = %sites.display(), "cannot read the sites directory");
         return Vec::new();
@@ -97,7 +97,7 @@ pub(crate) fn scan(sites: &Path, marker: &Path) -> Vec<String> {
 /// the request path: it only takes an `O_PATH` descriptor (which opens nothing, so a FIFO
 /// cannot block it) and `fstat`s it: openat2, statx, close.
 pub fn has_marker(dir: &Path, marker: &Path) -> bool {
-    crate::safefs::is_file(&crate::safefs::Place::beneath(dir, marker))
+    paddock_sys::safefs::is_file(&paddock_sys::safefs::Place::beneath(dir, marker))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use crate::counters::Reason;
 use crate::pool::Pool;
 use crate::registry::Registry;
-use crate::safefs::{self, Place};
+use paddock_sys::safefs::{self, Place};
 
 const TICK: Duration = Duration::from_secs(1);
 /// Memory is sampled every this many ticks; a process must stay over the limit for

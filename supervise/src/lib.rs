@@ -1,0 +1,20 @@
+//! Paddock's pool supervisor: the tenant pool table and the global worker budget
+//! ([`registry`]), a tenant's pool and its admission ([`pool`]), each worker slot's life
+//! (`pool/slot`), what a worker is started from ([`launch`]) and how ([`spawn`], [`zygote`]),
+//! whose uid it runs as ([`identity`]), its cgroup ([`cgroup`]), its log lines ([`logrelay`]),
+//! idle and memory checks ([`monitor`]), and the router's connection to it ([`conn`],
+//! [`frames`]). No HTTP here: the router crate speaks HTTP and calls in.
+
+pub mod bucket;
+pub mod cgroup;
+pub mod conn;
+pub mod counters;
+pub mod frames;
+pub mod identity;
+pub mod launch;
+pub mod logrelay;
+pub mod monitor;
+pub mod pool;
+pub mod registry;
+pub mod spawn;
+pub mod zygote;
