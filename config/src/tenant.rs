@@ -63,26 +63,39 @@ impl Config {
         })
     }
 
-    /// Tenants listed on the index page: discovered ones and configured ones mounted under the
-    /// index's mount point, sorted by name.
-    pub fn list_tenants(&self) -> Vec<TenantSpec> {
-        let mut names: Vec<String> = Vec::new();
+    /// The name of every tenant right now: configured ones and the directories under `sites`
+    /// that hold the marker, sorted, each once. The one list the index, the admin API and the
+    /// metrics count are built from.
+    pub fn tenant_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tenants.keys().cloned().collect();
         if let Some(sites) = &self.sites {
             names.extend(scan(sites, &self.marker));
         }
-        names.extend(self.tenants.keys().cloned());
         names.sort();
         names.dedup();
         names
-            .iter()
-            .filter_map(|n| self.tenant(n))
-            .filter(|t| t.mount == format!("{}/{}", self.mount, t.name))
-            .collect()
+    }
+
+    /// Every tenant right now, sorted by name (including those mounted elsewhere).
+    pub fn all_tenants(&self) -> Vec<TenantSpec> {
+        self.tenant_names().iter().filter_map(|n| self.tenant(n)).collect()
+    }
+
+    /// How many tenants exist right now.
+    pub fn count_tenants(&self) -> usize {
+        self.tenant_names().len()
+    }
+
+    /// Tenants listed on the index page: those mounted under the index's mount point.
+    pub fn list_tenants(&self) -> Vec<TenantSpec> {
+        let mut all = self.all_tenants();
+        all.retain(|t| t.mount == format!("{}/{}", self.mount, t.name));
+        all
     }
 }
 
 /// Names of the directories under `sites` that hold `marker`.
-pub fn scan(sites: &Path, marker: &Path) -> Vec<String> {
+fn scan(sites: &Path, marker: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(sites) else {
         tracing::warn!(sites = %sites.display(), "cannot read the sites directory");
         return Vec::new();

@@ -169,3 +169,34 @@ fn machine_derived_limits_and_explicit_values() {
     let m = messages(load_str("sites = \"/x\"\n\nmax_connections = 0\n"));
     assert!(m.iter().any(|x| x.starts_with("3: ") && x.contains("max_connections")), "{m:?}");
 }
+
+#[test]
+fn one_catalog_lists_configured_and_discovered_tenants_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sites = dir.path().join("sites");
+    for name in ["b", "a", "both"] {
+        std::fs::create_dir_all(sites.join(name).join("conf")).expect("mkdir");
+        std::fs::write(sites.join(name).join("conf/trac.ini"), "").expect("write");
+    }
+    // No marker: not a tenant. An invalid name: never listed.
+    std::fs::create_dir_all(sites.join("bare")).expect("mkdir");
+    std::fs::create_dir_all(sites.join(".hidden/conf")).expect("mkdir");
+    std::fs::write(sites.join(".hidden/conf/trac.ini"), "").expect("write");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    let text = format!(
+        "sites = \"{}\"\n[tenants.both]\n[tenants.c]\ndir = \"{}\"\nmount = \"/other\"\n",
+        sites.display(),
+        elsewhere.display()
+    );
+    let path = dir.path().join("paddock.toml");
+    std::fs::write(&path, text).expect("write");
+    let cfg = Config::load(&path, &Overrides::default()).expect("config");
+    assert_eq!(cfg.tenant_names(), ["a", "b", "both", "c"]);
+    assert_eq!(cfg.count_tenants(), 4);
+    let all: Vec<String> = cfg.all_tenants().into_iter().map(|t| t.name).collect();
+    assert_eq!(all, ["a", "b", "both", "c"]);
+    // The index lists only tenants under its own mount point.
+    let listed: Vec<String> = cfg.list_tenants().into_iter().map(|t| t.name).collect();
+    assert_eq!(listed, ["a", "b", "both"]);
+}

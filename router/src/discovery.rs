@@ -81,18 +81,6 @@ pub fn still_served(cfg: &Config, name: &str) -> bool {
     cfg.tenant(name).is_some_and(|t| !is_disabled(cfg, &t))
 }
 
-/// Every tenant right now: configured ones and discovered ones, sorted by name. Unlike the
-/// index page, this includes tenants mounted elsewhere.
-pub fn all_tenants(cfg: &Config) -> Vec<TenantSpec> {
-    let mut names: Vec<String> = cfg.tenants.keys().cloned().collect();
-    if let Some(sites) = &cfg.sites {
-        names.extend(paddock_config::tenant::scan(sites, &cfg.marker));
-    }
-    names.sort();
-    names.dedup();
-    names.iter().filter_map(|n| cfg.tenant(n)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,7 +96,7 @@ mod tests {
         let ov = Overrides { sites: Some(dir.path().to_path_buf()), ..Overrides::default() };
         let cfg = Config::from_overrides(&ov).expect("config");
         assert!(still_served(&cfg, "one"));
-        assert_eq!(all_tenants(&cfg).iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["one"]);
+        assert_eq!(cfg.all_tenants().iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["one"]);
         // The old in-directory marker means nothing.
         std::fs::write(site.join(".paddock-disabled"), "").expect("write");
         assert!(still_served(&cfg, "one"));

@@ -18,7 +18,7 @@
 //! Over 500 lines: every metric family is declared, registered and described here, so a new
 //! metric is one field, one registration and one line in `docs/metrics.md`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -485,7 +485,7 @@ impl Metrics {
         let known = match scrape.known {
             Some((at, n)) if at.elapsed() < KNOWN_TTL => n,
             _ => {
-                let n = count_known(config);
+                let n = config.count_tenants();
                 scrape.known = Some((Instant::now(), n));
                 n
             }
@@ -570,22 +570,5 @@ fn handles(
 }
 
 /// Discovered tenants (directories under `sites` holding the marker) plus configured ones.
-fn count_known(config: &Config) -> usize {
-    let mut names: HashSet<String> = config.tenants.keys().cloned().collect();
-    if let Some(sites) = &config.sites {
-        if let Ok(rd) = std::fs::read_dir(sites) {
-            for e in rd.flatten() {
-                let Ok(n) = e.file_name().into_string() else { continue };
-                if paddock_config::tenant::valid_name(&n)
-                    && paddock_config::tenant::has_marker(&sites.join(&n), &config.marker)
-                {
-                    names.insert(n);
-                }
-            }
-        }
-    }
-    names.len()
-}
-
 #[cfg(test)]
 mod tests;

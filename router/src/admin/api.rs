@@ -103,10 +103,8 @@ fn list(st: &State, cfg: &Config) -> Response<Body> {
     // One look at the running pools for the whole list: there may be thousands of tenants.
     let pools: HashMap<String, Arc<Pool>> =
         st.registry.pools().into_iter().map(|p| (p.spec.name.clone(), p)).collect();
-    let all: Vec<Value> = crate::discovery::all_tenants(cfg)
-        .iter()
-        .map(|t| describe(cfg, t, pools.get(&t.name)))
-        .collect();
+    let all: Vec<Value> =
+        cfg.all_tenants().iter().map(|t| describe(cfg, t, pools.get(&t.name))).collect();
     ok(json!({ "tenants": all }))
 }
 

@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use std::collections::HashSet;
+
 use super::*;
 use paddock_config::Overrides;
 
