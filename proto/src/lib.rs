@@ -13,6 +13,7 @@
 //!
 //! See `docs/protocol.md` for the byte layout of each payload.
 
+mod buffer;
 mod codec;
 mod frame;
 pub mod zygote;
@@ -20,6 +21,7 @@ pub mod zygote;
 #[doc(hidden)]
 pub mod fixtures;
 
+pub use buffer::FrameBuffer;
 pub use codec::{decode, encode, encode_body_header, DecodeError};
 pub use frame::{
     Abort, AbortKind, BodyKind, Frame, FrameType, Hello, Ready, RequestHead, ResponseHead, Retire,

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use paddock_proto::{decode, Frame, FRAME_HEADER_LEN, MAX_PAYLOAD};
+use paddock_proto::{Frame, FrameBuffer};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Initial buffer: a full body frame (64 KiB) and its header fit without growing.
@@ -19,17 +19,15 @@ pub enum ReadError {
     Protocol(String),
 }
 
-/// Incremental frame reader. `buf[start..end]` holds bytes read but not yet decoded.
+/// Incremental frame reader over the sans-I/O [`FrameBuffer`].
 pub struct FrameReader<R> {
     io: R,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    buf: FrameBuffer,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(io: R) -> Self {
-        FrameReader { io, buf: vec![0; INITIAL], start: 0, end: 0 }
+        FrameReader { io, buf: FrameBuffer::new(INITIAL) }
     }
 
     pub fn get_ref(&self) -> &R {
@@ -42,23 +40,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Bytes read and not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.end - self.start
+        self.buf.buffered()
     }
 
     /// The next frame if a whole one is already buffered; never reads.
     pub fn buffered_frame(&mut self) -> Result<Option<Frame>, ReadError> {
-        match decode(&self.buf[self.start..self.end]) {
-            Ok(Some((f, n))) => {
-                self.start += n;
-                if self.start == self.end {
-                    self.start = 0;
-                    self.end = 0;
-                }
-                Ok(Some(f))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(ReadError::Protocol(e.to_string())),
-        }
+        self.buf.frame().map_err(|e| ReadError::Protocol(e.to_string()))
     }
 
     /// The next frame; `Ok(None)` at a clean end of stream (between frames).
@@ -67,8 +54,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(f) = self.buffered_frame()? {
                 return Poll::Ready(Ok(Some(f)));
             }
-            self.make_room();
-            let mut rb = ReadBuf::new(&mut self.buf[self.end..]);
+            let mut rb = ReadBuf::new(self.buf.spare());
             if ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb)).is_err() {
                 return Poll::Ready(Err(ReadError::Broken));
             }
@@ -80,7 +66,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     Err(ReadError::Broken)
                 });
             }
-            self.end += n;
+            self.buf.filled(n);
         }
     }
 
@@ -88,40 +74,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         std::future::poll_fn(|cx| self.poll_frame(cx)).await
     }
 
-    /// Make room after `end` for the rest of the pending frame (compacting, then growing).
-    fn make_room(&mut self) {
-        let pending = &self.buf[self.start..self.end];
-        // A pending header names its frame's size; decode has checked it against the limit.
-        let need = if pending.len() >= FRAME_HEADER_LEN {
-            let len = u32::from_be_bytes([pending[1], pending[2], pending[3], pending[4]]);
-            FRAME_HEADER_LEN + (len as usize).min(MAX_PAYLOAD)
-        } else {
-            FRAME_HEADER_LEN
-        };
-        if self.start > 0 && self.start + need > self.buf.len() {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if need > self.buf.len() {
-            self.buf.resize(need, 0);
-        }
-    }
-
     /// Give back memory a large frame made the buffer take, before the connection idles.
     pub fn shrink(&mut self) {
-        if self.buffered() == 0 && self.buf.len() > INITIAL {
-            self.buf = vec![0; INITIAL];
-            self.start = 0;
-            self.end = 0;
-        }
+        self.buf.shrink();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paddock_proto::encode;
+    use paddock_proto::{encode, MAX_PAYLOAD};
     use tokio::io::AsyncWriteExt;
 
     fn frames() -> Vec<Frame> {

@@ -5,9 +5,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 
-use paddock_proto::{
-    decode, encode, encode_body_header, Frame, FRAME_HEADER_LEN, MAX_CHUNK, MAX_PAYLOAD,
-};
+use paddock_proto::{encode, encode_body_header, Frame, FrameBuffer, FRAME_HEADER_LEN, MAX_CHUNK};
 
 /// Initial read buffer: one full body frame and its header fit, so a body chunk usually
 /// arrives with a single `read`.
@@ -15,18 +13,16 @@ const READ_BUF: usize = MAX_CHUNK + 4 * FRAME_HEADER_LEN;
 /// Most body frames sent by one `writev`.
 const FRAMES_PER_WRITE: usize = 16;
 
-/// Reads whole frames from the connection.
+/// Reads whole frames from the connection, over the sans-I/O [`FrameBuffer`].
 #[derive(Debug)]
 pub struct FrameReader {
     stream: UnixStream,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    buf: FrameBuffer,
 }
 
 impl FrameReader {
     pub fn new(stream: UnixStream) -> Self {
-        Self { stream, buf: vec![0; READ_BUF], start: 0, end: 0 }
+        Self { stream, buf: FrameBuffer::new(READ_BUF) }
     }
 
     pub fn stream(&self) -> &UnixStream {
@@ -35,27 +31,19 @@ impl FrameReader {
 
     /// Whether bytes of a next frame are already buffered (then polling the socket would lie).
     pub fn has_buffered(&self) -> bool {
-        self.start < self.end
+        self.buf.buffered() > 0
     }
 
     /// The next frame; `Ok(None)` on a clean end of stream between frames. A decode error or an
     /// end of stream inside a frame is an `io::Error` (the connection is unusable).
     pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
         loop {
-            match decode(&self.buf[self.start..self.end]) {
-                Ok(Some((frame, used))) => {
-                    self.start += used;
-                    if self.start == self.end {
-                        self.start = 0;
-                        self.end = 0;
-                    }
-                    return Ok(Some(frame));
-                }
+            match self.buf.frame() {
+                Ok(Some(frame)) => return Ok(Some(frame)),
                 Ok(None) => {}
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
             }
-            self.make_room();
-            let n = match self.stream.read(&mut self.buf[self.end..]) {
+            let n = match self.stream.read(self.buf.spare()) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A socket read timeout shows up as EAGAIN; name it for what it is.
@@ -73,22 +61,7 @@ impl FrameReader {
                 }
                 return Ok(None);
             }
-            self.end += n;
-        }
-    }
-
-    /// Ensure free space after `end`: move the partial frame to the front, and grow the buffer
-    /// up to the largest legal frame when a big head does not fit.
-    fn make_room(&mut self) {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.end == self.buf.len() {
-            let max = MAX_PAYLOAD + FRAME_HEADER_LEN;
-            let new_len = (self.buf.len() * 2).min(max).max(self.buf.len() + 1);
-            self.buf.resize(new_len, 0);
+            self.buf.filled(n);
         }
     }
 }
