@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub use file::{AdminSection, FileConfig, RuleEntry, TenantSection};
-pub use settings::{Limits, PoolSettings};
+pub use settings::{AdmissionSettings, Limits, PoolSettings, ProcessSettings, RequestSettings};
 pub use signup::{default_provision, SignupConfig};
 
 use paddock_rules::diag::{line_of, Diagnostic, Diagnostics};
@@ -165,7 +165,7 @@ impl Config {
                      leave it unset (derived from the memory) or set a cap"
                 ));
             }
-            if self.defaults.auth.is_none() {
+            if self.defaults.request.auth.is_none() {
                 out.push(format!(
                     "{file}: warning: signup is on without [defaults.auth]: the admins of new \
                      sites can never log in (add [defaults.auth] htpasswd = \"{{tenant_dir}}/htpasswd\")"

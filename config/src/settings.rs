@@ -12,10 +12,23 @@ use super::units::{parse_duration, parse_size};
 use super::Validator;
 use crate::units::CpuMax;
 
-/// Validated settings of one pool. String values may hold `{tenant}`, `{tenant_dir}` and
-/// `{sites}` placeholders until [`PoolSettings::expand`] fills them for a tenant.
+/// Validated settings of one pool, split by what a change of them means for a running pool.
+/// String values may hold `{tenant}`, `{tenant_dir}` and `{sites}` placeholders until
+/// [`PoolSettings::expand`] fills them for a tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
+    /// What the workers are started from: a change replaces them (gracefully).
+    pub process: ProcessSettings,
+    /// How the pool takes requests and when it idles: a change applies to the running pool.
+    pub admission: AdmissionSettings,
+    /// What each request is checked against and carries: read per request from the
+    /// configuration in force, so a change never restarts a worker.
+    pub request: RequestSettings,
+}
+
+/// Settings the worker processes are started from (see [`PoolSettings::process`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSettings {
     pub processes: usize,
     pub threads: usize,
     pub app: String,
@@ -35,7 +48,6 @@ pub struct PoolSettings {
     /// `gc.freeze()` in the workers after loading the app and after the first request.
     pub gc_freeze: bool,
     pub min_processes: usize,
-    pub queue_limit: usize,
     pub graceful_timeout: Duration,
     /// Bytes; 0: no limit.
     pub memory_limit: u64,
@@ -43,15 +55,27 @@ pub struct PoolSettings {
     pub limits: Limits,
     /// Files whose change restarts the pool; `None`: the default list.
     pub watch_files: Option<Vec<String>>,
-    pub idle_timeout: Duration,
+    /// The workers' process environment.
+    pub env: BTreeMap<String, String>,
+}
+
+/// Admission and idling of a running pool (see [`PoolSettings::admission`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionSettings {
+    pub queue_limit: usize,
     pub queue_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Per-request settings (see [`PoolSettings::request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSettings {
     pub request_timeout: Duration,
     pub max_body: u64,
     /// Time to receive the request body (mod_reqtimeout's `body=`): then 408.
     pub body_read_timeout: Duration,
     /// Each this many bytes received extend `body_read_timeout` by one second; 0: never.
     pub body_min_rate: u64,
-    pub env: BTreeMap<String, String>,
     /// WSGI environ entries; an entry with an empty value is removed (to drop a default).
     pub environ: BTreeMap<String, String>,
     /// HTTP Basic authentication; `None` when off.
@@ -235,7 +259,7 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
     for (span, msg) in problems {
         v.err(span, msg);
     }
-    PoolSettings {
+    let process = ProcessSettings {
         processes: count(v, &s.processes, "processes", 256),
         threads: count(v, &s.threads, "threads", 1024),
         app,
@@ -252,21 +276,26 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         max_requests_jitter,
         gc_freeze: s.gc_freeze.unwrap_or(true),
         min_processes,
-        queue_limit,
         graceful_timeout: duration(v, &s.graceful_timeout, "graceful_timeout"),
         memory_limit,
         limits: limits(v, s),
         watch_files: s.watch_files.clone(),
-        idle_timeout: duration(v, &s.idle_timeout, "idle_timeout"),
+        env: s.env.clone().unwrap_or_default(),
+    };
+    let admission = AdmissionSettings {
+        queue_limit,
         queue_timeout: duration(v, &s.queue_timeout, "queue_timeout"),
+        idle_timeout: duration(v, &s.idle_timeout, "idle_timeout"),
+    };
+    let request = RequestSettings {
         request_timeout: duration(v, &s.request_timeout, "request_timeout"),
         max_body,
         body_read_timeout: duration(v, &s.body_read_timeout, "body_read_timeout"),
         body_min_rate: non_negative(v, &s.body_min_rate, "body_min_rate"),
-        env: s.env.clone().unwrap_or_default(),
         environ: s.environ.clone().unwrap_or_default(),
         auth,
-    }
+    };
+    PoolSettings { process, admission, request }
 }
 
 /// `package.module`: dot-separated Python identifiers (ASCII).
@@ -291,15 +320,23 @@ impl PoolSettings {
         let map = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
             m.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), x(v))).collect()
         };
+        let p = &self.process;
+        let r = &self.request;
         PoolSettings {
-            app: x(&self.app),
-            python_path: self.python_path.iter().map(|p| x(p)).collect(),
-            watch_files: self.watch_files.as_ref().map(|w| w.iter().map(|p| x(p)).collect()),
-            virtualenv: self.virtualenv.as_deref().map(x),
-            env: map(&self.env),
-            environ: map(&self.environ),
-            auth: self.auth.as_ref().map(|a| a.expand(&x).within(dir, sites)),
-            ..self.clone()
+            process: ProcessSettings {
+                app: x(&p.app),
+                python_path: p.python_path.iter().map(|p| x(p)).collect(),
+                watch_files: p.watch_files.as_ref().map(|w| w.iter().map(|p| x(p)).collect()),
+                virtualenv: p.virtualenv.as_deref().map(x),
+                env: map(&p.env),
+                ..p.clone()
+            },
+            admission: self.admission,
+            request: RequestSettings {
+                environ: map(&r.environ),
+                auth: r.auth.as_ref().map(|a| a.expand(&x).within(dir, sites)),
+                ..r.clone()
+            },
         }
     }
 }

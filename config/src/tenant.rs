@@ -19,6 +19,17 @@ pub struct TenantSpec {
     pub settings: PoolSettings,
 }
 
+impl TenantSpec {
+    /// Whether a pool started for `self` serves `other` as it is: the same tenant, directory
+    /// and process settings. Admission settings apply to the running pool and request
+    /// settings are read per request, so neither needs new workers.
+    pub fn same_workers(&self, other: &TenantSpec) -> bool {
+        self.name == other.name
+            && self.dir == other.dir
+            && self.settings.process == other.settings.process
+    }
+}
+
 /// Tenant names: 1 to 63 of `[A-Za-z0-9._-]`, starting with a letter or digit. This keeps
 /// names safe as path components, socket names and metric labels.
 pub fn valid_name(name: &str) -> bool {

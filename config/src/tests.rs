@@ -24,9 +24,12 @@ fn flags_alone_give_trac_defaults() {
     assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
     assert_eq!(c.mount, "/trac");
     assert_eq!(c.marker, Path::new("conf/trac.ini"));
-    assert_eq!(c.defaults.app, "trac.web.main:dispatch_request");
-    assert_eq!(c.defaults.processes, 2);
-    assert_eq!(c.defaults.environ.get("trac.env_path").map(String::as_str), Some("{tenant_dir}"));
+    assert_eq!(c.defaults.process.app, "trac.web.main:dispatch_request");
+    assert_eq!(c.defaults.process.processes, 2);
+    assert_eq!(
+        c.defaults.request.environ.get("trac.env_path").map(String::as_str),
+        Some("{tenant_dir}")
+    );
     assert!(c.rules.is_empty());
 }
 
@@ -91,17 +94,17 @@ user = "trac"
 "#;
     let c = load_str(text).expect("valid");
     let big = &c.tenants["big"].settings;
-    assert_eq!(big.threads, 25);
-    assert_eq!(c.defaults.threads, 8);
-    assert_eq!(big.user.as_deref(), Some("trac"));
-    assert_eq!(big.environ.get("trac.locale").map(String::as_str), Some("en_US"));
+    assert_eq!(big.process.threads, 25);
+    assert_eq!(c.defaults.process.threads, 8);
+    assert_eq!(big.process.user.as_deref(), Some("trac"));
+    assert_eq!(big.request.environ.get("trac.locale").map(String::as_str), Some("en_US"));
     let spec = c.tenant("big").expect("configured tenant");
     assert_eq!(spec.dir, Path::new("/srv/sites/big"));
     assert!(
-        !spec.settings.environ.contains_key("trac.env_path"),
+        !spec.settings.request.environ.contains_key("trac.env_path"),
         "empty value removes the default"
     );
-    assert_eq!(spec.settings.queue_timeout, Duration::from_secs(30));
+    assert_eq!(spec.settings.admission.queue_timeout, Duration::from_secs(30));
 }
 
 #[test]
@@ -109,9 +112,9 @@ fn placeholders_expand_per_tenant() {
     let text = "sites = \"/srv/sites\"\n[defaults]\napp = \"{tenant_dir}/apache/trac.wsgi\"\n[defaults.env]\nSITE = \"{tenant}\"\n";
     let c = load_str(text).expect("valid");
     let s = c.defaults.expand("a", Path::new("/srv/sites/a"), c.sites.as_deref());
-    assert_eq!(s.app, "/srv/sites/a/apache/trac.wsgi");
-    assert_eq!(s.env["SITE"], "a");
-    assert_eq!(s.environ["trac.env_path"], "/srv/sites/a");
+    assert_eq!(s.process.app, "/srv/sites/a/apache/trac.wsgi");
+    assert_eq!(s.process.env["SITE"], "a");
+    assert_eq!(s.request.environ["trac.env_path"], "/srv/sites/a");
 }
 
 #[test]
@@ -141,8 +144,8 @@ fn shipped_examples_are_valid() {
 fn preload_is_checked_and_inherited() {
     let text = "sites = \"/srv/sites\"\n[defaults]\npreload = [\"trac.web.main\"]\n[tenants.off]\npreload = []\n";
     let c = load_str(text).expect("valid");
-    assert_eq!(c.defaults.preload, Some(vec!["trac.web.main".to_string()]));
-    assert_eq!(c.tenants["off"].settings.preload, Some(vec![]));
+    assert_eq!(c.defaults.process.preload, Some(vec!["trac.web.main".to_string()]));
+    assert_eq!(c.tenants["off"].settings.process.preload, Some(vec![]));
     let m =
         messages(load_str("sites = \"/s\"\n[defaults]\n\npreload = [\"ok\", \"not a module\"]\n"));
     assert!(m.iter().any(|m| m.starts_with("4: ") && m.contains("not a module")), "{m:?}");

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::respond::Body;
 use body::{Link, WorkerBody};
+use paddock_config::RequestSettings;
 use paddock_supervise::conn::WorkerConn;
 use paddock_supervise::frames::{FrameReader, ReadError};
 use paddock_supervise::pool::Pool;
@@ -88,22 +89,25 @@ const CONNECTION_SPECIFIC: [&str; 8] = [
 ];
 
 /// Send `head` and `body` to a worker of `pool`; return the response as it starts to arrive.
-/// The slot `permit` is held until the response body has ended.
+/// The slot `permit` is held until the response body has ended. `settings` come from the
+/// tenant's per-request settings in the configuration now in force (not from the pool, which
+/// only knows what its workers were started from).
 pub async fn forward(
     pool: &Arc<Pool>,
+    settings: Limits,
     head: RequestHead,
     body: Incoming,
     permit: OwnedSemaphorePermit,
     max_head: usize,
 ) -> Result<Response<Body>, ForwardError> {
-    let deadline = Instant::now() + pool.spec.settings.request_timeout;
+    let deadline = Instant::now() + settings.request_timeout;
     let is_head = head.method.eq_ignore_ascii_case(b"HEAD");
     let (link, pid, resp) = if head.body == BodyKind::Empty {
-        let (conn, resp) = exchange_kept(pool, head, deadline).await?;
+        let (conn, resp) = exchange_kept(pool, settings, head, deadline).await?;
         let pid = conn.pid;
         (Link::Kept(conn), pid, resp)
     } else {
-        exchange_split(pool, head, body, deadline).await?
+        exchange_split(pool, settings, head, body, deadline).await?
     };
     let (builder, declared) = response_builder(&resp, max_head, pid)?;
     let body = match link {
@@ -130,13 +134,14 @@ pub async fn forward(
 /// the request: it is sent again, up to [`RETRIES`] times.
 async fn exchange_kept(
     pool: &Arc<Pool>,
+    settings: Limits,
     head: RequestHead,
     deadline: Instant,
 ) -> Result<(WorkerConn, ResponseHead), ForwardError> {
     let mut request = Vec::with_capacity(512);
     encode(&Frame::Request(head), &mut request);
     encode(&Frame::End, &mut request);
-    let timeout = pool.spec.settings.request_timeout;
+    let timeout = settings.request_timeout;
     for attempt in 1..=RETRIES {
         let (mut conn, fresh) = match pool.take_conn() {
             Some(c) => (c, false),
@@ -183,13 +188,14 @@ async fn exchange_kept(
 /// own while the response is read, and the connection is closed afterwards.
 async fn exchange_split(
     pool: &Arc<Pool>,
+    settings: Limits,
     head: RequestHead,
     body: Incoming,
     deadline: Instant,
 ) -> Result<(Link, u32, ResponseHead), ForwardError> {
-    let timeout = pool.spec.settings.request_timeout;
-    let limit = pool.spec.settings.max_body;
-    let pace = Pace::of(&pool.spec.settings);
+    let timeout = settings.request_timeout;
+    let limit = settings.max_body;
+    let pace = settings.pace;
     let slot = pool.reserve_conn();
     let stream = UnixStream::connect(&pool.socket_path).await.map_err(ForwardError::Connect)?;
     let (rd, wr) = stream.into_split();
@@ -331,6 +337,24 @@ enum WriteError {
     Slow,
 }
 
+/// What one exchange with a worker may take, from the tenant's [`RequestSettings`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    request_timeout: std::time::Duration,
+    max_body: u64,
+    pace: Pace,
+}
+
+impl Limits {
+    pub fn of(s: &RequestSettings) -> Limits {
+        Limits {
+            request_timeout: s.request_timeout,
+            max_body: s.max_body,
+            pace: Pace { timeout: s.body_read_timeout, min_rate: s.body_min_rate },
+        }
+    }
+}
+
 /// How long a request body may take (mod_reqtimeout's `body=` with `MinRate`).
 #[derive(Debug, Clone, Copy)]
 struct Pace {
@@ -340,10 +364,6 @@ struct Pace {
 }
 
 impl Pace {
-    fn of(s: &paddock_config::PoolSettings) -> Pace {
-        Pace { timeout: s.body_read_timeout, min_rate: s.body_min_rate }
-    }
-
     /// The deadline after `received` bytes of a body started at `start`.
     fn deadline(&self, start: Instant, received: u64) -> Instant {
         let extra = received.checked_div(self.min_rate).unwrap_or(0);

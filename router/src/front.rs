@@ -92,7 +92,7 @@ impl State {
     }
 
     /// Re-read the configuration (SIGHUP). A bad file is refused with its errors and the
-    /// running configuration stays; pools whose settings changed are replaced gracefully, and
+    /// running configuration stays; pools whose process settings changed are replaced gracefully, and
     /// pools of tenants that no longer exist are stopped.
     pub fn reload(&self) -> Result<(), Diagnostics> {
         let old = self.config();
@@ -109,10 +109,11 @@ impl State {
         for pool in self.registry.pools() {
             match new.tenant(&pool.spec.name) {
                 None => self.registry.remove(&pool.spec.name),
-                Some(spec) if spec != pool.spec => {
+                Some(spec) if !spec.same_workers(&pool.spec) => {
                     self.registry.replace_gracefully(spec, Reason::Reload)
                 }
-                Some(_) => {}
+                // Admission applies to the running pool; request settings are read per request.
+                Some(spec) => pool.set_admission(spec.settings.admission),
             }
         }
         Ok(())
@@ -366,11 +367,11 @@ async fn to_tenant(
         return Refusal::bad_request("Invalid request body framing.").answer(meta);
     };
     if let BodyKind::Length(n) = body {
-        if n > routed.spec.settings.max_body {
+        if n > routed.spec.settings.request.max_body {
             return Refusal::body_too_large().answer(meta);
         }
     }
-    let auth = routed.spec.settings.auth.as_ref();
+    let auth = routed.spec.settings.request.auth.as_ref();
     let access = match crate::auth::shared().check(auth, &routed.path_info, req.headers()).await {
         Ok(a) => a,
         Err(challenge) => return challenge.answer(meta),
@@ -393,9 +394,11 @@ async fn to_tenant(
         return Refusal::internal("The request body is gone.").answer(meta);
     };
     let (parts, ()) = req.into_parts();
+    let limits = forward::Limits::of(&routed.spec.settings.request);
     let mut head = request_head(&parts, routed, target, body, &conn);
     access.apply(&mut head.environ);
-    match forward::forward(&pool, head, incoming, permit, cfg.max_response_head_bytes).await {
+    let max_head = cfg.max_response_head_bytes;
+    match forward::forward(&pool, limits, head, incoming, permit, max_head).await {
         Ok(r) => r,
         Err(e) => {
             // The client's own fault is no failure of the site: logged, not warned about.
@@ -461,6 +464,7 @@ fn request_head(
     let mut environ: Vec<(Vec<u8>, Vec<u8>)> = routed
         .spec
         .settings
+        .request
         .environ
         .iter()
         .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes()))

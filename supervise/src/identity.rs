@@ -32,7 +32,7 @@ pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
     if !me.is_root() {
         let name =
             User::from_uid(me).ok().flatten().map(|u| u.name).unwrap_or_else(|| me.to_string());
-        if let Some(want) = &t.settings.user {
+        if let Some(want) = &t.settings.process.user {
             if want != &name && want != &me.to_string() {
                 return Err(format!(
                     "tenant `{}` is configured to run as user `{want}`, but paddock runs as `{name}`, not root, and cannot switch users",
@@ -44,12 +44,12 @@ pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
     }
     let meta = std::fs::metadata(&t.dir)
         .map_err(|e| format!("tenant `{}`: cannot read {}: {e}", t.name, t.dir.display()))?;
-    let user = match &t.settings.user {
+    let user = match &t.settings.process.user {
         Some(u) => Some(lookup_user(u)?),
         None => User::from_uid(Uid::from_raw(meta.uid())).ok().flatten(),
     };
     let uid = user.as_ref().map(|u| u.uid.as_raw()).unwrap_or(meta.uid());
-    let gid = match &t.settings.group {
+    let gid = match &t.settings.process.group {
         Some(g) => lookup_group(g)?,
         None => user.as_ref().map(|u| u.gid.as_raw()).unwrap_or(meta.gid()),
     };
@@ -64,7 +64,7 @@ pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
             t.name
         ));
     }
-    if !t.settings.allow_world_readable {
+    if !t.settings.process.allow_world_readable {
         check_private(t, meta.mode())?;
     }
     let groups = match &user {

@@ -96,7 +96,7 @@ impl Monitor {
     fn check_memory(&mut self, pools: &[Arc<Pool>]) {
         let mut seen = Vec::new();
         for p in pools {
-            let limit = p.spec.settings.memory_limit;
+            let limit = p.spec.settings.process.memory_limit;
             if limit == 0 {
                 continue;
             }
@@ -124,10 +124,10 @@ impl Monitor {
 /// Each keyed by (pool instance, path), with where trust in the path ends.
 fn watched_files(p: &Arc<Pool>) -> Vec<((usize, PathBuf), Place)> {
     let s = &p.spec.settings;
-    let files: Vec<PathBuf> = match &s.watch_files {
+    let files: Vec<PathBuf> = match &s.process.watch_files {
         Some(list) => list.iter().map(PathBuf::from).collect(),
-        None if s.app.contains('/') => {
-            let app = Path::new(&s.app);
+        None if s.process.app.contains('/') => {
+            let app = Path::new(&s.process.app);
             vec![if app.is_absolute() { app.to_path_buf() } else { p.spec.dir.join(app) }]
         }
         None => Vec::new(),

@@ -24,6 +24,7 @@ use crate::conn::{OpenSlot, WorkerConn};
 use crate::counters::Reason;
 use crate::identity::Identity;
 use paddock_config::tenant::TenantSpec;
+use paddock_config::AdmissionSettings;
 use slot::SlotCmd;
 
 pub use crate::counters::Counters;
@@ -67,6 +68,9 @@ pub struct Pool {
     /// The tenant's counters; shared by its successive pools so they never go backwards.
     pub counters: Arc<Counters>,
     slots: Arc<Semaphore>,
+    /// The admission settings in force: the spec's at the start, then those of every reload
+    /// that changed only them (`spec.settings.admission` stays the first).
+    admission: Mutex<AdmissionSettings>,
     waiting: AtomicUsize,
     status_tx: watch::Sender<Status>,
     pub(crate) stop_tx: watch::Sender<bool>,
@@ -111,18 +115,19 @@ impl Pool {
             Err(e) => return Err(e),
         }
         let listener = UnixListener::bind(&socket_path)?;
-        let l = &spec.settings.limits;
+        let l = &spec.settings.process.limits;
         let limits = GroupLimits {
             memory_max: l.memory_max,
             cpu_max: Some(l.cpu_max),
             pids_max: l.pids_max,
         };
         let cgroup = PoolGroup::create(&spec.name, n, &limits);
-        let slots = spec.settings.processes * spec.settings.threads;
+        let slots = spec.settings.process.processes * spec.settings.process.threads;
+        let admission = spec.settings.admission;
         let (status_tx, _) = watch::channel(Status::Starting);
         let (stop_tx, _) = watch::channel(false);
         let mut receivers = Vec::new();
-        let slot_cmds = (0..spec.settings.processes)
+        let slot_cmds = (0..spec.settings.process.processes)
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 receivers.push(rx);
@@ -137,6 +142,7 @@ impl Pool {
             worker_bin,
             counters,
             slots: Arc::new(Semaphore::new(slots)),
+            admission: Mutex::new(admission),
             waiting: AtomicUsize::new(0),
             status_tx,
             stop_tx,
@@ -156,6 +162,17 @@ impl Pool {
             .collect();
         *pool.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         Ok(pool)
+    }
+
+    /// The admission settings in force.
+    pub fn admission(&self) -> AdmissionSettings {
+        *self.admission.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Apply new admission settings (a reload that changed only them): waiters already queued
+    /// keep the timeout they started with.
+    pub fn set_admission(&self, a: AdmissionSettings) {
+        *self.admission.lock().unwrap_or_else(|e| e.into_inner()) = a;
     }
 
     pub fn status(&self) -> Status {
@@ -186,7 +203,7 @@ impl Pool {
     /// Wait in the queue; the guard keeps the count right even if the client goes away and
     /// this future is dropped.
     async fn queue(&self) -> Result<OwnedSemaphorePermit, PoolError> {
-        let s = &self.spec.settings;
+        let s = self.admission();
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
@@ -213,7 +230,7 @@ impl Pool {
 
     async fn wait_ready(&self) -> Result<(), PoolError> {
         let mut rx = self.status_tx.subscribe();
-        let waited = self.spec.settings.startup_timeout;
+        let waited = self.spec.settings.process.startup_timeout;
         let fut = async {
             loop {
                 let st = rx.borrow_and_update().clone();
@@ -253,7 +270,7 @@ impl Pool {
 
     /// Requests in flight right now.
     pub fn in_flight(&self) -> usize {
-        let total = self.spec.settings.processes * self.spec.settings.threads;
+        let total = self.spec.settings.process.processes * self.spec.settings.process.threads;
         total.saturating_sub(self.slots.available_permits())
     }
 
@@ -292,7 +309,7 @@ impl Pool {
     /// its thread can accept the new one. (The caller holds a request slot and no connection,
     /// so with every slot counted at least one open connection is idle.)
     pub fn reserve_conn(&self) -> OpenSlot {
-        let limit = self.spec.settings.processes * self.spec.settings.threads;
+        let limit = self.spec.settings.process.processes * self.spec.settings.process.threads;
         let mut inner = self.lock();
         let full = self.conns_open.load(Ordering::Acquire) >= limit;
         // The least recently used one: its thread is the likeliest to be waiting already.
@@ -325,7 +342,7 @@ impl Pool {
     /// Idle scale-down: stop the processes beyond `min_processes`; the next request restarts
     /// them.
     pub fn park_extra(&self) {
-        self.park(self.spec.settings.min_processes);
+        self.park(self.spec.settings.process.min_processes);
     }
 
     /// Stop every process (to make room for another pool); the next request restarts them.
@@ -350,7 +367,7 @@ impl Pool {
     /// Processes this pool may run now: all of them, or those kept while parked.
     pub fn process_budget(&self) -> usize {
         match self.parked_keep.load(Ordering::Acquire) {
-            NOT_PARKED => self.spec.settings.processes,
+            NOT_PARKED => self.spec.settings.process.processes,
             keep => keep,
         }
     }
@@ -372,7 +389,7 @@ impl Pool {
     pub async fn drain_and_stop(&self) {
         self.slots.close();
         self.status_tx.send_replace(Status::Stopped);
-        let deadline = Instant::now() + self.spec.settings.graceful_timeout;
+        let deadline = Instant::now() + self.spec.settings.process.graceful_timeout;
         while self.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

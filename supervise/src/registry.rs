@@ -54,8 +54,9 @@ impl Registry {
         // router stopped for good that way; clippy.toml now forbids it).
         let running = self.pools.get(&spec.name).map(|p| p.value().clone());
         if let Some(p) = &running {
-            let current = p.spec == spec || self.replacing.contains_key(&spec.name);
+            let current = p.spec.same_workers(&spec) || self.replacing.contains_key(&spec.name);
             if current && !p.is_stopping() {
+                p.set_admission(spec.settings.admission);
                 if p.is_parked() {
                     self.make_room(&p.spec, Some(p)).await?;
                 }
@@ -71,7 +72,7 @@ impl Registry {
             tracing::info!(tenant = %name, user = %identity.user_name, "starting pool");
             self.start(spec.clone(), identity.clone())
         })?;
-        if entry.spec != spec || entry.is_stopping() {
+        if !entry.spec.same_workers(&spec) || entry.is_stopping() {
             tracing::info!(tenant = %name, "settings changed; replacing pool");
             // Its requests in flight finish first, as in a graceful replacement.
             let old = std::mem::replace(&mut *entry, self.start(spec, identity)?);
@@ -102,14 +103,14 @@ impl Registry {
         if self.max_workers_total == 0 {
             return Ok(());
         }
-        let need = spec.settings.processes;
+        let need = spec.settings.process.processes;
         if need > self.max_workers_total {
             return Err(format!(
                 "tenant `{}` needs {need} processes but max_workers_total is {}",
                 spec.name, self.max_workers_total
             ));
         }
-        let deadline = Instant::now() + spec.settings.queue_timeout;
+        let deadline = Instant::now() + spec.settings.admission.queue_timeout;
         loop {
             if self.budget_used(except) + need <= self.max_workers_total {
                 return Ok(());
@@ -164,7 +165,7 @@ impl Registry {
         self.replacing.insert(name.clone(), ());
         let reg = self.clone();
         tokio::spawn(async move {
-            let waited = fresh.spec.settings.startup_timeout;
+            let waited = fresh.spec.settings.process.startup_timeout;
             let mut rx = fresh.subscribe();
             let _ = tokio::time::timeout(waited, rx.wait_for(|s| *s != Status::Starting)).await;
             tracing::info!(tenant = %name, reason = reason.as_str(), status = ?fresh.status(), "switching to the new pool");
@@ -196,9 +197,9 @@ impl Registry {
             if !p.is_parked()
                 && p.in_flight() == 0
                 && p.queued() == 0
-                && p.idle_for() >= s.idle_timeout
+                && p.idle_for() >= p.admission().idle_timeout
             {
-                tracing::info!(tenant = %p.spec.name, idle = ?p.idle_for(), keep = s.min_processes, "pool idle; stopping its extra processes");
+                tracing::info!(tenant = %p.spec.name, idle = ?p.idle_for(), keep = s.process.min_processes, "pool idle; stopping its extra processes");
                 p.park_extra();
             }
         }

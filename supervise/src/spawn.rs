@@ -175,7 +175,7 @@ async fn spawn_forked(
     let leaf = new_leaf(pool);
     let creds = pool.identity.creds();
     let mut args = worker_args(pool);
-    args.extend(forked_limit_args(&limits(&spec.settings.limits, creds.as_ref())));
+    args.extend(forked_limit_args(&limits(&spec.settings.process.limits, creds.as_ref())));
     if let Some(l) = &leaf {
         args.extend(["--cgroup-procs".into(), l.procs_path().into()]);
     }
@@ -186,7 +186,7 @@ async fn spawn_forked(
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect(),
         cwd: spec.dir.as_os_str().as_bytes().to_vec(),
-        umask: spec.settings.umask,
+        umask: spec.settings.process.umask,
         creds: creds.map(|c| Creds { uid: c.uid, gid: c.gid, groups: c.groups }),
     };
     let setup = sealed_setup(&setup)?;
@@ -196,7 +196,7 @@ async fn spawn_forked(
         err_write.as_raw_fd(),
         setup.as_raw_fd(),
     ];
-    let forked = z.spawn(fds, spec.settings.startup_timeout).await?;
+    let forked = z.spawn(fds, spec.settings.process.startup_timeout).await?;
     drop((ctl_write, err_write, setup));
     let pid = forked.pid();
     // The child joins the leaf itself (`--cgroup-procs`), right after `setsid`, still root:
@@ -252,27 +252,27 @@ fn worker_args(pool: &Launch<'_>) -> Vec<OsString> {
     push(&"--tenant");
     push(&spec.name);
     push(&"--app");
-    push(&s.app);
+    push(&s.process.app);
     push(&"--threads");
-    push(&s.threads.to_string());
+    push(&s.process.threads.to_string());
     push(&"--processes");
-    push(&s.processes.to_string());
+    push(&s.process.processes.to_string());
     for x in ["--listen-fd", "3", "--control-fd", "4"] {
         push(&x);
     }
-    if s.max_requests > 0 {
-        let jitter = (jitter_fraction() * (s.max_requests_jitter as f64 + 1.0)) as u64;
+    if s.process.max_requests > 0 {
+        let jitter = (jitter_fraction() * (s.process.max_requests_jitter as f64 + 1.0)) as u64;
         push(&"--max-requests");
-        push(&(s.max_requests + jitter.min(s.max_requests_jitter)).to_string());
+        push(&(s.process.max_requests + jitter.min(s.process.max_requests_jitter)).to_string());
     }
-    if s.gc_freeze {
+    if s.process.gc_freeze {
         push(&"--gc-freeze");
     }
-    for p in &s.python_path {
+    for p in &s.process.python_path {
         push(&"--python-path");
         push(p);
     }
-    if let Some(v) = &s.virtualenv {
+    if let Some(v) = &s.process.virtualenv {
         push(&"--virtualenv");
         push(v);
     }
@@ -292,13 +292,13 @@ fn worker_env(pool: &Launch<'_>) -> Vec<(OsString, OsString)> {
     set("HOME", &spec.dir);
     set("USER", &pool.identity.user_name);
     set("LOGNAME", &pool.identity.user_name);
-    set("LANG", &s.lang);
+    set("LANG", &s.process.lang);
     set("PYTHON_EGG_CACHE", &spec.dir.join(".egg-cache"));
     set("PADDOCK_TENANT", &spec.name);
     if let Ok(level) = std::env::var("PADDOCK_WORKER_LOG") {
         set("PADDOCK_LOG", &level);
     }
-    for (k, v) in &s.env {
+    for (k, v) in &s.process.env {
         set(k, v);
     }
     env
@@ -322,12 +322,12 @@ fn spawn_direct(pool: &Launch<'_>, slot: usize) -> std::io::Result<(Proc, Contro
     cmd.kill_on_drop(true);
     let leaf = new_leaf(pool);
     let creds = pool.identity.creds();
-    let confine = limits(&s.limits, creds.as_ref());
+    let confine = limits(&s.process.limits, creds.as_ref());
     sys::prepare(
         &mut cmd,
         ChildSetup {
             creds,
-            umask: s.umask,
+            umask: s.process.umask,
             fds: vec![(listen_fd.as_raw_fd(), 3), (ctl_fd.as_raw_fd(), 4)],
             cgroup_procs: leaf.as_ref().map(|l| l.procs_fd().as_raw_fd()),
             confine: Some(confine),

@@ -105,12 +105,12 @@ pub struct Key {
 /// The zygote key of `pool`, or `None` when the pool has no preload list.
 pub fn key(pool: &Launch<'_>) -> Option<Key> {
     let s = &pool.spec.settings;
-    let preload = preload_list(&s.app, s.preload.as_deref());
+    let preload = preload_list(&s.process.app, s.process.preload.as_deref());
     (!preload.is_empty()).then(|| Key {
         worker_bin: pool.worker_bin.to_path_buf(),
-        virtualenv: s.virtualenv.clone(),
-        python_path: s.python_path.clone(),
-        lang: s.lang.clone(),
+        virtualenv: s.process.virtualenv.clone(),
+        python_path: s.process.python_path.clone(),
+        lang: s.process.lang.clone(),
         preload,
     })
 }

@@ -261,3 +261,34 @@ htpasswd = "{{tenant_dir}}/htpasswd"
     let anonymous = get(&server, "/trac/wiki/WikiStart", None, "").text();
     assert!(!anonymous.contains("logged in as"), "{anonymous}");
 }
+
+/// The realm, an environ entry and `max_body` are read per request: a reload that changes
+/// only them applies to the next request and keeps every worker (they used to be restarted).
+#[test]
+fn a_reload_of_request_settings_keeps_the_workers() {
+    let a = start();
+    let s = &a.server;
+    assert_eq!(s.get("/apps/pid").status, 200);
+    assert_eq!(env(&get(s, "/apps/", None, ""), "SITE_NOTE"), None);
+    let before = s.worker_pids();
+    assert!(!before.is_empty());
+    let config = a.dir.path().join("paddock.toml");
+    let text = std::fs::read_to_string(&config).expect("read");
+    let text = text
+        .replace("realm = \"\"", "realm = \"Staff\"")
+        .replace("AUTH_TYPE = \"none\"", "AUTH_TYPE = \"none\", SITE_NOTE = \"reloaded\"")
+        .replace("threads = 2\n", "threads = 2\nmax_body = \"1K\"\nqueue_limit = 7\n");
+    write(&config, &text);
+    common::signal(s.child.id(), 1);
+    common::eventually("the new realm", std::time::Duration::from_secs(20), || {
+        get(s, "/apps/login", None, "").header("WWW-Authenticate") == Some("Basic realm=\"Staff\"")
+    });
+    assert_eq!(env(&get(s, "/apps/", None, ""), "SITE_NOTE").as_deref(), Some("reloaded"));
+    let big = format!(
+        "POST /apps/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\nConnection: close\r\n\r\n{}",
+        "x".repeat(2048)
+    );
+    assert_eq!(s.request(big.as_bytes()).status, 413);
+    assert!(s.log_text().contains("configuration reloaded"));
+    assert_eq!(s.worker_pids(), before, "a reload of request settings restarted workers");
+}

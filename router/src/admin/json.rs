@@ -45,8 +45,8 @@ pub fn describe(
         json!({
             "status": status,
             "error": error,
-            "processes": p.spec.settings.processes,
-            "threads": p.spec.settings.threads,
+            "processes": p.spec.settings.process.processes,
+            "threads": p.spec.settings.process.threads,
             "ready_pids": p.ready_pids(),
             "in_flight": p.in_flight(),
             "queued": p.queued(),

@@ -179,7 +179,7 @@ struct Vars(Vec<(&'static str, String)>);
 impl Vars {
     fn new(cfg: &Config, sc: &SignupConfig, dir: &Path, sites: &Path, req: &SignupRequest) -> Vars {
         let final_dir = sites.join(&req.name);
-        let venv = cfg.defaults.expand(&req.name, &final_dir, Some(sites)).virtualenv;
+        let venv = cfg.defaults.expand(&req.name, &final_dir, Some(sites)).process.virtualenv;
         let trac_admin = match &venv {
             Some(v) => format!("{}/bin/trac-admin", v.trim_end_matches('/')),
             None => "trac-admin".to_string(),

@@ -193,13 +193,13 @@ auth = { paths = [] }
 "#,
     )
     .expect("valid");
-    let d = c.defaults.auth.as_ref().expect("defaults have auth");
+    let d = c.defaults.request.auth.as_ref().expect("defaults have auth");
     assert_eq!((d.realm.as_str(), d.paths.len()), ("", 1));
-    let a = c.tenant("a").expect("a").settings.auth.expect("a has auth");
+    let a = c.tenant("a").expect("a").settings.request.auth.expect("a has auth");
     assert_eq!(a.htpasswd, "/srv/a/htpasswd");
     assert_eq!(a.realm, "");
     assert_eq!(a.paths.len(), 2);
-    assert!(c.tenant("b").expect("b").settings.auth.is_none(), "paths = [] turns it off");
+    assert!(c.tenant("b").expect("b").settings.request.auth.is_none(), "paths = [] turns it off");
 }
 
 #[test]

@@ -84,7 +84,7 @@ pub fn find(
 
 /// Fill a directory's placeholders for one tenant; `None` if it needs a missing virtualenv.
 pub fn expand(dir: &str, spec: &TenantSpec, sites: Option<&std::path::Path>) -> Option<PathBuf> {
-    let venv = spec.settings.virtualenv.as_deref();
+    let venv = spec.settings.process.virtualenv.as_deref();
     if dir.contains("{virtualenv}") && venv.is_none() {
         return None;
     }

@@ -259,7 +259,7 @@ async fn start_ready(
         .map_err(|e| format!("cannot start a worker for tenant `{name}`: {e}"))?;
     let pid = child.id();
     pool.counters.spawned();
-    let timeout = pool.spec.settings.startup_timeout;
+    let timeout = pool.spec.settings.process.startup_timeout;
     tokio::select! {
         r = control.wait_ready() => match r {
             Ok(()) => {
@@ -293,7 +293,7 @@ async fn retire(pool: &Pool, mut w: Worker, reason: Reason) {
     if w.pid != 0 {
         let _ = kill(Pid::from_raw(w.pid as i32), Signal::SIGTERM);
     }
-    let grace = pool.spec.settings.graceful_timeout;
+    let grace = pool.spec.settings.process.graceful_timeout;
     if tokio::time::timeout(grace, w.child.wait()).await.is_err() {
         tracing::warn!(tenant = %pool.spec.name, pid = w.pid, "worker still busy after {grace:?} (graceful_timeout); killing it");
         let _ = w.child.start_kill();
