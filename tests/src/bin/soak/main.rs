@@ -2,6 +2,10 @@
 //! bounded intervals (SIGKILL of workers and zygotes, SIGHUP reloads, sites appearing and
 //! disappearing, signups and deletes, slow and non-reading clients), then invariants checked
 //! and a summary printed; exit status 1 if any fails. Run through `scripts/soak.sh` (root).
+//!
+//! Over 500 lines: a test program, not library code. Its load, fault and check loops share
+//! one `Shared` (the tenants, the clients' tallies, the faults' log) and read as one scenario;
+//! HTTP and process helpers are in `http.rs` and `procs.rs`.
 
 mod http;
 mod procs;
