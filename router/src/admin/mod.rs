@@ -12,7 +12,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::clientio::ClientIo;
 use crate::front::State;
@@ -32,17 +31,22 @@ pub mod siteuser;
 mod tenants;
 pub mod tokens;
 
-/// Serve the admin listener until `shutdown` turns true.
+/// Serve the admin listener until `shutdown` resolves (the server's `Stopping` phase).
 ///
 /// The admin listener faces whoever may sign up, so it has the front door's defences: a cap on
 /// open connections taken before `accept`, `send_timeout` on every write, and
 /// `header_read_timeout`.
-pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let send_timeouts = state.metrics.client_timeouts("send");
+    tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             p = state.admin_connections.acquire() => p,
-            _ = shutdown.changed() => return,
+            _ = &mut shutdown => return,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -53,7 +57,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
                     continue;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = &mut shutdown => return,
         };
         let cfg = state.config();
         let stream = ClientIo::new(stream, cfg.send_timeout, send_timeouts.clone());
