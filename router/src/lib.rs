@@ -84,7 +84,8 @@ pub async fn run(
                 .await
                 .map_err(|source| StartError::Listen { addr: a.listen, source })?;
             tracing::info!(addr = %l.local_addr().unwrap_or(a.listen), "admin listening");
-            Some(tokio::spawn(admin::serve(l, state.clone(), closing())))
+            let admin = Arc::new(admin::Admin::new(state.clone()));
+            Some(tokio::spawn(admin::serve(l, admin, closing())))
         }
         None => None,
     };
