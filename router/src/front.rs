@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use paddock_proto::{BodyKind, RequestHead};
 use tokio::net::TcpListener;
+use tracing::{field, Instrument};
 
 use crate::clientio::{ClientIo, ConnLimit};
 use crate::eightbit::EightBit;
@@ -177,6 +178,14 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
             let popped = raw_targets.pop_request(req.uri());
             let (raw, smuggling) = (popped.original, popped.framing_conflict);
             let too_large = head_bytes(&req, raw.as_deref()) > max_head;
+            // Every line logged while the request is handled (and its body streams: see
+            // `access::logged`) carries these; `tenant` and `pid` are recorded once known.
+            let span = tracing::info_span!(
+                "request",
+                client = %peer.ip(),
+                tenant = field::Empty,
+                pid = field::Empty
+            );
             async move {
                 let early = match (too_large, smuggling) {
                     (true, _) => Some(Refusal::head_too_large()),
@@ -194,6 +203,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
                 }
                 Ok::<_, Infallible>(handle(st, req, raw, peer, local).await)
             }
+            .instrument(span)
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -364,6 +374,7 @@ async fn dispatch(
         Decision::BadRequest(why) => return (None, Refusal::bad_request(why).answer(meta)),
     };
     let name = routed.spec.name.clone();
+    tracing::Span::current().record("tenant", name.as_str());
     if crate::discovery::is_disabled(&cfg, &routed.spec) {
         return (Some(name), Refusal::disabled().answer(meta));
     }
@@ -430,10 +441,8 @@ async fn to_tenant(
             // The client's own fault is no failure of the site: logged, not warned about.
             use forward::ForwardError::{BadBody, BodyTimeout, BodyTooLarge};
             match e {
-                BadBody | BodyTooLarge(_) | BodyTimeout(_) => {
-                    tracing::info!(tenant = %pool.spec.name, "{e}")
-                }
-                _ => tracing::warn!(tenant = %pool.spec.name, "{e}"),
+                BadBody | BodyTooLarge(_) | BodyTimeout(_) => tracing::info!("{e}"),
+                _ => tracing::warn!("{e}"),
             }
             forward_failed(&e, body).answer(meta)
         }
@@ -455,7 +464,7 @@ async fn admit(
         let pool = match st.registry.get_or_start(spec.clone()).await {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(tenant = %spec.name, "{e}");
+                tracing::error!("{e}");
                 return Err(Refusal::unavailable());
             }
         };
