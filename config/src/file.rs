@@ -59,6 +59,8 @@ pub struct FileConfig {
     pub max_connections: Option<Spanned<i64>>,
     /// Time a write to a client may make no progress before the connection is closed.
     pub send_timeout: Option<Spanned<String>>,
+    /// Time open client connections get to finish after SIGTERM before they are closed.
+    pub drain_timeout: Option<Spanned<String>>,
     /// The admin listener (API, signup page, `/metrics`); absent: no admin listener.
     pub admin: Option<AdminSection>,
     /// Pool settings for every tenant.

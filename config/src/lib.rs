@@ -29,6 +29,7 @@ use paddock_rules::{self as rules, RuleSet};
 const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const DEFAULT_MAX_HEAD: usize = 64 * 1024;
 const DEFAULT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Default front-door address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -65,6 +66,8 @@ pub struct Config {
     pub max_connections: usize,
     /// A client connection whose writes make no progress this long is closed.
     pub send_timeout: std::time::Duration,
+    /// After SIGTERM, open client connections get this long to finish before they are closed.
+    pub drain_timeout: std::time::Duration,
     /// The admin listener, if any.
     pub admin: Option<AdminConfig>,
     /// Settings for discovered tenants.
@@ -328,6 +331,7 @@ impl Validator<'_> {
         let admin = self.admin(&f, ov, &abs);
         let front = self.front_limits(&f);
         let send_timeout = self.send_timeout(&f);
+        let drain_timeout = self.drain_timeout(&f);
         let max_connections = self.max_connections(&f);
         if sites.is_none() && tenants.is_empty() {
             self.err(None, "nothing to serve: give `sites` (or --sites DIR) or at least one [tenants.NAME] with `dir`");
@@ -368,6 +372,7 @@ impl Validator<'_> {
             max_header_bytes: front.2,
             max_response_head_bytes: front.3,
             send_timeout,
+            drain_timeout,
             max_connections,
             defaults,
             static_defaults,
@@ -453,6 +458,15 @@ impl Validator<'_> {
                 DEFAULT_SEND_TIMEOUT
             }
         }
+    }
+
+    /// `drain_timeout`: 0 is allowed (SIGTERM then closes connections at once).
+    fn drain_timeout(&mut self, f: &FileConfig) -> std::time::Duration {
+        let Some(t) = &f.drain_timeout else { return DEFAULT_DRAIN_TIMEOUT };
+        units::parse_duration(t.get_ref()).unwrap_or_else(|e| {
+            self.err(Some(t.span()), format!("`drain_timeout`: {e}"));
+            DEFAULT_DRAIN_TIMEOUT
+        })
     }
 
     fn admin(

@@ -164,6 +164,23 @@ fn send_timeout_defaults_and_bad_values_name_their_line() {
 }
 
 #[test]
+fn drain_timeout_defaults_and_bad_values_name_their_line() {
+    let c = load_str("sites = \"/x\"\n").expect("valid");
+    assert_eq!(c.drain_timeout, Duration::from_secs(10));
+    let c = load_str("sites = \"/x\"\ndrain_timeout = \"1500ms\"\n").expect("valid");
+    assert_eq!(c.drain_timeout, Duration::from_millis(1500));
+    let c = load_str("sites = \"/x\"\ndrain_timeout = \"0\"\n").expect("valid");
+    assert_eq!(c.drain_timeout, Duration::ZERO);
+    for bad in ["\"soon\"", "\"-1s\"", "\"10 parsecs\""] {
+        let m = messages(load_str(&format!("sites = \"/x\"\ndrain_timeout = {bad}\n")));
+        assert!(
+            m.iter().any(|x| x.starts_with("2: ") && x.contains("drain_timeout")),
+            "{bad}: {m:?}"
+        );
+    }
+}
+
+#[test]
 fn machine_derived_limits_and_explicit_values() {
     let c = load_str("sites = \"/x\"\n").expect("valid");
     assert!(c.max_connections >= 32 && c.max_workers_total >= 8, "{c:?}");

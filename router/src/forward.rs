@@ -64,12 +64,19 @@ const RETRIES: u32 = 3;
 /// (operators always ask where it was stuck), and replace that process once its other
 /// requests are done.
 fn stuck(pool: &Pool, pid: u32, timeout: std::time::Duration) {
-    tracing::warn!(tenant = %pool.spec.name, pid, "request exceeded request_timeout ({timeout:?}); the Python stacks of the worker follow, and it will be replaced");
+    serving(pid);
+    tracing::warn!("request exceeded request_timeout ({timeout:?}); the Python stacks of the worker follow, and it will be replaced");
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGUSR2,
     );
     pool.recycle_pid(pid, paddock_supervise::counters::Reason::Timeout);
+}
+
+/// The worker `pid` serves the request: from here on its log lines say so (the request's
+/// span, `front::serve`).
+fn serving(pid: u32) {
+    tracing::Span::current().record("pid", pid);
 }
 
 /// Response headers that describe one connection and are not passed on (RFC 9110 7.6.1, plus
@@ -143,7 +150,10 @@ async fn exchange_kept(
     let timeout = settings.request_timeout;
     for attempt in 1..=RETRIES {
         let (mut conn, fresh) = match pool.take_conn() {
-            Some(c) => (c, false),
+            Some(c) => {
+                serving(c.pid);
+                (c, false)
+            }
             None => (connect(pool).await?, true),
         };
         let wrote = if fresh {
@@ -161,11 +171,14 @@ async fn exchange_kept(
             match tokio::time::timeout_at(deadline, read_hello(&mut conn.reader)).await {
                 Err(_) => return Err(ForwardError::Timeout(timeout)),
                 Ok(Err(ForwardError::WorkerGone)) => {
-                    tracing::debug!(tenant = %pool.spec.name, attempt, "worker closed before answering; retrying");
+                    tracing::debug!(attempt, "worker closed before answering; retrying");
                     continue;
                 }
                 Ok(Err(e)) => return Err(e),
-                Ok(Ok(pid)) => conn.pid = pid,
+                Ok(Ok(pid)) => {
+                    serving(pid);
+                    conn.pid = pid;
+                }
             }
         }
         match tokio::time::timeout_at(deadline, read_head(&mut conn.reader)).await {
@@ -175,7 +188,7 @@ async fn exchange_kept(
             }
             Ok(Ok(Some(resp))) => return Ok((conn, resp)),
             Ok(Ok(None)) => {
-                tracing::debug!(tenant = %pool.spec.name, pid = conn.pid, attempt, "worker retiring said goodbye; retrying");
+                tracing::debug!(attempt, "worker retiring said goodbye; retrying");
             }
             Ok(Err(e)) => return Err(e),
         }
@@ -206,6 +219,7 @@ async fn exchange_split(
         Err(_) => return Err(ForwardError::Timeout(timeout)),
         Ok(r) => r?,
     };
+    serving(pid);
     // A broken or oversized body is the client's fault: answer it at once, whatever the
     // application makes of the `Abort` it was sent instead of the rest of the body.
     let mut written = false;

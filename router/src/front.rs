@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use paddock_proto::{BodyKind, RequestHead};
 use tokio::net::TcpListener;
+use tracing::{field, Instrument};
 
 use crate::clientio::{ClientIo, ConnLimit};
 use crate::eightbit::EightBit;
@@ -25,6 +26,7 @@ use crate::forwarded;
 use crate::index;
 use crate::metrics::Metrics;
 use crate::outcome::{Reject, RequestMeta};
+use crate::phase::{self, Phase, Phases};
 use crate::probe::FsProbe;
 use crate::refusal::Refusal;
 use crate::respond;
@@ -53,6 +55,8 @@ pub struct State {
     pub connections: ConnLimit,
     /// The admin listener's (`[admin] max_connections`).
     pub admin_connections: ConnLimit,
+    /// The shutdown phase every task of the server stops from.
+    pub phases: Arc<Phases>,
 }
 
 impl State {
@@ -63,7 +67,12 @@ impl State {
         Arc::new(move |name: &str| crate::discovery::still_served(&state.config(), name))
     }
 
-    pub fn new(config: Config, overrides: Overrides, registry: Arc<Registry>) -> Self {
+    pub fn new(
+        config: Config,
+        overrides: Overrides,
+        registry: Arc<Registry>,
+        phases: Arc<Phases>,
+    ) -> Self {
         let probe = Arc::new(FsProbe::for_config(&config));
         let max_tenants = config
             .admin
@@ -80,6 +89,7 @@ impl State {
             probe: RwLock::new(probe),
             overrides,
             registry,
+            phases,
         }
     }
 
@@ -128,22 +138,19 @@ fn admin_max(config: &Config) -> usize {
         .map_or(paddock_config::DEFAULT_ADMIN_MAX_CONNECTIONS, |a| a.max_connections)
 }
 
-/// Accept connections on `listener` until `shutdown` resolves, then let open connections
-/// finish their current request (up to `drain`).
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<State>,
-    shutdown: impl std::future::Future<Output = ()>,
-    drain: Duration,
-) {
+/// Accept connections on `listener` while the server is [`Phase::Running`]. In
+/// [`Phase::Draining`] open connections finish their current request, up to `drain_timeout`;
+/// then (or at once, in a fast stop) they are closed. Returns in [`Phase::Stopping`].
+pub async fn serve(listener: TcpListener, state: Arc<State>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let send_timeouts = state.metrics.client_timeouts("send");
-    tokio::pin!(shutdown);
+    let phases = state.phases.clone();
+    let not_running = || phase::reached(phases.subscribe(), |p| !p.accepting());
     loop {
         // The permit comes before `accept`: at the cap, clients wait in the backlog.
         let permit = tokio::select! {
             p = state.connections.acquire() => p,
-            _ = &mut shutdown => break,
+            _ = not_running() => break,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -155,7 +162,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = not_running() => break,
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
@@ -172,6 +179,14 @@ pub async fn serve(
             let popped = raw_targets.pop_request(req.uri());
             let (raw, smuggling) = (popped.original, popped.framing_conflict);
             let too_large = head_bytes(&req, raw.as_deref()) > max_head;
+            // Every line logged while the request is handled (and its body streams: see
+            // `access::logged`) carries these; `tenant` and `pid` are recorded once known.
+            let span = tracing::info_span!(
+                "request",
+                client = %peer.ip(),
+                tenant = field::Empty,
+                pid = field::Empty
+            );
             async move {
                 let early = match (too_large, smuggling) {
                     (true, _) => Some(Refusal::head_too_large()),
@@ -189,6 +204,7 @@ pub async fn serve(
                 }
                 Ok::<_, Infallible>(handle(st, req, raw, peer, local).await)
             }
+            .instrument(span)
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -197,21 +213,44 @@ pub async fn serve(
             .serve_connection(TokioIo::new(io), svc);
         let conn = graceful.watch(conn);
         let st = state.clone();
+        let closing = phase::reached(state.phases.subscribe(), Phase::closing);
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = conn.await {
-                if e.is_parse_too_large() {
-                    st.metrics.no_tenant().reject(Reject::HeadTooLarge);
-                }
-                tracing::debug!(client = %peer, "connection ended: {e}");
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    if e.is_parse_too_large() {
+                        st.metrics.no_tenant().reject(Reject::HeadTooLarge);
+                    }
+                    tracing::debug!(client = %peer, "connection ended: {e}");
+                },
+                // Dropping the connection closes it, and ends the request it carries.
+                _ = closing => tracing::debug!(client = %peer, "connection closed: shutting down"),
             }
         });
     }
     drop(listener);
-    tracing::info!("no longer accepting connections; draining");
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!("connections still open after {drain:?}; closing them");
+    if phases.get() == Phase::Draining {
+        let drain = state.config().drain_timeout;
+        tokio::select! {
+            r = tokio::time::timeout(drain, graceful.shutdown()) => match r {
+                Ok(()) => {
+                    phases.advance(Phase::Stopping { fast: false });
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("connections still open after {drain:?} (drain_timeout); closing them");
+                    phases.advance(Phase::Stopping { fast: true });
+                }
+            },
+            // A second signal: the phase moved on by itself.
+            _ = phase::reached(phases.subscribe(), Phase::closing) => {}
+        }
+        // `graceful` was consumed by the drain; the connections' tasks close them.
+        return;
     }
+    // A fast stop: every connection's task closes it on seeing the phase. Give them a moment
+    // to do so before the pools stop.
+    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
 }
 
 async fn handle(
@@ -336,6 +375,7 @@ async fn dispatch(
         Decision::BadRequest(why) => return (None, Refusal::bad_request(why).answer(meta)),
     };
     let name = routed.spec.name.clone();
+    tracing::Span::current().record("tenant", name.as_str());
     if crate::discovery::is_disabled(&cfg, &routed.spec) {
         return (Some(name), Refusal::disabled().answer(meta));
     }
@@ -404,10 +444,8 @@ async fn to_tenant(
             // The client's own fault is no failure of the site: logged, not warned about.
             use forward::ForwardError::{BadBody, BodyTimeout, BodyTooLarge};
             match e {
-                BadBody | BodyTooLarge(_) | BodyTimeout(_) => {
-                    tracing::info!(tenant = %pool.spec.name, "{e}")
-                }
-                _ => tracing::warn!(tenant = %pool.spec.name, "{e}"),
+                BadBody | BodyTooLarge(_) | BodyTimeout(_) => tracing::info!("{e}"),
+                _ => tracing::warn!("{e}"),
             }
             forward_failed(&e, body).answer(meta)
         }
@@ -429,7 +467,7 @@ async fn admit(
         let pool = match st.registry.get_or_start(spec.clone()).await {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(tenant = %spec.name, "{e}");
+                tracing::error!("{e}");
                 return Err(Refusal::unavailable());
             }
         };

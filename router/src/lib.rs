@@ -15,22 +15,19 @@ pub mod front;
 pub mod index;
 pub mod metrics;
 pub mod outcome;
+pub mod phase;
 pub mod probe;
 pub mod refusal;
 pub mod respond;
 pub mod route;
 pub mod statics;
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use paddock_config::{self as config, Config};
 use paddock_supervise::{cgroup, monitor, registry};
-
-/// Time open client connections get to finish after shutdown starts.
-const DRAIN: Duration = Duration::from_secs(10);
+use phase::{Phase, Phases};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +40,13 @@ pub enum StartError {
     WorkerMissing(PathBuf),
 }
 
-/// Serve until `shutdown` resolves, then drain connections and stop every pool. SIGHUP
-/// re-reads the configuration (with `overrides` applied again).
+/// Serve until `phases` is asked to stop ([`Phases::request`]), then drain or close the
+/// connections and stop every pool ([`phase`] has the sequence); `phases` ends at
+/// [`Phase::Stopped`]. SIGHUP re-reads the configuration (with `overrides` applied again).
 pub async fn run(
     config: Config,
     overrides: config::Overrides,
-    shutdown: impl Future<Output = ()>,
+    phases: Arc<Phases>,
 ) -> Result<(), StartError> {
     let worker_bin = match &config.worker_bin {
         Some(p) => p.clone(),
@@ -76,31 +74,33 @@ pub async fn run(
         config.allow_root,
         config.max_workers_total,
     ));
-    let state = Arc::new(front::State::new(config, overrides, registry.clone()));
-    let monitor = monitor::spawn(registry, state.served());
+    let state = Arc::new(front::State::new(config, overrides, registry.clone(), phases.clone()));
+    let closing = || phase::reached(phases.subscribe(), Phase::closing);
+    let monitor = monitor::spawn(registry, state.served(), closing());
     let reloader = tokio::spawn(reload_on_sighup(state.clone()));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin = match state.config().admin.clone() {
         Some(a) => {
             let l = tokio::net::TcpListener::bind(a.listen)
                 .await
                 .map_err(|source| StartError::Listen { addr: a.listen, source })?;
             tracing::info!(addr = %l.local_addr().unwrap_or(a.listen), "admin listening");
-            Some(tokio::spawn(admin::serve(l, state.clone(), stop_rx)))
+            let admin = Arc::new(admin::Admin::new(state.clone()));
+            Some(tokio::spawn(admin::serve(l, admin, closing())))
         }
         None => None,
     };
-    front::serve(listener, state.clone(), shutdown, DRAIN).await;
-    let _ = stop_tx.send(true);
+    front::serve(listener, state.clone()).await;
+    // `serve` returns in `Stopping`; the tasks above end on seeing it.
     if let Some(a) = admin {
         let _ = a.await;
     }
-    reloader.abort();
-    monitor.abort();
-    tracing::info!("stopping worker pools");
-    state.registry.stop_all().await;
+    let _ = reloader.await;
+    let _ = monitor.await;
+    let fast = matches!(phases.get(), Phase::Stopping { fast: true });
+    tracing::info!(fast, "stopping worker pools");
+    state.registry.stop_all(fast).await;
     cgroup::shutdown();
-    tracing::info!("stopped");
+    phases.advance(Phase::Stopped);
     Ok(())
 }
 
@@ -110,7 +110,13 @@ async fn reload_on_sighup(state: Arc<front::State>) {
         tracing::warn!("cannot install the SIGHUP handler; reload is unavailable");
         return;
     };
-    while hup.recv().await.is_some() {
+    let closing = phase::reached(state.phases.subscribe(), Phase::closing);
+    tokio::pin!(closing);
+    loop {
+        tokio::select! {
+            got = hup.recv() => if got.is_none() { return },
+            _ = &mut closing => return,
+        }
         match state.reload() {
             Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
             Err(d) => tracing::error!(

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use paddock_config::{Config, Overrides};
+use paddock_router::phase::{Phases, Stop};
 
 /// Exit code for a configuration error (EX_USAGE-like, as sysexits' EX_CONFIG is 78).
 const EXIT_CONFIG: u8 = 64;
@@ -118,7 +120,12 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(paddock_router::run(config, ov, shutdown_signal())) {
+    let phases = Arc::new(Phases::new());
+    let served = rt.block_on(async {
+        tokio::spawn(forward_signals(phases.clone()));
+        paddock_router::run(config, ov, phases).await
+    });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("paddock: {e}");
@@ -127,18 +134,29 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Resolves at the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// SIGTERM asks for a graceful stop (drain, then stop), SIGINT for a fast one; a second
+/// signal during the drain makes it fast ([`Phases::request`]).
+async fn forward_signals(phases: Arc<Phases>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
     else {
         tracing::error!("cannot install signal handlers; stop paddock with SIGKILL");
-        return std::future::pending().await;
+        return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    loop {
+        let stop = tokio::select! {
+            Some(()) = term.recv() => {
+                tracing::info!("SIGTERM: shutting down gracefully");
+                Stop::Graceful
+            }
+            Some(()) = int.recv() => {
+                tracing::info!("SIGINT: shutting down at once");
+                Stop::Fast
+            }
+            else => return,
+        };
+        phases.request(stop);
     }
 }
 

@@ -36,14 +36,22 @@ type Stamp = Option<(SystemTime, u64)>;
 /// Whether a tenant still exists and may keep its pool (see `discovery::still_served`).
 pub type Served = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
-/// Run until the returned task is aborted.
-pub fn spawn(registry: Arc<Registry>, served: Served) -> tokio::task::JoinHandle<()> {
+/// Run until `stop` resolves (the returned task ends then).
+pub fn spawn(
+    registry: Arc<Registry>,
+    served: Served,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut m = Monitor::default();
         let mut every = tokio::time::interval(TICK);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
         loop {
-            every.tick().await;
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = &mut stop => return,
+            }
             stop_gone(&registry, &served);
             let watched: Vec<_> = registry.pools().iter().flat_map(watched_files).collect();
             let job =

@@ -13,7 +13,7 @@ mod slot;
 
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,8 @@ pub struct Pool {
     waiting: AtomicUsize,
     status_tx: watch::Sender<Status>,
     pub(crate) stop_tx: watch::Sender<bool>,
+    /// Stopped at once ([`Pool::stop_now`]): busy workers get no `graceful_timeout`.
+    stop_now: AtomicBool,
     slot_cmds: Vec<mpsc::UnboundedSender<SlotCmd>>,
     /// Slots kept running while parked (`NOT_PARKED`: all run).
     parked_keep: AtomicUsize,
@@ -146,6 +148,7 @@ impl Pool {
             waiting: AtomicUsize::new(0),
             status_tx,
             stop_tx,
+            stop_now: AtomicBool::new(false),
             slot_cmds,
             parked_keep: AtomicUsize::new(NOT_PARKED),
             inner: Mutex::new(Inner::default()),
@@ -382,6 +385,21 @@ impl Pool {
         self.status_tx.send_replace(Status::Stopped);
         self.stop_tx.send_replace(true);
         self.close_idle();
+    }
+
+    /// Fast stop (the router's fast shutdown): like [`Pool::stop`], but a worker still busy
+    /// is killed at once instead of getting `graceful_timeout` to finish.
+    pub fn stop_now(&self) {
+        self.stop_now.store(true, Ordering::SeqCst);
+        self.stop();
+    }
+
+    /// How long a worker told to stop may take before it is killed.
+    pub(crate) fn stop_grace(&self) -> Duration {
+        match self.stop_now.load(Ordering::SeqCst) {
+            true => Duration::ZERO,
+            false => self.spec.settings.process.graceful_timeout,
+        }
     }
 
     /// Graceful stop: take no new requests (those queued are sent to the successor pool), let

@@ -205,12 +205,16 @@ impl Registry {
         }
     }
 
-    /// Stop every pool and wait for its workers to exit.
-    pub async fn stop_all(&self) {
+    /// Stop every pool and wait for its workers to exit. `at_once`: busy workers are killed
+    /// instead of getting their `graceful_timeout` ([`Pool::stop_now`]).
+    pub async fn stop_all(&self, at_once: bool) {
         let pools: Vec<Arc<Pool>> = self.pools.iter().map(|p| p.clone()).collect();
         self.pools.clear();
         for p in &pools {
-            p.stop();
+            match at_once {
+                true => p.stop_now(),
+                false => p.stop(),
+            }
         }
         for p in pools {
             p.wait_stopped().await;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use super::json::{describe, error, info, json_response, ok, with_tenant};
 use super::signup::{self, SignupRequest};
 use super::tenants;
-use super::tokens::{Denied, Tokens};
+use super::tokens::Denied;
+use super::Admin;
 use crate::front::State;
 use crate::respond::Body;
 use paddock_config::Config;
@@ -25,16 +26,15 @@ use paddock_supervise::pool::Pool;
 /// Largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;
 
-fn tokens() -> &'static Tokens {
-    static T: OnceLock<Tokens> = OnceLock::new();
-    T.get_or_init(Tokens::default)
-}
-
 /// Check the bearer token for an admin resource (also usable for `/metrics`): `Err` holds
 /// the 401 or 403 answer.
-pub fn authorize(cfg: &Config, headers: &http::HeaderMap) -> Result<(), Box<Response<Body>>> {
+pub fn authorize(
+    ad: &Admin,
+    cfg: &Config,
+    headers: &http::HeaderMap,
+) -> Result<(), Box<Response<Body>>> {
     let file = cfg.admin.as_ref().and_then(|a| a.tokens_file.as_deref());
-    match tokens().check(file, headers) {
+    match ad.tokens.check(file, headers) {
         Ok(()) => Ok(()),
         Err(Denied::Missing) => {
             let mut r = error(StatusCode::UNAUTHORIZED, "a bearer token is required");
@@ -50,14 +50,14 @@ pub fn authorize(cfg: &Config, headers: &http::HeaderMap) -> Result<(), Box<Resp
     }
 }
 
-pub async fn handle(st: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let cfg = st.config();
-    if let Err(r) = authorize(&cfg, req.headers()) {
+pub async fn handle(ad: &Admin, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let cfg = ad.state.config();
+    if let Err(r) = authorize(ad, &cfg, req.headers()) {
         return *r;
     }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let resp = route(&st, &cfg, req, &method, &path).await;
+    let resp = route(ad, &cfg, req, &method, &path).await;
     if method != Method::GET {
         tracing::info!(target: "paddock::admin", client = %peer.ip(), %method, path, status = resp.status().as_u16());
     }
@@ -65,19 +65,20 @@ pub async fn handle(st: Arc<State>, req: Request<Incoming>, peer: SocketAddr) ->
 }
 
 async fn route(
-    st: &State,
+    ad: &Admin,
     cfg: &Config,
     req: Request<Incoming>,
     method: &Method,
     path: &str,
 ) -> Response<Body> {
+    let st = &*ad.state;
     let rest = path.strip_prefix("/api/v1").unwrap_or("");
     let segs: Vec<&str> = rest.trim_end_matches('/').split('/').skip(1).collect();
     let m = method.clone();
     match (segs.as_slice(), m) {
         (["tenants"], Method::GET) => list(st, cfg),
         (["tenants"], Method::POST) => match read_json::<SignupRequest>(req).await {
-            Ok(r) => create(st, &r).await,
+            Ok(r) => create(ad, &r).await,
             Err(e) => {
                 st.metrics.signup(crate::metrics::Signup::Invalid);
                 *e
@@ -108,11 +109,11 @@ fn list(st: &State, cfg: &Config) -> Response<Body> {
     ok(json!({ "tenants": all }))
 }
 
-async fn create(st: &State, r: &SignupRequest) -> Response<Body> {
-    match signup::create(st, r).await {
+async fn create(ad: &Admin, r: &SignupRequest) -> Response<Body> {
+    match signup::create(ad, r).await {
         Ok(spec) => {
-            let cfg = st.config();
-            json_response(StatusCode::CREATED, &info(st, &cfg, &spec))
+            let cfg = ad.state.config();
+            json_response(StatusCode::CREATED, &info(&ad.state, &cfg, &spec))
         }
         Err(e) => signup_error(&e),
     }

@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::{fchmod, fstat, Mode};
@@ -31,10 +31,15 @@ use paddock_sys::Creds;
 /// Mode of a claim and of the site directory it becomes: private to the site's user and group.
 const DIR_MODE: u32 = 0o750;
 
-/// Names being created by this process.
-fn creating() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
-    static SET: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
-    SET.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+/// Names being created by this server (one set per admin listener); a [`Claim`] holds its
+/// name in it until it is dropped.
+#[derive(Clone, Default)]
+pub struct Claims(Arc<Mutex<BTreeSet<String>>>);
+
+impl Claims {
+    fn names(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// `<sites>/.creating-NAME`, discarded on drop unless committed.
@@ -46,11 +51,12 @@ pub struct Claim {
     /// The site's own user, made for this signup: `(name, uid)`.
     user: Option<(String, u32)>,
     committed: bool,
+    claims: Claims,
 }
 
 impl Claim {
-    pub fn take(sites: &Path, name: &str) -> Result<Claim, SignupError> {
-        if !creating().insert(name.to_string()) {
+    pub fn take(claims: &Claims, sites: &Path, name: &str) -> Result<Claim, SignupError> {
+        if !claims.names().insert(name.to_string()) {
             return Err(SignupError::Taken(name.into()));
         }
         let dir = sites.join(format!(".creating-{name}"));
@@ -72,9 +78,10 @@ impl Claim {
                 fd,
                 user: None,
                 committed: false,
+                claims: claims.clone(),
             }),
             Err(e) => {
-                creating().remove(name);
+                claims.names().remove(name);
                 Err(internal(format!("cannot create {}: {e}", dir.display())))
             }
         }
@@ -164,7 +171,7 @@ impl Drop for Claim {
                 None => {}
             }
         }
-        creating().remove(&self.name);
+        self.claims.names().remove(&self.name);
     }
 }
 
@@ -214,20 +221,21 @@ mod tests {
     #[test]
     fn claims_are_exclusive_and_cleaned_up() {
         let sites = tempfile::tempdir().expect("tempdir");
-        let a = Claim::take(sites.path(), "one").expect("first claim");
-        assert!(matches!(Claim::take(sites.path(), "one"), Err(SignupError::Taken(_))));
+        let claims = Claims::default();
+        let a = Claim::take(&claims, sites.path(), "one").expect("first claim");
+        assert!(matches!(Claim::take(&claims, sites.path(), "one"), Err(SignupError::Taken(_))));
         std::fs::write(a.dir.join("junk"), "x").expect("write");
         drop(a);
         let left: Vec<_> = std::fs::read_dir(sites.path()).expect("read").collect();
         assert!(left.is_empty(), "failed claim removed: {left:?}");
         // Left behind by a crash: taken over.
         std::fs::create_dir(sites.path().join(".creating-two")).expect("mkdir");
-        let b = Claim::take(sites.path(), "two").expect("stale claim taken over");
+        let b = Claim::take(&claims, sites.path(), "two").expect("stale claim taken over");
         std::fs::create_dir(sites.path().join("two")).expect("mkdir");
         std::fs::write(sites.path().join("two/x"), "x").expect("write");
         assert!(matches!(b.commit(&sites.path().join("two")), Err(SignupError::Taken(_))));
         assert!(!sites.path().join(".creating-two").exists());
-        let c = Claim::take(sites.path(), "three").expect("claim");
+        let c = Claim::take(&claims, sites.path(), "three").expect("claim");
         c.commit(&sites.path().join("three")).expect("commit");
         assert!(sites.path().join("three").is_dir());
     }
@@ -235,7 +243,8 @@ mod tests {
     #[test]
     fn files_are_written_through_the_claim_and_never_through_a_symlink() {
         let sites = tempfile::tempdir().expect("tempdir");
-        let c = Claim::take(sites.path(), "files").expect("claim");
+        let claims = Claims::default();
+        let c = Claim::take(&claims, sites.path(), "files").expect("claim");
         let outside = sites.path().join("outside");
         std::fs::write(&outside, "keep").expect("write");
         std::os::unix::fs::symlink(&outside, c.dir.join("htpasswd")).expect("symlink");
@@ -249,5 +258,20 @@ mod tests {
         std::fs::remove_file(c.dir.join("conf/trac.ini")).expect("rm");
         std::fs::write(c.dir.join("conf/trac.ini"), "").expect("write");
         assert!(c.has_file(Path::new("conf/trac.ini")));
+    }
+
+    /// The set was a process-wide static: a name held by one server was taken for another.
+    #[test]
+    fn each_server_has_its_own_claims() {
+        let (one, two) = (Claims::default(), Claims::default());
+        let (s1, s2) =
+            (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+        let a = Claim::take(&one, s1.path(), "same").expect("claim on server one");
+        let b = Claim::take(&two, s2.path(), "same").expect("the same name on server two");
+        assert!(matches!(Claim::take(&one, s2.path(), "same"), Err(SignupError::Taken(_))));
+        drop(a);
+        assert!(one.names().is_empty() && two.names().len() == 1);
+        drop(b);
+        assert!(two.names().is_empty());
     }
 }

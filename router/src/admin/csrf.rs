@@ -5,13 +5,13 @@
 //!   one, a `Referer`) whose host is not the request's `Host` is a post from another site: 403.
 //!   A request without either (old browsers, scripts) relies on the token alone.
 //! - **Form token**: the form the router serves carries a hidden token, an HMAC-SHA256 of the
-//!   current hour under a key drawn at start-up; a post must bring one from this hour or the
+//!   current hour under a key drawn when the admin listener starts ([`Key`], one per
+//!   server); a post must bring one from this hour or the
 //!   last. A page on another site cannot read the form, so it cannot forge the field.
 //!
 //! Behind a reverse proxy, the proxy must pass the client's `Host` through (nginx
 //! `proxy_set_header Host $host`, Apache `ProxyPreserveHost On`).
 
-use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{header, HeaderMap};
@@ -22,15 +22,33 @@ use subtle::ConstantTimeEq;
 const WINDOW_SECS: u64 = 3600;
 const BLOCK: usize = 64;
 
-/// A fresh token for the signup form.
-pub fn form_token() -> String {
-    token_at(key(), window(SystemTime::now()))
-}
+/// The key form tokens are made with, from the kernel's random source.
+pub struct Key([u8; 32]);
 
-/// Whether a signup post may proceed: `Err` says why it is refused (403).
-pub fn check(headers: &HeaderMap, token: &str) -> Result<(), &'static str> {
-    same_origin(headers)?;
-    token_valid(key(), token, window(SystemTime::now()))
+impl Key {
+    pub fn random() -> Key {
+        let mut k = [0u8; 32];
+        let read = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut k));
+        if let Err(e) = read {
+            // Never reached on Linux; a guessable key only weakens the token, not Origin.
+            tracing::error!("signup: cannot read /dev/urandom ({e}); form tokens are weak");
+            let seed = format!("{:?}{}", SystemTime::now(), std::process::id());
+            k = Sha256::digest(seed.as_bytes()).into();
+        }
+        Key(k)
+    }
+
+    /// A fresh token for the signup form.
+    pub fn form_token(&self) -> String {
+        token_at(&self.0, window(SystemTime::now()))
+    }
+
+    /// Whether a signup post may proceed: `Err` says why it is refused (403).
+    pub fn check(&self, headers: &HeaderMap, token: &str) -> Result<(), &'static str> {
+        same_origin(headers)?;
+        token_valid(&self.0, token, window(SystemTime::now()))
+    }
 }
 
 /// `Origin`, else `Referer`, must name the host the request was sent to.
@@ -88,23 +106,6 @@ fn hmac(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
     outer.into()
 }
 
-/// The per-process key, from the kernel's random source.
-fn key() -> &'static [u8; 32] {
-    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let mut k = [0u8; 32];
-        let read = std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut k));
-        if let Err(e) = read {
-            // Never reached on Linux; a guessable key only weakens the token, not Origin.
-            tracing::error!("signup: cannot read /dev/urandom ({e}); form tokens are weak");
-            let seed = format!("{:?}{}", SystemTime::now(), std::process::id());
-            k = Sha256::digest(seed.as_bytes()).into();
-        }
-        k
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,7 +140,10 @@ mod tests {
         for junk in ["", ".", "x.y", "100.", "18446744073709551615.00"] {
             assert!(token_valid(&k, junk, 100).is_err(), "{junk}");
         }
-        assert!(check(&HeaderMap::new(), &form_token()).is_ok());
+        let key = Key::random();
+        assert!(key.check(&HeaderMap::new(), &key.form_token()).is_ok());
+        // Each server draws its own key: another's token does not pass.
+        assert!(Key::random().check(&HeaderMap::new(), &key.form_token()).is_err());
     }
 
     #[test]

@@ -12,7 +12,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::clientio::ClientIo;
 use crate::front::State;
@@ -32,17 +31,53 @@ pub mod siteuser;
 mod tenants;
 pub mod tokens;
 
-/// Serve the admin listener until `shutdown` turns true.
+/// What the admin listener keeps for the server's lifetime: the server's state, and what only
+/// the admin endpoints use. One per server (`run` makes it), so two servers in one process
+/// share none of it.
+pub struct Admin {
+    pub state: Arc<State>,
+    /// Public signups per client address (`signup_limit` per `signup_window`).
+    page_limit: ratelimit::RateLimit,
+    /// The signup form's token key.
+    csrf: csrf::Key,
+    /// Provisioning commands running at once.
+    provisioning: tokio::sync::Semaphore,
+    /// Site names being created.
+    claims: claim::Claims,
+    /// The API's bearer tokens (`tokens_file`, re-read when it changes).
+    tokens: tokens::Tokens,
+}
+
+impl Admin {
+    pub fn new(state: Arc<State>) -> Admin {
+        Admin {
+            state,
+            page_limit: ratelimit::RateLimit::default(),
+            csrf: csrf::Key::random(),
+            provisioning: tokio::sync::Semaphore::new(signup::CONCURRENT_PROVISIONING),
+            claims: claim::Claims::default(),
+            tokens: tokens::Tokens::default(),
+        }
+    }
+}
+
+/// Serve the admin listener until `shutdown` resolves (the server's `Stopping` phase).
 ///
 /// The admin listener faces whoever may sign up, so it has the front door's defences: a cap on
 /// open connections taken before `accept`, `send_timeout` on every write, and
 /// `header_read_timeout`.
-pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let state = admin.state.clone();
     let send_timeouts = state.metrics.client_timeouts("send");
+    tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             p = state.admin_connections.acquire() => p,
-            _ = shutdown.changed() => return,
+            _ = &mut shutdown => return,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -53,14 +88,14 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
                     continue;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = &mut shutdown => return,
         };
         let cfg = state.config();
         let stream = ClientIo::new(stream, cfg.send_timeout, send_timeouts.clone());
-        let st = state.clone();
+        let ad = admin.clone();
         let svc = service_fn(move |req| {
-            let st = st.clone();
-            async move { Ok::<_, Infallible>(handle(st, req, peer).await) }
+            let ad = ad.clone();
+            async move { Ok::<_, Infallible>(handle(ad, req, peer).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -75,18 +110,19 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
     }
 }
 
-async fn handle(_st: Arc<State>, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+async fn handle(ad: Arc<Admin>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let st = &ad.state;
     match req.uri().path() {
         "/healthz" => respond::page(StatusCode::OK, "ok"),
-        "/signup" => page::handle(_st, req, _peer).await,
-        p if p.starts_with("/api/") => api::handle(_st, req, _peer).await,
-        "/metrics" if _st.config().admin.as_ref().is_some_and(|a| a.metrics_token) => {
-            match api::authorize(&_st.config(), req.headers()) {
-                Ok(()) => metrics(&_st).await,
+        "/signup" => page::handle(&ad, req, peer).await,
+        p if p.starts_with("/api/") => api::handle(&ad, req, peer).await,
+        "/metrics" if st.config().admin.as_ref().is_some_and(|a| a.metrics_token) => {
+            match api::authorize(&ad, &st.config(), req.headers()) {
+                Ok(()) => metrics(st).await,
                 Err(denied) => *denied,
             }
         }
-        "/metrics" => metrics(&_st).await,
+        "/metrics" => metrics(st).await,
         _ => respond::page(StatusCode::NOT_FOUND, "No such admin resource."),
     }
 }

@@ -4,31 +4,27 @@
 //! this path (see docs/admin.md).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::api;
-use super::ratelimit::RateLimit;
 use super::signup::{self, SignupError, SignupRequest};
+use super::Admin;
 use crate::front::State;
 use crate::respond::Body;
 use crate::respond::{self, escape};
 
-fn limiter() -> &'static RateLimit {
-    static R: OnceLock<RateLimit> = OnceLock::new();
-    R.get_or_init(RateLimit::default)
-}
-
-pub async fn handle(st: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(ad: &Admin, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let st = &ad.state;
     let cfg = st.config();
+    let token = ad.csrf.form_token();
     let Some(sc) = cfg.admin.as_ref().map(|a| a.signup.clone()).filter(|s| s.enabled) else {
         return respond::page(StatusCode::NOT_FOUND, "Signup is not offered here.");
     };
     match *req.method() {
-        Method::GET | Method::HEAD => html(StatusCode::OK, &form("", "", None)),
+        Method::GET | Method::HEAD => html(StatusCode::OK, &form(&token, "", "", None)),
         Method::POST => {
             let client = crate::forwarded::resolve(&cfg.trusted_proxies, peer.ip(), req.headers());
             let headers = req.headers().clone();
@@ -38,28 +34,28 @@ pub async fn handle(st: Arc<State>, req: Request<Incoming>, peer: SocketAddr) ->
             };
             let field = |k: &str| form_value(&body, k).unwrap_or_default();
             // Before the rate limit: a cross-site post must not use up the victim's signups.
-            if let Err(why) = super::csrf::check(&headers, &field("token")) {
-                return forbidden(&st, client.addr, why);
+            if let Err(why) = ad.csrf.check(&headers, &field("token")) {
+                return forbidden(st, &token, client.addr, why);
             }
-            if let Err(wait) = limiter().hit(client.addr, sc.limit, sc.window, Instant::now()) {
+            if let Err(wait) = ad.page_limit.hit(client.addr, sc.limit, sc.window, Instant::now()) {
                 let secs = wait.as_secs().max(1);
                 tracing::warn!(target: "paddock::admin", client = %client.addr, "signup rate limit reached");
                 st.metrics.signup(crate::metrics::Signup::RateLimited);
-                return failed(&SignupError::RateLimited(secs), "", "");
+                return failed(&token, &SignupError::RateLimited(secs), "", "");
             }
             let r = SignupRequest {
                 name: field("name").trim().to_string(),
                 admin_user: field("admin_user").trim().to_string(),
                 password: field("password"),
             };
-            let outcome = signup::create(&st, &r).await;
+            let outcome = signup::create(ad, &r).await;
             tracing::info!(target: "paddock::admin", client = %client.addr, tenant = %r.name, ok = outcome.is_ok(), "public signup");
             match outcome {
                 Ok(spec) => {
                     let url = format!("{}{}/", super::json::public_url(&st.config()), spec.mount);
                     html(StatusCode::CREATED, &done(&spec.name, &url, &r.admin_user))
                 }
-                Err(e) => failed(&e, &r.name, &r.admin_user),
+                Err(e) => failed(&token, &e, &r.name, &r.admin_user),
             }
         }
         _ => {
@@ -70,14 +66,19 @@ pub async fn handle(st: Arc<State>, req: Request<Incoming>, peer: SocketAddr) ->
     }
 }
 
-fn forbidden(st: &State, client: std::net::IpAddr, why: &'static str) -> Response<Body> {
+fn forbidden(
+    st: &State,
+    token: &str,
+    client: std::net::IpAddr,
+    why: &'static str,
+) -> Response<Body> {
     tracing::warn!(target: "paddock::admin", client = %client, "signup refused: {why}");
     st.metrics.signup(crate::metrics::Signup::Forbidden);
-    failed(&SignupError::Forbidden(why), "", "")
+    failed(token, &SignupError::Forbidden(why), "", "")
 }
 
-fn failed(e: &SignupError, name: &str, user: &str) -> Response<Body> {
-    let mut r = html(e.status(), &form(name, user, Some(&e.to_string())));
+fn failed(token: &str, e: &SignupError, name: &str, user: &str) -> Response<Body> {
+    let mut r = html(e.status(), &form(token, name, user, Some(&e.to_string())));
     if let SignupError::RateLimited(secs) = e {
         if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -117,7 +118,8 @@ fn shell(title: &str, body: &str) -> String {
     )
 }
 
-fn form(name: &str, user: &str, error: Option<&str>) -> String {
+/// The signup form, carrying `token` ([`super::csrf::Key::form_token`]).
+fn form(token: &str, name: &str, user: &str, error: Option<&str>) -> String {
     let err = error
         .map(|e| format!("<p class=\"error\" id=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
@@ -136,7 +138,7 @@ fn form(name: &str, user: &str, error: Option<&str>) -> String {
              <button id=\"submit\" type=\"submit\">Create site</button></form>",
             n = escape(name),
             u = escape(user),
-            t = escape(&super::csrf::form_token()),
+            t = escape(token),
         ),
     )
 }
@@ -186,7 +188,7 @@ mod tests {
 
     #[test]
     fn pages_escape_what_they_echo() {
-        let f = form("<x>", "\"u\"", Some("bad <b>"));
+        let f = form("1.ab", "<x>", "\"u\"", Some("bad <b>"));
         assert!(f.contains("value=\"&lt;x&gt;\"") && f.contains("bad &lt;b&gt;"), "{f}");
         assert!(done("a", "http://h/trac/a/", "u")
             .contains("id=\"site-link\" href=\"http://h/trac/a/\""));

@@ -14,15 +14,12 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::OnceLock;
-
-use tokio::sync::Semaphore;
 
 use super::claim::Claim;
 use super::error::internal;
 pub use super::error::SignupError;
 use super::owner::Owner;
-use crate::front::State;
+use super::Admin;
 use crate::metrics::Signup;
 use paddock_config::tenant::TenantSpec;
 use paddock_config::{Config, SignupConfig};
@@ -34,7 +31,7 @@ pub const RESERVED: [&str; 18] = [
     "paddock", "trac", "root", "mail", "about", "help", "prefs", "register",
 ];
 /// Provisioning commands running at once; more signups wait their turn.
-const CONCURRENT_PROVISIONING: usize = 2;
+pub(super) const CONCURRENT_PROVISIONING: usize = 2;
 /// bcrypt cost of the admin user's htpasswd entry (about 80 ms to check).
 const BCRYPT_COST: u32 = 10;
 /// umask of the provisioning commands: nothing of a new site is readable by other users.
@@ -53,17 +50,17 @@ pub struct SignupRequest {
 
 /// Create the tenant `req.name`; the returned spec is live at once. The outcome is counted
 /// in `paddock_signups_total`.
-pub async fn create(st: &State, req: &SignupRequest) -> Result<TenantSpec, SignupError> {
-    let result = create_tenant(st, req).await;
-    st.metrics.signup(match &result {
+pub async fn create(ad: &Admin, req: &SignupRequest) -> Result<TenantSpec, SignupError> {
+    let result = create_tenant(ad, req).await;
+    ad.state.metrics.signup(match &result {
         Ok(_) => Signup::Created,
         Err(e) => e.outcome(),
     });
     result
 }
 
-async fn create_tenant(st: &State, req: &SignupRequest) -> Result<TenantSpec, SignupError> {
-    let cfg = st.config();
+async fn create_tenant(ad: &Admin, req: &SignupRequest) -> Result<TenantSpec, SignupError> {
+    let cfg = ad.state.config();
     let sc =
         cfg.admin.as_ref().map(|a| &a.signup).ok_or_else(|| {
             SignupError::Unavailable("the admin listener is not configured".into())
@@ -83,7 +80,7 @@ async fn create_tenant(st: &State, req: &SignupRequest) -> Result<TenantSpec, Si
         Owner::PerSite => Some(super::siteuser::name_for(&sc.site_user, name)?),
         _ => None,
     };
-    let mut claim = Claim::take(&sites, name)?;
+    let mut claim = Claim::take(&ad.claims, &sites, name)?;
     if std::fs::symlink_metadata(sites.join(name)).is_ok() {
         return Err(SignupError::Taken(name.into()));
     }
@@ -95,7 +92,7 @@ async fn create_tenant(st: &State, req: &SignupRequest) -> Result<TenantSpec, Si
     if let Some(c) = &creds {
         claim.hand_over(c)?;
     }
-    let _permit = permits().acquire().await.map_err(|_| internal("shutting down".into()))?;
+    let _permit = ad.provisioning.acquire().await.map_err(|_| internal("shutting down".into()))?;
     let vars = Vars::new(&cfg, sc, &claim.dir, &sites, req);
     provision(sc, &vars, &claim.dir, creds.clone()).await.inspect_err(|e| {
         tracing::error!(tenant = %name, "signup: {e}");
@@ -112,11 +109,6 @@ async fn create_tenant(st: &State, req: &SignupRequest) -> Result<TenantSpec, Si
     let spec = cfg.tenant(name).ok_or_else(|| internal(format!("`{name}` does not resolve")))?;
     tracing::info!(tenant = %name, admin_user = %req.admin_user, "signup: tenant created");
     Ok(spec)
-}
-
-fn permits() -> &'static Semaphore {
-    static P: OnceLock<Semaphore> = OnceLock::new();
-    P.get_or_init(|| Semaphore::new(CONCURRENT_PROVISIONING))
 }
 
 /// A lowercase DNS label (1-63 of `[a-z0-9-]`, no `-` at either end), not reserved.

@@ -143,7 +143,8 @@ impl WorkerBody {
     }
 
     fn fail(&mut self, msg: String) -> Poll<Option<Result<BodyFrame<Bytes>, io::Error>>> {
-        tracing::warn!(tenant = %self.pool.spec.name, "response truncated: {msg}");
+        // The request's span (entered by `access::Logged`) names the tenant and worker.
+        tracing::warn!("response truncated: {msg}");
         // Dropping the connection tells the worker to stop writing and call the app's close().
         self.link = None;
         self.permit = None;

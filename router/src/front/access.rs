@@ -53,11 +53,15 @@ pub struct Logged {
     line: Line,
     bytes: u64,
     outcome: Option<Outcome>,
+    /// The request's span, entered while the body streams and for the access line, which
+    /// are outside the request's future.
+    span: tracing::Span,
 }
 
-/// Wrap `body` so that `line` is logged once the response is over.
+/// Wrap `body` so that `line` is logged once the response is over, in the current span.
 pub fn logged(body: Body, line: Line) -> Body {
-    Logged { inner: body, line, bytes: 0, outcome: None }.boxed()
+    let span = tracing::Span::current();
+    Logged { inner: body, line, bytes: 0, outcome: None, span }.boxed()
 }
 
 impl Logged {
@@ -80,14 +84,16 @@ impl HttpBody for Logged {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let r = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let this = &mut *self;
+        let _in = this.span.enter();
+        let r = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &r {
             Some(Ok(f)) => {
                 let n = f.data_ref().map_or(0, |d| d.len() as u64);
-                self.bytes += n;
+                this.bytes += n;
             }
-            Some(Err(_)) => self.outcome = Some(Outcome::Truncated),
-            None => self.outcome = Some(Outcome::Complete),
+            Some(Err(_)) => this.outcome = Some(Outcome::Truncated),
+            None => this.outcome = Some(Outcome::Complete),
         }
         Poll::Ready(r)
     }
@@ -105,6 +111,7 @@ impl Drop for Logged {
     fn drop(&mut self) {
         let outcome = self.outcome();
         let l = &self.line;
+        let _in = self.span.enter();
         tracing::info!(
             target: "paddock::access",
             client = %l.client,
@@ -158,7 +165,8 @@ mod tests {
     }
 
     fn outcome_of(body: Body, read_all: bool) -> (Outcome, u64) {
-        let mut l = Logged { inner: body, line: line(), bytes: 0, outcome: None };
+        let span = tracing::Span::none();
+        let mut l = Logged { inner: body, line: line(), bytes: 0, outcome: None, span };
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         rt.block_on(async {
             if read_all {

@@ -287,15 +287,22 @@ async fn start_ready(
 }
 
 /// SIGTERM: the process stops accepting, finishes what it accepted and exits; SIGKILL after
-/// `graceful_timeout`.
+/// `graceful_timeout` (at once if the pool was stopped with [`Pool::stop_now`]).
 async fn retire(pool: &Pool, mut w: Worker, reason: Reason) {
     pool.counters.exited(reason);
     if w.pid != 0 {
         let _ = kill(Pid::from_raw(w.pid as i32), Signal::SIGTERM);
     }
-    let grace = pool.spec.settings.process.graceful_timeout;
+    let grace = pool.stop_grace();
     if tokio::time::timeout(grace, w.child.wait()).await.is_err() {
-        tracing::warn!(tenant = %pool.spec.name, pid = w.pid, "worker still busy after {grace:?} (graceful_timeout); killing it");
+        match grace.is_zero() {
+            true => {
+                tracing::info!(tenant = %pool.spec.name, pid = w.pid, "fast stop: killing worker")
+            }
+            false => {
+                tracing::warn!(tenant = %pool.spec.name, pid = w.pid, "worker still busy after {grace:?} (graceful_timeout); killing it")
+            }
+        }
         let _ = w.child.start_kill();
         let _ = w.child.wait().await;
     }
