@@ -427,7 +427,7 @@ async fn admit(
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(tenant = %spec.name, "{e}");
-                return Err(Refusal::unavailable());
+                return Err(Refusal::from(&e));
             }
         };
         let waiting = Instant::now();
