@@ -488,3 +488,6 @@ impl Drop for Pool {
         let _ = std::fs::remove_file(&self.socket_path);
     }
 }
+
+#[cfg(test)]
+mod tests;
