@@ -268,3 +268,6 @@ fn retire(pool: Arc<Pool>) {
         pool.wait_stopped().await;
     });
 }
+
+#[cfg(test)]
+mod tests;

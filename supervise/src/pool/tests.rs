@@ -253,8 +253,10 @@ async fn put_conn_drops_a_connection_of_a_process_no_longer_ready() {
     fakes.worker(old).retire();
     until("the successor ready", || p.ready_pids().first().is_some_and(|&n| n != old)).await;
     p.put_conn(c);
-    assert!(p.take_conn().is_none(), "a connection to the replaced process was kept");
+    // Dropped by put_conn itself, not left for take_conn to find closed.
+    assert_eq!(p.lock().idle.len(), 0, "a connection to the replaced process was kept");
     assert_eq!(p.conns_open.load(Ordering::Acquire), 0);
+    assert!(p.take_conn().is_none());
 }
 
 #[tokio::test(start_paused = true)]
