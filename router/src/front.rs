@@ -468,7 +468,7 @@ async fn admit(
             Ok(p) => p,
             Err(e) => {
                 tracing::error!("{e}");
-                return Err(Refusal::unavailable());
+                return Err(Refusal::from(&e));
             }
         };
         let waiting = Instant::now();

@@ -17,6 +17,7 @@ use crate::outcome::{Reject, RequestMeta};
 use crate::respond::{self, Body};
 use paddock_rules::path::PathError;
 use paddock_supervise::pool::PoolError;
+use paddock_supervise::registry::StartError;
 
 /// Seconds a client is asked to wait before retrying a 503.
 const RETRY_AFTER: HeaderValue = HeaderValue::from_static("5");
@@ -155,6 +156,19 @@ impl From<&PoolError> for Refusal {
             ),
         };
         Refusal::new(StatusCode::SERVICE_UNAVAILABLE, Some(reason), why)
+    }
+}
+
+/// No pool for the tenant: whatever the cause (the budget, the tenant's user, its socket),
+/// the client gets the same 503; the cause goes to the log.
+impl From<&StartError> for Refusal {
+    fn from(e: &StartError) -> Self {
+        match e {
+            StartError::Budget { .. }
+            | StartError::TooBig { .. }
+            | StartError::Identity(_)
+            | StartError::Socket { .. } => Refusal::unavailable(),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 
 use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
@@ -26,24 +27,57 @@ impl Identity {
     }
 }
 
+/// Why a tenant's workers have no identity to run with; each says what is wrong and how to fix
+/// it.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("tenant `{tenant}` is configured to run as user `{want}`, but paddock runs as `{running_as}`, not root, and cannot switch users")]
+    CannotSwitch { tenant: String, want: String, running_as: String },
+    #[error("tenant `{tenant}`: cannot read {}: {source}", dir.display())]
+    Unreadable { tenant: String, dir: PathBuf, source: std::io::Error },
+    #[error("tenant `{tenant}`: cannot resolve {}: {source}", dir.display())]
+    Unresolvable { tenant: String, dir: PathBuf, source: std::io::Error },
+    #[error("user `{0}` does not exist (create it with useradd)")]
+    NoUser(String),
+    #[error("group `{0}` does not exist (create it with groupadd)")]
+    NoGroup(String),
+    #[error(
+        "tenant `{tenant}` would run as root: {d} is owned by uid 0 and no `user` is configured. \
+         Give the tenant its own user (`chown -R USER {d}` or `user = \"USER\"` in [tenants.{tenant}]); \
+         `allow_root = true` permits root but is not recommended",
+        d = dir.display()
+    )]
+    Root { tenant: String, dir: PathBuf },
+    #[error(
+        "tenant `{tenant}`: {d} is open to other users (mode {mode:04o}, and every directory above it lets them through), so other tenants could read its files. \
+         Run `chmod o-rwx {d}` (or `chmod 0750 {d}`), or set `allow_world_readable = true` in [tenants.{tenant}] if that is intended",
+        d = dir.display()
+    )]
+    WorldReadable { tenant: String, dir: PathBuf, mode: u32 },
+}
+
 /// Decide the identity of `t`'s workers; the error says what is wrong and how to fix it.
-pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
+pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, IdentityError> {
     let me = Uid::effective();
     if !me.is_root() {
         let name =
             User::from_uid(me).ok().flatten().map(|u| u.name).unwrap_or_else(|| me.to_string());
         if let Some(want) = &t.settings.process.user {
             if want != &name && want != &me.to_string() {
-                return Err(format!(
-                    "tenant `{}` is configured to run as user `{want}`, but paddock runs as `{name}`, not root, and cannot switch users",
-                    t.name
-                ));
+                return Err(IdentityError::CannotSwitch {
+                    tenant: t.name.clone(),
+                    want: want.clone(),
+                    running_as: name,
+                });
             }
         }
         return Ok(Identity { creds: None, user_name: name });
     }
-    let meta = std::fs::metadata(&t.dir)
-        .map_err(|e| format!("tenant `{}`: cannot read {}: {e}", t.name, t.dir.display()))?;
+    let meta = std::fs::metadata(&t.dir).map_err(|source| IdentityError::Unreadable {
+        tenant: t.name.clone(),
+        dir: t.dir.clone(),
+        source,
+    })?;
     let user = match &t.settings.process.user {
         Some(u) => Some(lookup_user(u)?),
         None => User::from_uid(Uid::from_raw(meta.uid())).ok().flatten(),
@@ -54,15 +88,7 @@ pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
         None => user.as_ref().map(|u| u.gid.as_raw()).unwrap_or(meta.gid()),
     };
     if uid == 0 && !allow_root {
-        return Err(format!(
-            "tenant `{}` would run as root: {} is owned by uid 0 and no `user` is configured. \
-             Give the tenant its own user (`chown -R USER {}` or `user = \"USER\"` in [tenants.{}]); \
-             `allow_root = true` permits root but is not recommended",
-            t.name,
-            t.dir.display(),
-            t.dir.display(),
-            t.name
-        ));
+        return Err(IdentityError::Root { tenant: t.name.clone(), dir: t.dir.clone() });
     }
     if !t.settings.process.allow_world_readable {
         check_private(t, meta.mode())?;
@@ -83,38 +109,35 @@ pub fn resolve(t: &TenantSpec, allow_root: bool) -> Result<Identity, String> {
 /// directory above lets others through (`o+x`). Tenants run as different users, and one must
 /// not read another's database (its login cookies, say). A parent closed to others (a 0700
 /// directory) hides everything below it.
-fn check_private(t: &TenantSpec, mode: u32) -> Result<(), String> {
+fn check_private(t: &TenantSpec, mode: u32) -> Result<(), IdentityError> {
     if mode & 0o007 == 0 {
         return Ok(());
     }
-    let real = std::fs::canonicalize(&t.dir)
-        .map_err(|e| format!("tenant `{}`: cannot resolve {}: {e}", t.name, t.dir.display()))?;
+    let real = std::fs::canonicalize(&t.dir).map_err(|source| IdentityError::Unresolvable {
+        tenant: t.name.clone(),
+        dir: t.dir.clone(),
+        source,
+    })?;
     let passable = |d: &std::path::Path| std::fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0);
     if !real.ancestors().skip(1).all(passable) {
         return Ok(());
     }
-    let d = t.dir.display();
-    Err(format!(
-        "tenant `{}`: {d} is open to other users (mode {:04o}, and every directory above it lets them through), so other tenants could read its files. \
-         Run `chmod o-rwx {d}` (or `chmod 0750 {d}`), or set `allow_world_readable = true` in [tenants.{}] if that is intended",
-        t.name,
-        mode & 0o7777,
-        t.name
-    ))
+    Err(IdentityError::WorldReadable {
+        tenant: t.name.clone(),
+        dir: t.dir.clone(),
+        mode: mode & 0o7777,
+    })
 }
 
-fn lookup_user(u: &str) -> Result<User, String> {
+fn lookup_user(u: &str) -> Result<User, IdentityError> {
     let found = match u.parse::<u32>() {
         Ok(n) => User::from_uid(Uid::from_raw(n)),
         Err(_) => User::from_name(u),
     };
-    found
-        .ok()
-        .flatten()
-        .ok_or_else(|| format!("user `{u}` does not exist (create it with useradd)"))
+    found.ok().flatten().ok_or_else(|| IdentityError::NoUser(u.to_string()))
 }
 
-fn lookup_group(g: &str) -> Result<u32, String> {
+fn lookup_group(g: &str) -> Result<u32, IdentityError> {
     if let Ok(n) = g.parse::<u32>() {
         return Ok(n);
     }
@@ -122,5 +145,5 @@ fn lookup_group(g: &str) -> Result<u32, String> {
         .ok()
         .flatten()
         .map(|g| g.gid.as_raw())
-        .ok_or_else(|| format!("group `{g}` does not exist (create it with groupadd)"))
+        .ok_or_else(|| IdentityError::NoGroup(g.to_string()))
 }

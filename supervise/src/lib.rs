@@ -17,4 +17,6 @@ pub mod monitor;
 pub mod pool;
 pub mod registry;
 pub mod spawn;
+#[cfg(test)]
+mod testkit;
 pub mod zygote;

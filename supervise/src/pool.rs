@@ -15,14 +15,18 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+// The tokio clock (the system's, unless a test paused it): idle times and deadlines follow a
+// test's virtual time.
+use tokio::time::Instant;
 
 use crate::cgroup::{GroupLimits, PoolGroup};
 use crate::conn::{OpenSlot, WorkerConn};
 use crate::counters::Reason;
 use crate::identity::Identity;
+use crate::launch::{Spawn, Starter};
 use paddock_config::tenant::TenantSpec;
 use paddock_config::AdmissionSettings;
 use slot::SlotCmd;
@@ -87,6 +91,8 @@ pub struct Pool {
     conns_open: Arc<AtomicUsize>,
     /// The pool's cgroup (killed and removed when the pool is dropped); `None` without one.
     pub(crate) cgroup: Option<PoolGroup>,
+    /// How its slots start their workers.
+    pub(crate) starter: Arc<dyn Starter>,
 }
 
 #[derive(Default)]
@@ -106,6 +112,18 @@ impl Pool {
         runtime_dir: &Path,
         worker_bin: PathBuf,
         counters: Arc<Counters>,
+    ) -> std::io::Result<Arc<Pool>> {
+        Pool::start_with(spec, identity, runtime_dir, worker_bin, counters, Arc::new(Spawn))
+    }
+
+    /// [`Pool::start`], its slots getting their workers from `starter`.
+    pub fn start_with(
+        spec: TenantSpec,
+        identity: Identity,
+        runtime_dir: &Path,
+        worker_bin: PathBuf,
+        counters: Arc<Counters>,
+        starter: Arc<dyn Starter>,
     ) -> std::io::Result<Arc<Pool>> {
         // Unique per pool instance: a replaced pool's cleanup must not remove its successor's.
         static SERIAL: AtomicU64 = AtomicU64::new(0);
@@ -157,6 +175,7 @@ impl Pool {
             tasks: Mutex::new(Vec::new()),
             conns_open: Arc::new(AtomicUsize::new(0)),
             cgroup,
+            starter,
         });
         let tasks = receivers
             .into_iter()
@@ -504,3 +523,6 @@ impl Drop for Pool {
         let _ = std::fs::remove_file(&self.socket_path);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,15 +4,34 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
+use tokio::time::Instant;
 
 use crate::counters::Counters;
 use crate::counters::Reason;
-use crate::identity;
+use crate::identity::{self, IdentityError};
+use crate::launch::{Spawn, Starter};
 use crate::pool::{Pool, Status};
 use paddock_config::tenant::TenantSpec;
+
+/// Why no pool could be had for a tenant. All of them are for the log; the client gets a plain
+/// 503.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The global budget is taken and no pool became idle within the tenant's `queue_timeout`.
+    #[error("max_workers_total ({limit}) reached and no pool is idle")]
+    Budget { limit: usize },
+    /// The tenant alone needs more processes than the whole budget.
+    #[error("tenant `{tenant}` needs {need} processes but max_workers_total is {limit}")]
+    TooBig { tenant: String, need: usize, limit: usize },
+    /// Which user to run its workers as could not be decided.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("tenant `{tenant}`: cannot create its socket: {source}")]
+    Socket { tenant: String, source: std::io::Error },
+}
 
 pub struct Registry {
     pools: DashMap<String, Arc<Pool>>,
@@ -25,6 +44,8 @@ pub struct Registry {
     worker_bin: PathBuf,
     allow_root: bool,
     max_workers_total: usize,
+    /// How the pools' slots start their workers.
+    starter: Arc<dyn Starter>,
 }
 
 impl Registry {
@@ -42,13 +63,19 @@ impl Registry {
             worker_bin,
             allow_root,
             max_workers_total,
+            starter: Arc::new(Spawn),
         }
     }
 
+    /// The pools started from now on get their workers from `starter` (fakes, in tests).
+    pub fn with_starter(mut self, starter: Arc<dyn Starter>) -> Self {
+        self.starter = starter;
+        self
+    }
+
     /// The running pool for `spec`, started now if there is none (or its settings changed).
-    /// Waits up to `queue_timeout` for room in the global budget. The error is for the log;
-    /// the client gets a plain 503.
-    pub async fn get_or_start(&self, spec: TenantSpec) -> Result<Arc<Pool>, String> {
+    /// Waits up to `queue_timeout` for room in the global budget.
+    pub async fn get_or_start(&self, spec: TenantSpec) -> Result<Arc<Pool>, StartError> {
         // The pool is cloned out of the table at once: a guard of the table held across the
         // wait for room would block every thread that writes the table (the soak found the
         // router stopped for good that way; clippy.toml now forbids it).
@@ -81,11 +108,16 @@ impl Registry {
         Ok(entry.clone())
     }
 
-    fn start(&self, spec: TenantSpec, identity: identity::Identity) -> Result<Arc<Pool>, String> {
+    fn start(
+        &self,
+        spec: TenantSpec,
+        identity: identity::Identity,
+    ) -> Result<Arc<Pool>, StartError> {
         let name = spec.name.clone();
         let counters = self.counters.entry(name.clone()).or_default().clone();
-        Pool::start(spec, identity, &self.runtime_dir, self.worker_bin.clone(), counters)
-            .map_err(|e| format!("tenant `{name}`: cannot create its socket: {e}"))
+        let (dir, bin) = (&self.runtime_dir, self.worker_bin.clone());
+        Pool::start_with(spec, identity, dir, bin, counters, self.starter.clone())
+            .map_err(|source| StartError::Socket { tenant: name, source })
     }
 
     /// Processes the running pools may have.
@@ -99,16 +131,21 @@ impl Registry {
 
     /// Make room for `spec`'s processes under `max_workers_total`: stop idle pools, least
     /// recently used first; if none is idle, wait (up to `queue_timeout`) for one to become so.
-    async fn make_room(&self, spec: &TenantSpec, except: Option<&Arc<Pool>>) -> Result<(), String> {
+    async fn make_room(
+        &self,
+        spec: &TenantSpec,
+        except: Option<&Arc<Pool>>,
+    ) -> Result<(), StartError> {
         if self.max_workers_total == 0 {
             return Ok(());
         }
         let need = spec.settings.process.processes;
         if need > self.max_workers_total {
-            return Err(format!(
-                "tenant `{}` needs {need} processes but max_workers_total is {}",
-                spec.name, self.max_workers_total
-            ));
+            return Err(StartError::TooBig {
+                tenant: spec.name.clone(),
+                need,
+                limit: self.max_workers_total,
+            });
         }
         let deadline = Instant::now() + spec.settings.admission.queue_timeout;
         loop {
@@ -133,10 +170,7 @@ impl Registry {
                     v.park_all();
                 }
                 None if Instant::now() >= deadline => {
-                    return Err(format!(
-                        "max_workers_total ({}) reached and no pool is idle",
-                        self.max_workers_total
-                    ))
+                    return Err(StartError::Budget { limit: self.max_workers_total })
                 }
                 None => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -239,3 +273,6 @@ fn retire(pool: Arc<Pool>) {
         pool.wait_stopped().await;
     });
 }
+
+#[cfg(test)]
+mod tests;

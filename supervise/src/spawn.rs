@@ -6,6 +6,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
@@ -16,8 +17,9 @@ use paddock_proto::{decode, Frame};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, watch};
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::cgroup;
@@ -27,7 +29,9 @@ use crate::zygote::{self, Forked};
 use paddock_sys::{self as sys, ChildSetup, Limits};
 
 /// A worker process (the router's own child, or one forked by a zygote: see `zygote.rs`) and
-/// the group its descendants live in, killed as soon as the worker has ended.
+/// the group its descendants live in, killed as soon as the worker has ended. Or, for tests,
+/// a stand-in that is no process at all ([`Proc::in_process`]): every signal goes through
+/// `Proc`, so one never reaches a process of the machine that happens to have a fake's pid.
 pub struct Proc {
     kind: Kind,
     group: Group,
@@ -39,6 +43,43 @@ pub struct Proc {
 enum Kind {
     Direct(Child),
     Forked(Forked),
+    InProcess(InProcess),
+}
+
+/// A worker that is a task of this process (a test's fake): its stop orders go down a channel,
+/// its exit comes back through another.
+struct InProcess {
+    pid: u32,
+    stops: mpsc::UnboundedSender<Stop>,
+    exit: watch::Receiver<Option<ExitStatus>>,
+}
+
+/// What an in-process worker is told where a process would get a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM: stop accepting, finish what was accepted, exit.
+    Terminate,
+    /// SIGKILL.
+    Kill,
+}
+
+/// The worker's end of an in-process [`Proc`]: the orders it is given, and how it reports
+/// its exit. Dropped without [`InProcessEnd::exit`], the worker counts as killed (SIGKILL).
+pub struct InProcessEnd {
+    pub stops: mpsc::UnboundedReceiver<Stop>,
+    exit: watch::Sender<Option<ExitStatus>>,
+}
+
+impl InProcessEnd {
+    /// End the worker with `status` (what [`Proc::wait`] returns).
+    pub fn exit(&self, status: ExitStatus) {
+        self.exit.send_replace(Some(status));
+    }
+}
+
+/// The wait status of a process killed by `sig`.
+fn killed_by(sig: Signal) -> ExitStatus {
+    ExitStatus::from_raw(sig as i32)
 }
 
 /// Where a worker's descendants are: its cgroup leaf, or (without cgroup2) its process group,
@@ -50,10 +91,25 @@ enum Group {
 }
 
 impl Proc {
+    /// A worker that is no process: `pid` is only its name (it is never signalled). The
+    /// returned end is the worker's: it receives what [`Proc::terminate`] and
+    /// [`Proc::start_kill`] order and reports the exit [`Proc::wait`] returns.
+    pub fn in_process(pid: u32) -> (Proc, InProcessEnd) {
+        let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let proc = Proc {
+            kind: Kind::InProcess(InProcess { pid, stops: stop_tx, exit: exit_rx }),
+            group: Group::Ended,
+            rejoin: None,
+        };
+        (proc, InProcessEnd { stops: stop_rx, exit: exit_tx })
+    }
+
     pub fn id(&self) -> u32 {
         match &self.kind {
             Kind::Direct(c) => c.id().unwrap_or(0),
             Kind::Forked(f) => f.pid(),
+            Kind::InProcess(p) => p.pid,
         }
     }
 
@@ -62,6 +118,11 @@ impl Proc {
         let status = match &mut self.kind {
             Kind::Direct(c) => c.wait().await,
             Kind::Forked(f) => f.wait().await,
+            Kind::InProcess(p) => match p.exit.wait_for(Option::is_some).await {
+                Ok(s) => Ok((*s).unwrap_or_else(|| killed_by(Signal::SIGKILL))),
+                // Its end was dropped without an exit status: it was killed.
+                Err(_) => Ok(killed_by(Signal::SIGKILL)),
+            },
         };
         self.end_group();
         status
@@ -78,11 +139,31 @@ impl Proc {
         self.rejoin.take()
     }
 
+    /// SIGTERM: the worker stops accepting, finishes what it accepted and exits. Without
+    /// waiting; a process whose pid is no longer known (0) is not signalled.
+    pub fn terminate(&self) {
+        match &self.kind {
+            Kind::InProcess(p) => {
+                let _ = p.stops.send(Stop::Terminate);
+            }
+            Kind::Direct(_) | Kind::Forked(_) => {
+                let pid = self.id();
+                if pid != 0 {
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                }
+            }
+        }
+    }
+
     /// SIGKILL, without waiting.
     pub fn start_kill(&mut self) -> std::io::Result<()> {
         match &mut self.kind {
             Kind::Direct(c) => c.start_kill(),
             Kind::Forked(f) => f.start_kill(),
+            Kind::InProcess(p) => {
+                let _ = p.stops.send(Stop::Kill);
+                Ok(())
+            }
         }
     }
 
@@ -364,6 +445,13 @@ pub struct Control {
 impl Control {
     fn new(fd: OwnedFd) -> std::io::Result<Control> {
         Ok(Control { rx: Some(pipe::Receiver::from_owned_fd(fd)?), buf: Vec::with_capacity(64) })
+    }
+
+    /// A control pipe for a worker that is no process (see [`Proc::in_process`]): what is
+    /// written to the sender (encoded frames) is read as a worker process's pipe would be.
+    pub fn pipe() -> std::io::Result<(Control, pipe::Sender)> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        Ok((Control::new(read)?, pipe::Sender::from_owned_fd(write)?))
     }
 
     /// Wait for the `Ready` frame; an error if the pipe closes (the worker died) first.

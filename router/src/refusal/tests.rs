@@ -29,6 +29,25 @@ fn every_error_maps_to_one_status_and_reason() {
             Some(Reject::Unavailable),
         ),
         (Refusal::from(&PoolError::Stopped { tenant: t() }), 503, Some(Reject::Unavailable)),
+        // No pool at all, whatever the cause: a plain 503, counted as unavailable.
+        (Refusal::from(&StartError::Budget { limit: 1 }), 503, Some(Reject::Unavailable)),
+        (
+            Refusal::from(&StartError::TooBig { tenant: t(), need: 2, limit: 1 }),
+            503,
+            Some(Reject::Unavailable),
+        ),
+        (
+            Refusal::from(&StartError::Identity(
+                paddock_supervise::identity::IdentityError::NoUser(t()),
+            )),
+            503,
+            Some(Reject::Unavailable),
+        ),
+        (
+            Refusal::from(&StartError::Socket { tenant: t(), source: io() }),
+            503,
+            Some(Reject::Unavailable),
+        ),
         // A worker that refuses connections: the site is unavailable, and counted so.
         (Refusal::from(&ForwardError::Connect(io())), 503, Some(Reject::Unavailable)),
         (Refusal::from(&ForwardError::WorkerGone), 502, None),

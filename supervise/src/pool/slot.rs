@@ -9,16 +9,15 @@
 
 use std::process::ExitStatus;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use paddock_proto::Frame;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::counters::Reason;
 use crate::pool::Pool;
-use crate::spawn::{spawn, zygote_back, Control, Proc};
+use crate::spawn::{zygote_back, Control, Proc};
 
 /// A process that lived this long is considered healthy: its next failure starts the back-off
 /// again from the beginning.
@@ -254,7 +253,9 @@ async fn start_ready(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Worker>, StartError> {
     let name = &pool.spec.name;
-    let (mut child, mut control) = spawn(&pool.launch(), slot)
+    let (mut child, mut control) = pool
+        .starter
+        .start(&pool.launch(), slot)
         .await
         .map_err(|e| format!("cannot start a worker for tenant `{name}`: {e}"))?;
     let pid = child.id();
@@ -290,9 +291,7 @@ async fn start_ready(
 /// `graceful_timeout` (at once if the pool was stopped with [`Pool::stop_now`]).
 async fn retire(pool: &Pool, mut w: Worker, reason: Reason) {
     pool.counters.exited(reason);
-    if w.pid != 0 {
-        let _ = kill(Pid::from_raw(w.pid as i32), Signal::SIGTERM);
-    }
+    w.child.terminate();
     let grace = pool.stop_grace();
     if tokio::time::timeout(grace, w.child.wait()).await.is_err() {
         match grace.is_zero() {

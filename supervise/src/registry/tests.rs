@@ -1,0 +1,166 @@
+//! The global budget and LRU eviction on fake workers (`testkit.rs`), in paused time.
+
+use super::*;
+use crate::testkit::{settings, spec, until, until_status, within, Ending, Fakes};
+
+struct Setup {
+    reg: Registry,
+    fakes: Arc<Fakes>,
+    /// Runtime directory (sockets) and the tenants' directories.
+    dir: tempfile::TempDir,
+}
+
+/// A registry of at most `max` processes, on fakes that are ready at once.
+fn setup(max: usize) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fakes = Fakes::ready();
+    let bin = PathBuf::from("/nonexistent/paddock-worker");
+    // allow_root: the tests may run as root, and the tenants' directories are then root's.
+    let reg = Registry::new(dir.path().to_path_buf(), bin, true, max).with_starter(fakes.clone());
+    Setup { reg, fakes, dir }
+}
+
+impl Setup {
+    /// Tenant `name`: 1 process of 1 thread, in its own directory.
+    fn tenant(&self, name: &str, queue_timeout: Duration) -> TenantSpec {
+        let d = self.dir.path().join(name);
+        std::fs::create_dir_all(&d).expect("tenant dir");
+        // Closed to other users, as resolve requires (running as root).
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o750))
+            .expect("chmod");
+        let mut s = settings(1, 1);
+        s.admission.queue_timeout = queue_timeout;
+        spec(name, &d, s)
+    }
+
+    async fn ready(&self, spec: &TenantSpec) -> Arc<Pool> {
+        let p = within("get_or_start", self.reg.get_or_start(spec.clone())).await.expect("a pool");
+        until_status(&p, |s| *s == Status::Ready).await;
+        p
+    }
+
+    fn fake_of(&self, pool: &Pool) -> Arc<crate::testkit::Fake> {
+        let pid = *pool.ready_pids().first().expect("a ready process");
+        self.fakes.worker(pid)
+    }
+}
+
+const Q: Duration = Duration::from_secs(3);
+
+#[tokio::test(start_paused = true)]
+async fn a_new_tenant_parks_the_least_recently_used_idle_pool() {
+    let s = setup(2);
+    let (a, b, c) = (s.tenant("a", Q), s.tenant("b", Q), s.tenant("c", Q));
+    let pa = s.ready(&a).await;
+    drop(pa.admit().await.expect("a request for a"));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let pb = s.ready(&b).await;
+    drop(pb.admit().await.expect("a request for b"));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let fa = s.fake_of(&pa);
+    let pc = s.ready(&c).await;
+    assert!(pa.is_parked() && pa.process_budget() == 0, "a, used least recently, is parked");
+    assert!(!pb.is_parked());
+    assert_eq!(fa.ended().await, Ending::Terminated);
+    assert!(pa.ready_pids().is_empty());
+    assert_eq!(Counters::get(&pa.counters.idle_stops), 1);
+    // The parked pool comes back on its next request, parking the least recently used one
+    // then (b: c has just started).
+    let pa2 = within("get_or_start", s.reg.get_or_start(a)).await.expect("a's pool");
+    assert!(Arc::ptr_eq(&pa, &pa2), "the same pool, to be unparked");
+    assert!(pb.is_parked() && !pc.is_parked());
+    drop(within("a request for a again", pa.admit()).await.expect("admitted"));
+    assert!(!pa.is_parked());
+    until("a ready again", || !pa.ready_pids().is_empty()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn eviction_never_parks_a_pool_with_requests_in_flight() {
+    let s = setup(2);
+    let (a, b, c) = (s.tenant("a", Q), s.tenant("b", Q), s.tenant("c", Q));
+    let pa = s.ready(&a).await;
+    // a is the least recently used, but busy.
+    let _busy = pa.admit().await.expect("a request for a");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let pb = s.ready(&b).await;
+    drop(pb.admit().await.expect("a request for b"));
+    s.ready(&c).await;
+    assert!(!pa.is_parked(), "a pool with a request in flight was parked");
+    assert!(pb.is_parked());
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_no_pool_idle_a_new_tenant_waits_queue_timeout_then_fails() {
+    let s = setup(2);
+    let (a, b) = (s.tenant("a", Q), s.tenant("b", Q));
+    let wait = Duration::from_secs(5);
+    let c = s.tenant("c", wait);
+    let pa = s.ready(&a).await;
+    let pb = s.ready(&b).await;
+    let busy_a = pa.admit().await.expect("a request for a");
+    let _busy_b = pb.admit().await.expect("a request for b");
+    let t0 = tokio::time::Instant::now();
+    let r = within("get_or_start", s.reg.get_or_start(c.clone())).await;
+    let waited = t0.elapsed();
+    assert!(matches!(r, Err(StartError::Budget { limit: 2 })), "{:?}", r.map(|_| ()));
+    // It looks again every 50 ms.
+    assert!(waited >= wait && waited <= wait + Duration::from_millis(51), "{waited:?}");
+    assert!(!pa.is_parked() && !pb.is_parked());
+    assert_eq!(s.reg.pools().len(), 2, "no pool was started for c");
+    // A pool that becomes idle while one waits makes room for it.
+    let reg = Arc::new(s.reg);
+    let started = tokio::spawn({
+        let (reg, c) = (reg.clone(), c.clone());
+        async move { reg.get_or_start(c).await.map(|_| tokio::time::Instant::now()) }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!started.is_finished());
+    let released = tokio::time::Instant::now();
+    drop(busy_a);
+    let at = within("c's pool", started).await.expect("join").expect("room was made");
+    assert!(at - released <= Duration::from_millis(51), "{:?}", at - released);
+    assert!(pa.is_parked() && !pb.is_parked());
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_errors_tell_their_causes_apart() {
+    let s = setup(2);
+    let mut big = s.tenant("big", Q);
+    big.settings.process.processes = 3;
+    let r = s.reg.get_or_start(big).await;
+    assert!(
+        matches!(&r, Err(StartError::TooBig { need: 3, limit: 2, tenant }) if tenant == "big"),
+        "{:?}",
+        r.map(|_| ())
+    );
+    let mut stranger = s.tenant("stranger", Q);
+    stranger.settings.process.user = Some("paddock-no-such-user-4711".into());
+    let r = s.reg.get_or_start(stranger).await;
+    // As root: no such user; otherwise: cannot switch to it. An identity error either way.
+    assert!(
+        matches!(
+            &r,
+            Err(StartError::Identity(
+                IdentityError::NoUser(_) | IdentityError::CannotSwitch { .. }
+            ))
+        ),
+        "{:?}",
+        r.map(|_| ())
+    );
+    // Only root looks at the tenant's directory (whose owner it runs as).
+    if nix::unistd::Uid::effective().is_root() {
+        let mut homeless = s.tenant("homeless", Q);
+        homeless.dir = s.dir.path().join("missing");
+        let r = s.reg.get_or_start(homeless).await;
+        assert!(
+            matches!(&r, Err(StartError::Identity(IdentityError::Unreadable { .. }))),
+            "{:?}",
+            r.map(|_| ())
+        );
+    }
+    let nowhere = Registry::new(s.dir.path().join("gone"), "/x".into(), true, 0)
+        .with_starter(s.fakes.clone());
+    let r = nowhere.get_or_start(s.tenant("a", Q)).await;
+    assert!(matches!(&r, Err(StartError::Socket { .. })), "{:?}", r.map(|_| ()));
+    assert!(s.fakes.workers().is_empty(), "no worker was started for any of them");
+}
