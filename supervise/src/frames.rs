@@ -27,7 +27,13 @@ pub struct FrameReader<R> {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(io: R) -> Self {
-        FrameReader { io, buf: FrameBuffer::new(INITIAL) }
+        Self::with_capacity(io, INITIAL)
+    }
+
+    /// A reader whose buffer starts (and shrinks back) at `initial` bytes: small for a
+    /// control pipe, which carries only a few small frames.
+    pub fn with_capacity(io: R, initial: usize) -> Self {
+        FrameReader { io, buf: FrameBuffer::new(initial) }
     }
 
     pub fn get_ref(&self) -> &R {

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use nix::fcntl::{fcntl, FcntlArg, OFlag, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use paddock_proto::zygote::{encode_setup, Creds, WorkerSetup};
-use paddock_proto::{decode, Frame};
-use tokio::io::AsyncReadExt;
+use paddock_proto::Frame;
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
@@ -23,6 +22,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::cgroup;
+use crate::frames::{FrameReader, ReadError};
 use crate::launch::Launch;
 use crate::logrelay::{self, Source};
 use crate::zygote::{self, Forked};
@@ -436,15 +436,18 @@ pub async fn zygote_back(rejoin: &mut Option<tokio::sync::watch::Receiver<u64>>)
     std::future::pending().await
 }
 
+/// A control pipe's first buffer: its frames (`Ready`, `Retire`) are a few bytes each.
+const CONTROL_BUF: usize = 256;
+
 /// Frames a worker sends on its control pipe (`Ready`, `Retire`).
 pub struct Control {
-    rx: Option<pipe::Receiver>,
-    buf: Vec<u8>,
+    rx: Option<FrameReader<pipe::Receiver>>,
 }
 
 impl Control {
     fn new(fd: OwnedFd) -> std::io::Result<Control> {
-        Ok(Control { rx: Some(pipe::Receiver::from_owned_fd(fd)?), buf: Vec::with_capacity(64) })
+        let rx = FrameReader::with_capacity(pipe::Receiver::from_owned_fd(fd)?, CONTROL_BUF);
+        Ok(Control { rx: Some(rx) })
     }
 
     /// A control pipe for a worker that is no process (see [`Proc::in_process`]): what is
@@ -469,26 +472,16 @@ impl Control {
         let Some(rx) = self.rx.as_mut() else {
             return std::future::pending().await;
         };
-        loop {
-            match decode(&self.buf) {
-                Ok(Some((f, used))) => {
-                    self.buf.drain(..used);
-                    return Some(f);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!("bad frame on a worker's control pipe: {e}");
-                    self.rx = None;
-                    return None;
-                }
+        match rx.next().await {
+            Ok(Some(f)) => Some(f),
+            Ok(None) | Err(ReadError::Broken) => {
+                self.rx = None;
+                None
             }
-            let mut chunk = [0u8; 256];
-            match rx.read(&mut chunk).await {
-                Ok(n) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
-                _ => {
-                    self.rx = None;
-                    return None;
-                }
+            Err(ReadError::Protocol(e)) => {
+                tracing::warn!("bad frame on a worker's control pipe: {e}");
+                self.rx = None;
+                None
             }
         }
     }
