@@ -9,6 +9,8 @@
 //! (each at most `queue_timeout`); beyond that, 503 at once. Memory stays bounded whatever
 //! the load.
 
+mod admission;
+mod idle;
 mod slot;
 
 use std::os::unix::net::UnixListener;
@@ -17,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 // The tokio clock (the system's, unless a test paused it): idle times and deadlines follow a
 // test's virtual time.
 use tokio::time::Instant;
@@ -26,7 +28,8 @@ use crate::cgroup::{GroupLimits, PoolGroup};
 use crate::conn::{OpenSlot, WorkerConn};
 use crate::counters::Reason;
 use crate::identity::Identity;
-use crate::launch::{Spawn, Starter};
+use crate::spawn::{Spawn, Starter};
+use idle::IdleConns;
 use paddock_config::tenant::TenantSpec;
 use paddock_config::AdmissionSettings;
 use slot::SlotCmd;
@@ -100,8 +103,8 @@ struct Inner {
     /// `(slot, pid)` of every ready process.
     ready: Vec<(usize, u32)>,
     last_error: Option<Arc<str>>,
-    /// Keep-alive connections waiting for a request, most recently used last.
-    idle: Vec<WorkerConn>,
+    /// Keep-alive connections waiting for a request.
+    idle: IdleConns,
 }
 
 impl Pool {
@@ -201,89 +204,6 @@ impl Pool {
         self.status_tx.borrow().clone()
     }
 
-    /// Take an in-flight slot, waiting in the bounded queue up to `queue_timeout`, then wait
-    /// until a worker is ready. The permit is held until the response is complete.
-    pub async fn admit(self: &Arc<Self>) -> Result<OwnedSemaphorePermit, PoolError> {
-        self.touch();
-        if self.parked_keep.swap(NOT_PARKED, Ordering::AcqRel) != NOT_PARKED {
-            for tx in &self.slot_cmds {
-                let _ = tx.send(SlotCmd::Unpark);
-            }
-        }
-        let permit = match self.slots.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(self.stopped()),
-            Err(tokio::sync::TryAcquireError::NoPermits) => self.queue().await?,
-        };
-        if let Status::Ready = *self.status_tx.borrow() {
-            return Ok(permit);
-        }
-        self.wait_ready().await?;
-        Ok(permit)
-    }
-
-    /// Wait in the queue; the guard keeps the count right even if the client goes away and
-    /// this future is dropped.
-    async fn queue(&self) -> Result<OwnedSemaphorePermit, PoolError> {
-        let s = self.admission();
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= s.queue_limit {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(PoolError::QueueFull {
-                tenant: self.spec.name.clone(),
-                limit: s.queue_limit,
-            });
-        }
-        let _guard = Waiting(&self.waiting);
-        match tokio::time::timeout(s.queue_timeout, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Ok(p),
-            Ok(Err(_)) => Err(self.stopped()),
-            Err(_) => Err(PoolError::QueueTimeout {
-                tenant: self.spec.name.clone(),
-                waited: s.queue_timeout,
-            }),
-        }
-    }
-
-    async fn wait_ready(&self) -> Result<(), PoolError> {
-        let mut rx = self.status_tx.subscribe();
-        let waited = self.spec.settings.process.startup_timeout;
-        let fut = async {
-            loop {
-                let st = rx.borrow_and_update().clone();
-                match st {
-                    Status::Ready => return Ok(()),
-                    Status::Failed(why) => return Err(self.unavailable(&why)),
-                    Status::Stopped => return Err(self.stopped()),
-                    Status::Starting => {}
-                }
-                if rx.changed().await.is_err() {
-                    return Err(self.stopped());
-                }
-            }
-        };
-        tokio::time::timeout(waited, fut)
-            .await
-            .map_err(|_| PoolError::StartTimeout { tenant: self.spec.name.clone(), waited })?
-    }
-
-    fn stopped(&self) -> PoolError {
-        PoolError::Stopped { tenant: self.spec.name.clone() }
-    }
-
-    fn unavailable(&self, why: &str) -> PoolError {
-        PoolError::Unavailable { tenant: self.spec.name.clone(), reason: why.to_string() }
-    }
-
-    fn touch(&self) {
-        self.last_used_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
     /// Time since the last request was admitted.
     pub fn idle_for(&self) -> Duration {
         let last = Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed));
@@ -304,7 +224,7 @@ impl Pool {
     /// An idle connection to a ready worker, most recently used first; `None` if there is none.
     pub fn take_conn(&self) -> Option<WorkerConn> {
         loop {
-            let conn = self.lock().idle.pop()?;
+            let conn = self.lock().idle.take_newest()?;
             if conn.is_quiet() {
                 return Some(conn);
             }
@@ -319,7 +239,7 @@ impl Pool {
         conn.reader.shrink();
         let mut inner = self.lock();
         if !self.is_stopping() && inner.ready.iter().any(|&(_, p)| p == conn.pid) {
-            inner.idle.push(conn);
+            inner.idle.put(conn);
             return;
         }
         drop(inner);
@@ -335,7 +255,7 @@ impl Pool {
         let mut inner = self.lock();
         let full = self.conns_open.load(Ordering::Acquire) >= limit;
         // The least recently used one: its thread is the likeliest to be waiting already.
-        let surplus = (full && !inner.idle.is_empty()).then(|| inner.idle.remove(0));
+        let surplus = if full { inner.idle.take_oldest() } else { None };
         let slot = OpenSlot::take(&self.conns_open);
         drop(inner);
         self.counters.connected();
@@ -470,16 +390,14 @@ impl Pool {
     pub(crate) fn worker_gone(&self, pid: u32) {
         let mut inner = self.lock();
         inner.ready.retain(|&(_, p)| p != pid);
-        let (gone, kept): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut inner.idle).into_iter().partition(|c| c.pid == pid);
-        inner.idle = kept;
+        let gone = inner.idle.take_of(pid);
         self.publish(&inner);
         drop(inner);
         drop(gone);
     }
 
     fn close_idle(&self) {
-        let idle = std::mem::take(&mut self.lock().idle);
+        let idle = self.lock().idle.take_all();
         drop(idle);
     }
 

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use crate::counters::Counters;
 use crate::counters::Reason;
 use crate::identity::{self, IdentityError};
-use crate::launch::{Spawn, Starter};
 use crate::pool::{Pool, Status};
+use crate::spawn::{Spawn, Starter};
 use paddock_config::tenant::TenantSpec;
 
 /// Why no pool could be had for a tenant. All of them are for the log; the client gets a plain

@@ -3,10 +3,12 @@
 //! or forked by a zygote.
 
 use std::ffi::{OsStr, OsString};
+use std::future::Future;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
+use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
@@ -216,6 +218,25 @@ pub fn limits(l: &paddock_config::Limits, creds: Option<&sys::Creds>) -> Limits 
         nproc: if own_user { l.nproc } else { 0 },
         address_space: l.address_space,
         core: Some(l.core),
+    }
+}
+
+/// A worker being started: the process and its control pipe, once it runs.
+pub type Starting<'a> = Pin<Box<dyn Future<Output = std::io::Result<(Proc, Control)>> + Send + 'a>>;
+
+/// How a slot gets its worker. [`Spawn`] starts a real process; unit tests start tasks that
+/// stand in for one (`testkit.rs`), so the pool and its slots run unchanged on fakes.
+pub trait Starter: Send + Sync {
+    fn start<'a>(&'a self, launch: &'a Launch<'a>, slot: usize) -> Starting<'a>;
+}
+
+/// The real one: [`spawn`] (direct, or forked by the pool's zygote).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spawn;
+
+impl Starter for Spawn {
+    fn start<'a>(&'a self, launch: &'a Launch<'a>, slot: usize) -> Starting<'a> {
+        Box::pin(spawn(launch, slot))
     }
 }
 

@@ -27,9 +27,10 @@ use crate::conn::WorkerConn;
 use crate::counters::Counters;
 use crate::frames::FrameReader;
 use crate::identity::Identity;
-use crate::launch::{Launch, Starter, Starting};
+use crate::launch::Launch;
 use crate::pool::Pool;
 use crate::spawn::{Control, InProcessEnd, Proc, Stop};
+use crate::spawn::{Starter, Starting};
 
 /// Linux pids stay below 2^22 (`pid_max`'s ceiling): a fake's pid is no process's.
 pub const FIRST_PID: u32 = 1 << 23;
