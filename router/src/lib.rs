@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cli;
 pub mod clientio;
 pub mod discovery;
 pub mod eightbit;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use paddock_config::{Config, Overrides};
+use paddock_router::cli;
 use paddock_router::phase::{Phases, Stop};
 
 /// Exit code for a configuration error (EX_USAGE-like, as sysexits' EX_CONFIG is 78).
@@ -30,6 +31,22 @@ enum Cmd {
         /// The TOML configuration file.
         config: PathBuf,
     },
+    /// List, inspect and change tenants of a running server (through its admin API).
+    Tenants {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        cmd: cli::TenantsCmd,
+    },
+    /// Re-read a running server's configuration (as SIGHUP), reporting a refused file.
+    Reload {
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), e.g. `paddock man > /usr/share/man/man1/paddock.1`.
+    Man,
 }
 
 #[derive(clap::Args)]
@@ -86,6 +103,46 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Serve(args) => serve(args),
+        Cmd::Tenants { target, cmd } => admin_command(cli::tenants(&target, &cmd)),
+        Cmd::Reload { target } => admin_command(cli::reload(&target)),
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "paddock", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Cmd::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("paddock: cannot write the manual page: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Run one administration command on a small runtime; its output or its error.
+fn admin_command(
+    command: impl std::future::Future<Output = Result<String, cli::CliError>>,
+) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paddock: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(command) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("paddock: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 

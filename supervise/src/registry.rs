@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
 use tokio::time::Instant;
@@ -33,8 +33,17 @@ pub enum StartError {
     Socket { tenant: String, source: std::io::Error },
 }
 
+/// A failed pool start, as kept for the admin API.
+#[derive(Debug, Clone)]
+pub struct StartFailure {
+    pub at: SystemTime,
+    pub error: String,
+}
+
 pub struct Registry {
     pools: DashMap<String, Arc<Pool>>,
+    /// The last start failure of each tenant whose pool could not start (cleared by a start).
+    failures: DashMap<String, StartFailure>,
     /// Tenants whose pool is being replaced: requests keep using the old one meanwhile.
     replacing: DashMap<String, ()>,
     /// Each tenant's counters, kept across pool replacements (for `/metrics`): a few atomics
@@ -57,6 +66,7 @@ impl Registry {
     ) -> Self {
         Registry {
             pools: DashMap::new(),
+            failures: DashMap::new(),
             replacing: DashMap::new(),
             counters: DashMap::new(),
             runtime_dir,
@@ -74,8 +84,33 @@ impl Registry {
     }
 
     /// The running pool for `spec`, started now if there is none (or its settings changed).
-    /// Waits up to `queue_timeout` for room in the global budget.
+    /// Waits up to `queue_timeout` for room in the global budget. A failure is kept as the
+    /// tenant's [`Registry::start_failure`] until a start succeeds.
     pub async fn get_or_start(&self, spec: TenantSpec) -> Result<Arc<Pool>, StartError> {
+        let name = spec.name.clone();
+        let got = self.find_or_start(spec).await;
+        match &got {
+            Ok(_) => {
+                // Cheap when there is none: a read of the shard, no write lock.
+                if self.failures.contains_key(&name) {
+                    self.failures.remove(&name);
+                }
+            }
+            Err(e) => {
+                self.failures
+                    .insert(name, StartFailure { at: SystemTime::now(), error: e.to_string() });
+            }
+        }
+        got
+    }
+
+    /// Why the last attempt to start `tenant`'s pool failed, if it did and none has succeeded
+    /// since (the admin API and `paddock tenants show` say it; the request got a 503).
+    pub fn start_failure(&self, tenant: &str) -> Option<StartFailure> {
+        self.failures.get(tenant).map(|f| f.value().clone())
+    }
+
+    async fn find_or_start(&self, spec: TenantSpec) -> Result<Arc<Pool>, StartError> {
         // The pool is cloned out of the table at once: a guard of the table held across the
         // wait for room would block every thread that writes the table (the soak found the
         // router stopped for good that way; clippy.toml now forbids it).
@@ -218,6 +253,7 @@ impl Registry {
 
     /// Stop and forget the pool of a tenant that no longer exists.
     pub fn remove(&self, name: &str) {
+        self.failures.remove(name);
         if let Some((_, p)) = self.pools.remove(name) {
             tracing::info!(tenant = %name, "tenant gone; stopping its pool");
             retire(p);

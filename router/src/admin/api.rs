@@ -105,7 +105,7 @@ fn list(st: &State, cfg: &Config) -> Response<Body> {
     let pools: HashMap<String, Arc<Pool>> =
         st.registry.pools().into_iter().map(|p| (p.spec.name.clone(), p)).collect();
     let all: Vec<Value> =
-        cfg.all_tenants().iter().map(|t| describe(cfg, t, pools.get(&t.name))).collect();
+        cfg.all_tenants().iter().map(|t| describe(st, cfg, t, pools.get(&t.name))).collect();
     ok(json!({ "tenants": all }))
 }
 

@@ -27,14 +27,21 @@ pub fn with_tenant(
 /// when no pool runs: tenants cost nothing until their first request).
 pub fn info(st: &State, cfg: &Config, t: &paddock_config::tenant::TenantSpec) -> Value {
     let pool = st.registry.pools().into_iter().find(|p| p.spec.name == t.name);
-    describe(cfg, t, pool.as_ref())
+    describe(st, cfg, t, pool.as_ref())
 }
 
+/// `start_error`: why the last start of its pool failed (`null` if none did since the last
+/// start that worked), so an operator sees the cause without reading the log.
 pub fn describe(
+    st: &State,
     cfg: &Config,
     t: &paddock_config::tenant::TenantSpec,
     pool: Option<&Arc<Pool>>,
 ) -> Value {
+    let start_error = st
+        .registry
+        .start_failure(&t.name)
+        .map(|f| json!({ "error": f.error, "at": crate::admin::tenants::timestamp(f.at) }));
     let pool = pool.map(|p| {
         let (status, error) = match p.status() {
             paddock_supervise::pool::Status::Starting => ("starting", None),
@@ -62,6 +69,7 @@ pub fn describe(
         "configured": cfg.tenants.contains_key(&t.name),
         "disabled": crate::discovery::is_disabled(cfg, t),
         "pool": pool,
+        "start_error": start_error,
     })
 }
 
