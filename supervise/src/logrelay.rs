@@ -150,6 +150,48 @@ async fn run(mut err: impl AsyncRead + Unpin, source: Source, counters: Arc<Coun
     out.summary();
 }
 
+/// One of the worker's own log events: it writes them as JSON lines (`worker/src/log.rs`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct WorkerEvent {
+    pub level: tracing::Level,
+    pub message: String,
+    /// Where in the worker it was logged (`paddock_worker::serve`).
+    pub target: String,
+    /// Its other fields as `key=value` pairs, sorted by key. They are the worker's
+    /// (and so the tenant's) words: relayed inside this one field, they can never stand in for
+    /// the router's own `tenant`, `pid` or `slot`.
+    pub fields: String,
+}
+
+/// A line the worker's subscriber wrote: a JSON object with a known `level` and a string
+/// `message`; `None` for anything else, which is relayed as it came (at INFO).
+pub fn parse_event(text: &str) -> Option<WorkerEvent> {
+    if !text.starts_with('{') {
+        return None;
+    }
+    let serde_json::Value::Object(map) = serde_json::from_str(text).ok()? else { return None };
+    let level = match map.get("level")?.as_str()? {
+        "ERROR" => tracing::Level::ERROR,
+        "WARN" => tracing::Level::WARN,
+        "INFO" => tracing::Level::INFO,
+        "DEBUG" => tracing::Level::DEBUG,
+        "TRACE" => tracing::Level::TRACE,
+        _ => return None,
+    };
+    let message = map.get("message")?.as_str()?.to_string();
+    let target = map.get("target").and_then(|t| t.as_str()).unwrap_or_default().to_string();
+    let fields = map
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "level" | "message" | "target" | "timestamp"))
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(WorkerEvent { level, message, target, fields })
+}
+
 /// The log side of one relay.
 struct Out {
     source: Source,
@@ -167,7 +209,25 @@ impl Out {
         self.summary();
         let s = &self.source;
         let text = line_text(line, cut);
-        tracing::info!(target: "paddock::worker", tenant = %s.tenant, pid = s.pid, slot = s.slot, "{text}");
+        let Some(ev) = (!cut).then(|| parse_event(&text)).flatten() else {
+            // Anything else the process wrote (Python's own stderr, a C library): as it came.
+            tracing::info!(target: "paddock::worker", tenant = %s.tenant, pid = s.pid, slot = s.slot, "{text}");
+            return;
+        };
+        let fields = (!ev.fields.is_empty()).then_some(ev.fields.as_str());
+        macro_rules! relay {
+            ($level:expr) => {
+                tracing::event!(target: "paddock::worker", $level, tenant = %s.tenant, pid = s.pid,
+                    slot = s.slot, worker_target = %ev.target, fields = fields, "{}", ev.message)
+            };
+        }
+        match ev.level {
+            tracing::Level::ERROR => relay!(tracing::Level::ERROR),
+            tracing::Level::WARN => relay!(tracing::Level::WARN),
+            tracing::Level::INFO => relay!(tracing::Level::INFO),
+            tracing::Level::DEBUG => relay!(tracing::Level::DEBUG),
+            _ => relay!(tracing::Level::TRACE),
+        }
     }
 
     /// The "dropped N lines" line, if lines were dropped since the last one logged.
@@ -183,6 +243,31 @@ impl Out {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_workers_json_lines_keep_their_level_and_fields() {
+        let ev = parse_event(
+            r#"{"level":"WARN","message":"slow request","ms":1200,"path":"/x","target":"paddock_worker::serve"}"#,
+        )
+        .expect("an event");
+        assert_eq!(ev.level, tracing::Level::WARN);
+        assert_eq!(ev.message, "slow request");
+        assert_eq!(ev.target, "paddock_worker::serve");
+        assert_eq!(ev.fields, "ms=1200 path=/x");
+        // The worker's fields never become the router's: they stay inside `fields`.
+        let forged =
+            parse_event(r#"{"level":"ERROR","message":"m","tenant":"other"}"#).expect("event");
+        assert_eq!(forged.fields, "tenant=other");
+        for raw in [
+            "plain text",
+            "{not json",
+            r#"{"level":"LOUD","message":"m"}"#,
+            r#"{"level":"INFO"}"#,
+            "[1,2]",
+        ] {
+            assert_eq!(parse_event(raw), None, "{raw}");
+        }
+    }
+
     use super::*;
 
     fn cut_all(chunks: &[&[u8]]) -> Vec<(Vec<u8>, bool)> {

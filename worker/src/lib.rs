@@ -232,8 +232,8 @@ fn take_fds(cfg: &Config) -> io::Result<Fds> {
     Ok((listener, control, wake))
 }
 
-/// Prepare the interpreter (unless a zygote did) and import the app; on failure print the
-/// traceback to stderr.
+/// Prepare the interpreter (unless a zygote did) and import the app; on failure log the
+/// traceback, a line per log event, at ERROR.
 fn load_python(cfg: &Config, entry: &Entry, setup: bool) -> Option<(Py<PyAny>, environ::Statics)> {
     Python::attach(|py| {
         let prepared = match setup {
@@ -246,9 +246,9 @@ fn load_python(cfg: &Config, entry: &Entry, setup: bool) -> Option<(Py<PyAny>, e
         match loaded {
             Ok(v) => Some(v),
             Err(e) => {
-                tracing::error!(app = %cfg.app, "cannot load the WSGI application");
-                e.display(py);
                 flush_python_stderr(py);
+                let what = format!("cannot load the WSGI application `{}`", cfg.app);
+                log::python_error(py, &e, &what);
                 None
             }
         }

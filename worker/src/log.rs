@@ -1,62 +1,27 @@
-//! Logging: `tracing` to stderr with `tenant=NAME pid=PID` on every line, so the router (and
-//! journald behind it) can attribute any line of a mixed log; Python tracebacks line by line.
-
-use std::fmt;
-use std::sync::Mutex;
+//! Logging: `tracing` to stderr as JSON lines, which the router relays at their own level with
+//! their fields; Python tracebacks line by line.
 
 use pyo3::prelude::*;
-use tracing::{Event, Subscriber};
-use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
-use tracing_subscriber::fmt::FmtContext;
-use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-/// The `tenant=NAME pid=PID ` prefix of every line; replaced in a worker forked by a zygote.
-static PREFIX: Mutex<String> = Mutex::new(String::new());
-
-/// Set the prefix for `tenant` and the current pid.
-pub fn set_tenant(tenant: &str) {
-    let prefix = format!("tenant={tenant} pid={} ", std::process::id());
-    *PREFIX.lock().unwrap_or_else(|e| e.into_inner()) = prefix;
-}
-
-/// Install the global subscriber. The filter comes from `PADDOCK_LOG` (default `info`).
-pub fn init(tenant: &str) {
-    set_tenant(tenant);
+/// Install the global subscriber: one JSON object per line (`level`, `message`, `target`, the
+/// event's fields; no timestamp), which the router's relay reads to log each line at its own
+/// level with its fields, next to its own timestamp and the tenant, pid and slot it knows
+/// (`supervise/src/logrelay.rs`). Anything else on stderr is relayed as it came. The filter
+/// comes from `PADDOCK_LOG` (default `info`).
+pub fn init() {
     let filter = EnvFilter::try_from_env("PADDOCK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let inner = format().with_ansi(false).with_target(false);
     // A second init (tests in one process) keeps the first subscriber; nothing to report.
     let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .without_time()
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_ansi(false)
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
-        .event_format(Prefixed { inner })
         .try_init();
-}
-
-fn format() -> format::Format {
-    format::Format::default()
-}
-
-/// Writes [`PREFIX`] before each event, then the default format.
-struct Prefixed<F> {
-    inner: F,
-}
-
-impl<S, N, F> FormatEvent<S, N> for Prefixed<F>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-    F: FormatEvent<S, N>,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        writer.write_str(&PREFIX.lock().unwrap_or_else(|e| e.into_inner()))?;
-        self.inner.format_event(ctx, writer, event)
-    }
 }
 
 /// Log `what` and then the Python traceback of `err`, one log line per traceback line.

@@ -11,11 +11,11 @@ fn main() {
     let code = if std::env::args_os().nth(1).is_some_and(|a| a == "zygote") {
         // "zygote" takes the place of the program name for clap.
         let cfg: ZygoteConfig = parse_or_exit(std::env::args_os().skip(1));
-        start_logging("zygote");
+        start_logging();
         run_zygote(cfg)
     } else {
         let cfg: Config = parse_or_exit(std::env::args_os());
-        start_logging(&cfg.tenant);
+        start_logging();
         run(cfg)
     };
     // Exit explicitly: worker threads may still be blocked (drain timeout) and must not be
@@ -37,8 +37,8 @@ fn parse_or_exit<T: Parser>(args: impl IntoIterator<Item = OsString>) -> T {
     }
 }
 
-fn start_logging(tenant: &str) {
-    init_logging(tenant);
+fn start_logging() {
+    init_logging();
     std::panic::set_hook(Box::new(|info| {
         tracing::error!("panic: {info}");
     }));

@@ -285,7 +285,6 @@ fn child(py: Python<'_>, p: Passed, parent: libc::pid_t, cap_last: libc::c_ulong
         tracing::error!("cannot become the tenant's worker: {e}");
         std::process::exit(Exit::Os as i32);
     }
-    log::set_tenant(&cfg.tenant);
     if let Err(e) = replace_environ(py, &setup.env) {
         log::python_error(py, &e, "cannot set the worker's environment");
         std::process::exit(Exit::Os as i32);
