@@ -105,6 +105,16 @@ impl State {
     /// running configuration stays; pools whose process settings changed are replaced gracefully, and
     /// pools of tenants that no longer exist are stopped.
     pub fn reload(&self) -> Result<(), Diagnostics> {
+        crate::notify::reloading();
+        let done = self.reload_config();
+        crate::notify::ready(match &done {
+            Ok(()) => "serving; configuration reloaded",
+            Err(_) => "serving; the reloaded configuration was refused (see the log)",
+        });
+        done
+    }
+
+    fn reload_config(&self) -> Result<(), Diagnostics> {
         let old = self.config();
         let new = match &old.source {
             Some(path) => Config::load(path, &self.overrides)?,

@@ -15,6 +15,7 @@ pub mod forwarded;
 pub mod front;
 pub mod index;
 pub mod metrics;
+pub mod notify;
 pub mod outcome;
 pub mod phase;
 pub mod probe;
@@ -90,6 +91,8 @@ pub async fn run(
         }
         None => None,
     };
+    // Both listeners are bound: connections wait in their backlogs from here on.
+    notify::ready(&format!("serving on {addr}"));
     front::serve(listener, state.clone()).await;
     // `serve` returns in `Stopping`; the tasks above end on seeing it.
     if let Some(a) = admin {

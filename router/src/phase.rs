@@ -106,12 +106,14 @@ impl Phases {
             match next {
                 Phase::Running => {}
                 Phase::Draining => {
+                    crate::notify::stopping("draining open connections");
                     tracing::info!(
                         phase = "draining",
                         "shutdown: no longer accepting connections; draining open ones"
                     )
                 }
                 Phase::Stopping { fast: true } => {
+                    crate::notify::stopping("stopping at once");
                     tracing::info!(
                         phase = "stopping",
                         fast = true,
@@ -119,6 +121,7 @@ impl Phases {
                     )
                 }
                 Phase::Stopping { fast: false } => {
+                    crate::notify::stopping("stopping the pools");
                     tracing::info!(
                         phase = "stopping",
                         fast = false,
