@@ -281,3 +281,20 @@ fn unknown_keys_in_inline_and_dotted_tables_name_their_line() {
         "{m:?}"
     );
 }
+
+#[test]
+fn human_durations_and_binary_sizes_in_the_file() {
+    let text = "sites = \"/x\"\n[defaults]\nidle_timeout = \"1h30m\"\nrequest_timeout = \"30 seconds\"\nmax_body = \"100MiB\"\nmemory_limit = \"512MB\"\n";
+    let c = load_str(text).expect("valid");
+    assert_eq!(c.defaults.admission.idle_timeout, Duration::from_secs(5400));
+    assert_eq!(c.defaults.request.request_timeout, Duration::from_secs(30));
+    assert_eq!(c.defaults.request.max_body, 100 << 20);
+    assert_eq!(c.defaults.process.memory_limit, 512 << 20);
+    let m = messages(load_str(
+        "sites = \"/x\"\n[defaults]\n\nmax_body = \"5 MHz\"\nqueue_timeout = \"1 fortnight\"\n",
+    ));
+    assert!(
+        m.len() == 2 && m[0].starts_with("4: `max_body`") && m[1].starts_with("5: `queue_timeout`"),
+        "{m:?}"
+    );
+}
