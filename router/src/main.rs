@@ -25,10 +25,14 @@ struct Cli {
 enum Cmd {
     /// Serve tenants over HTTP.
     Serve(ServeArgs),
-    /// Validate a configuration file and its rules, then exit.
+    /// Validate a configuration file and its rules, check what starting each tenant needs
+    /// (users, directories, virtualenvs, files) and import each tenant's app as its user.
     Check {
         /// The TOML configuration file.
         config: PathBuf,
+        /// Skip the trial import of each tenant's app (one Python process per tenant).
+        #[arg(long)]
+        no_import: bool,
     },
 }
 
@@ -64,29 +68,53 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     match cli.cmd {
-        Cmd::Check { config } => match Config::load(&config, &Overrides::default()) {
-            Ok(c) => {
-                println!(
-                    "{}: OK ({} configured tenants, {} rules; max_connections {}, \
-                     max_workers_total {})",
-                    config.display(),
-                    c.tenants.len(),
-                    c.rules.len(),
-                    c.max_connections,
-                    c.max_workers_total
-                );
-                for w in c.warnings() {
-                    eprintln!("{w}");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(d) => {
-                eprintln!("{d}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        Cmd::Check { config, no_import } => check(&config, !no_import),
         Cmd::Serve(args) => serve(args),
     }
+}
+
+/// `paddock check`: the file, then what a start of each tenant needs (`check.rs`). Errors and
+/// then warnings on stderr; the OK line on stdout when there is no error.
+fn check(config: &std::path::Path, import: bool) -> ExitCode {
+    let c = match Config::load(config, &Overrides::default()) {
+        Ok(c) => c,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paddock: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = rt.block_on(paddock_router::check::run(&c, import));
+    for e in &report.errors {
+        eprintln!("{e}");
+    }
+    for w in c.warnings().iter().chain(&report.warnings) {
+        eprintln!("{w}");
+    }
+    if !report.errors.is_empty() {
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let imported = match import {
+        true => format!("{} apps imported", report.imported),
+        false => "apps not imported (--no-import)".to_string(),
+    };
+    println!(
+        "{}: OK ({} configured tenants, {} rules; max_connections {}, max_workers_total {}; \
+         {} tenants checked, {imported})",
+        config.display(),
+        c.tenants.len(),
+        c.rules.len(),
+        c.max_connections,
+        c.max_workers_total,
+        report.tenants,
+    );
+    ExitCode::SUCCESS
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

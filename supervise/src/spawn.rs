@@ -21,9 +21,11 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::cgroup;
+use crate::identity::Identity;
 use crate::launch::Launch;
 use crate::logrelay::{self, Source};
 use crate::zygote::{self, Forked};
+use paddock_config::tenant::TenantSpec;
 use paddock_sys::{self as sys, ChildSetup, Limits};
 
 /// A worker process (the router's own child, or one forked by a zygote: see `zygote.rs`) and
@@ -174,14 +176,14 @@ async fn spawn_forked(
     let (err_read, err_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let leaf = new_leaf(pool);
     let creds = pool.identity.creds();
-    let mut args = worker_args(pool);
+    let mut args = worker_args(spec);
     args.extend(forked_limit_args(&limits(&spec.settings.process.limits, creds.as_ref())));
     if let Some(l) = &leaf {
         args.extend(["--cgroup-procs".into(), l.procs_path().into()]);
     }
     let setup = WorkerSetup {
         args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
-        env: worker_env(pool)
+        env: worker_env(spec, pool.identity)
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect(),
@@ -243,9 +245,9 @@ fn sealed_setup(setup: &WorkerSetup) -> std::io::Result<OwnedFd> {
     Ok(file.into())
 }
 
-/// The worker's command line after the program name; the same for both ways of starting it.
-fn worker_args(pool: &Launch<'_>) -> Vec<OsString> {
-    let spec = &pool.spec;
+/// The worker's command line after the program name; the same for both ways of starting it
+/// (and for `paddock check`'s trial import, `appcheck.rs`).
+pub(crate) fn worker_args(spec: &TenantSpec) -> Vec<OsString> {
     let s = &spec.settings;
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |x: &dyn AsRef<OsStr>| a.push(x.as_ref().to_owned());
@@ -280,8 +282,7 @@ fn worker_args(pool: &Launch<'_>) -> Vec<OsString> {
 }
 
 /// The worker's whole environment (scrubbed: nothing of the router's leaks).
-fn worker_env(pool: &Launch<'_>) -> Vec<(OsString, OsString)> {
-    let spec = &pool.spec;
+pub(crate) fn worker_env(spec: &TenantSpec, identity: &Identity) -> Vec<(OsString, OsString)> {
     let s = &spec.settings;
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     let mut set = |k: &str, v: &dyn AsRef<OsStr>| {
@@ -290,8 +291,8 @@ fn worker_env(pool: &Launch<'_>) -> Vec<(OsString, OsString)> {
     };
     set("PATH", &"/usr/local/bin:/usr/bin:/bin");
     set("HOME", &spec.dir);
-    set("USER", &pool.identity.user_name);
-    set("LOGNAME", &pool.identity.user_name);
+    set("USER", &identity.user_name);
+    set("LOGNAME", &identity.user_name);
     set("LANG", &s.process.lang);
     set("PYTHON_EGG_CACHE", &spec.dir.join(".egg-cache"));
     set("PADDOCK_TENANT", &spec.name);
@@ -314,9 +315,9 @@ fn spawn_direct(pool: &Launch<'_>, slot: usize) -> std::io::Result<(Proc, Contro
     drop(ctl_write);
 
     let mut cmd = Command::new(pool.worker_bin);
-    cmd.args(worker_args(pool));
+    cmd.args(worker_args(spec));
     cmd.env_clear();
-    cmd.envs(worker_env(pool));
+    cmd.envs(worker_env(spec, pool.identity));
     cmd.current_dir(&spec.dir);
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     cmd.kill_on_drop(true);
