@@ -33,6 +33,10 @@ enum Cmd {
         /// Skip the trial import of each tenant's app (one Python process per tenant).
         #[arg(long)]
         no_import: bool,
+        /// Only validate the file (what `serve` itself refuses to start on): no tenant is
+        /// looked at, so one tenant's problem does not fail it (systemd's ExecStartPre).
+        #[arg(long, conflicts_with = "no_import")]
+        file_only: bool,
     },
 }
 
@@ -68,14 +72,29 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     match cli.cmd {
-        Cmd::Check { config, no_import } => check(&config, !no_import),
+        Cmd::Check { config, no_import, file_only } => {
+            let what = match (file_only, no_import) {
+                (true, _) => Depth::File,
+                (false, true) => Depth::Tenants,
+                (false, false) => Depth::Import,
+            };
+            check(&config, what)
+        }
         Cmd::Serve(args) => serve(args),
     }
 }
 
 /// `paddock check`: the file, then what a start of each tenant needs (`check.rs`). Errors and
 /// then warnings on stderr; the OK line on stdout when there is no error.
-fn check(config: &std::path::Path, import: bool) -> ExitCode {
+/// How far `paddock check` goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    File,
+    Tenants,
+    Import,
+}
+
+fn check(config: &std::path::Path, depth: Depth) -> ExitCode {
     let c = match Config::load(config, &Overrides::default()) {
         Ok(c) => c,
         Err(d) => {
@@ -83,14 +102,16 @@ fn check(config: &std::path::Path, import: bool) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("paddock: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let report = match depth {
+        Depth::File => paddock_router::check::Report::default(),
+        _ => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(paddock_router::check::run(&c, depth == Depth::Import)),
+            Err(e) => {
+                eprintln!("paddock: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
-    let report = rt.block_on(paddock_router::check::run(&c, import));
     for e in &report.errors {
         eprintln!("{e}");
     }
@@ -100,19 +121,23 @@ fn check(config: &std::path::Path, import: bool) -> ExitCode {
     if !report.errors.is_empty() {
         return ExitCode::from(EXIT_CONFIG);
     }
-    let imported = match import {
-        true => format!("{} apps imported", report.imported),
-        false => "apps not imported (--no-import)".to_string(),
+    let tenants = match depth {
+        Depth::File => "tenants not checked (--file-only)".to_string(),
+        Depth::Tenants => {
+            format!("{} tenants checked, apps not imported (--no-import)", report.tenants)
+        }
+        Depth::Import => {
+            format!("{} tenants checked, {} apps imported", report.tenants, report.imported)
+        }
     };
     println!(
         "{}: OK ({} configured tenants, {} rules; max_connections {}, max_workers_total {}; \
-         {} tenants checked, {imported})",
+         {tenants})",
         config.display(),
         c.tenants.len(),
         c.rules.len(),
         c.max_connections,
         c.max_workers_total,
-        report.tenants,
     );
     ExitCode::SUCCESS
 }
