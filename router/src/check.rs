@@ -363,3 +363,91 @@ async fn import_all(trials: Vec<(TenantSpec, Identity)>, worker: &Path) -> Vec<(
     failed.sort();
     failed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn venv(dir: &Path, lib: &str, cfg: &str) -> PathBuf {
+        let v = dir.join(lib);
+        std::fs::create_dir_all(v.join(format!("lib/{lib}/site-packages"))).expect("mkdir");
+        std::fs::create_dir_all(v.join("bin")).expect("mkdir");
+        std::fs::write(v.join("bin/python3"), "").expect("write");
+        std::fs::write(v.join("pyvenv.cfg"), cfg).expect("write");
+        v
+    }
+
+    fn venv_errors(v: &Path, py: Option<&str>) -> Vec<String> {
+        let mut errs = Vec::new();
+        check_venv(v, py, &mut errs);
+        errs
+    }
+
+    #[test]
+    fn virtualenvs_must_match_the_embedded_python() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = venv(dir.path(), "python3.11", "home = /usr/bin\nversion = 3.11.2\n");
+        assert_eq!(venv_errors(&good, Some("3.11")), Vec::<String>::new());
+        let other = venv(dir.path(), "python3.12", "version = 3.12.1\n");
+        let e = venv_errors(&other, Some("3.11"));
+        assert!(
+            e.len() == 1
+                && e[0].contains("no lib/python3.11")
+                && e[0].contains("it has lib/python3.12"),
+            "{e:?}"
+        );
+        let lying = venv(dir.path(), "python3.11x", "version_info = 3.12.0.final.0\n");
+        std::fs::create_dir_all(lying.join("lib/python3.11/site-packages")).expect("mkdir");
+        let e = venv_errors(&lying, Some("3.11"));
+        assert!(e.len() == 1 && e[0].contains("made with Python 3.12.0"), "{e:?}");
+        std::fs::remove_file(good.join("bin/python3")).expect("rm");
+        let e = venv_errors(&good, Some("3.11"));
+        assert!(e.len() == 1 && e[0].contains("bin/python3"), "{e:?}");
+        let e = venv_errors(&dir.path().join("none"), Some("3.11"));
+        assert!(e.len() == 1 && e[0].contains("does not exist"), "{e:?}");
+    }
+
+    #[test]
+    fn scripts_are_told_from_modules() {
+        assert_eq!(app_script("trac.web.main:dispatch_request"), None);
+        assert_eq!(app_script("apache/trac.wsgi"), Some("apache/trac.wsgi"));
+        assert_eq!(app_script("app.py"), Some("app.py"));
+    }
+
+    #[test]
+    fn reach_follows_the_mode_bits_of_the_file_and_the_directories_above() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+        };
+        mode(dir.path(), 0o755);
+        let f = dir.path().join("f");
+        std::fs::write(&f, "x").expect("write");
+        let me = std::fs::metadata(&f).expect("stat");
+        // Someone else: neither owner nor in the group.
+        let other = Creds { uid: me.uid() + 1, gid: me.gid() + 1, groups: vec![me.gid() + 1] };
+        let group = Creds { uid: me.uid() + 1, gid: me.gid() + 1, groups: vec![me.gid()] };
+        let errs = |c: &Creds, p: &Path, dir: bool| {
+            let mut e = Vec::new();
+            reach(p, c, "u", dir, &mut e);
+            e
+        };
+        mode(&f, 0o644);
+        assert!(errs(&other, &f, false).is_empty());
+        mode(&f, 0o640);
+        let e = errs(&other, &f, false);
+        assert!(e.len() == 1 && e[0].contains("cannot read") && e[0].contains("0640"), "{e:?}");
+        assert!(errs(&group, &f, false).is_empty(), "in the file's group");
+        mode(&f, 0o644);
+        mode(dir.path(), 0o750);
+        let e = errs(&other, &f, false);
+        assert!(e.len() == 1 && e[0].contains("cannot pass through"), "{e:?}");
+        assert!(errs(&group, &f, false).is_empty());
+        mode(dir.path(), 0o744);
+        assert!(errs(&other, dir.path(), true).len() == 1, "a directory needs x too");
+        let root = Creds { uid: 0, gid: 0, groups: vec![] };
+        assert!(errs(&root, &f, false).is_empty());
+        mode(dir.path(), 0o700);
+    }
+}
