@@ -164,3 +164,38 @@ fn check_reports_every_unknown_key_with_a_suggestion() {
     }
     assert!(!lines[3].contains("did you mean"), "nothing is close to `colour`: {err}");
 }
+
+#[test]
+fn discovered_tenants_are_checked_too() {
+    let dir = open_tempdir();
+    let d = dir.path();
+    let sites = d.join("sites");
+    std::fs::create_dir_all(&sites).expect("mkdir");
+    let t = tenant_dir(&sites, "found");
+    write(&Path::new(&t).join("conf/trac.ini"), "[trac]\n");
+    if nix_is_root() {
+        chown(Path::new(&t), "paddock-e2e");
+    }
+    let text = format!(
+        "sites = \"{}\"\nindex = false\n[defaults]\napp = \"testapps:application\"\npython_path = [\"{}\"]\nvirtualenv = \"/nonexistent/venv-of-{{tenant}}\"\n",
+        sites.display(),
+        repo_root().join("tests/apps").display()
+    );
+    let (code, out, err) = check(d, &text, &[]);
+    assert_eq!(code, Some(64), "{out}{err}");
+    let f = d.join("paddock.toml").display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{f}: tenant found: virtualenv /nonexistent/venv-of-found does not exist"
+        )),
+        "{err}"
+    );
+    // Fixed, the same tenant passes, its app imported.
+    let (code, out, err) = check(
+        d,
+        &text.replace("/nonexistent/venv-of-{tenant}", &venv().display().to_string()),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1 tenants checked, 1 apps imported"), "{out}");
+}
