@@ -199,3 +199,35 @@ fn discovered_tenants_are_checked_too() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("1 tenants checked, 1 apps imported"), "{out}");
 }
+
+#[test]
+fn an_import_that_hangs_is_killed_at_startup_timeout() {
+    let dir = open_tempdir();
+    let d = dir.path();
+    let pidfile = d.join("apps/slow.pid");
+    write(
+        &d.join("apps/slow_app.py"),
+        &format!(
+            "import os, time\nopen({:?}, 'w').write(str(os.getpid()))\ntime.sleep(60)\napplication = None\n",
+            pidfile.display().to_string()
+        ),
+    );
+    // The trial worker writes its pid as the tenant's user.
+    std::fs::set_permissions(d.join("apps"), std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let text = format!(
+        "index = false\n{}",
+        tenant(d, "slow", "startup_timeout = \"2s\"")
+            .replace("testapps:application", "slow_app:application")
+    );
+    let started = std::time::Instant::now();
+    let (code, out, err) = check(d, &text, &[]);
+    assert_eq!(code, Some(64), "{out}{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(err.contains("tenant slow: importing the app") && err.contains("within 2s"), "{err}");
+    let pid = std::fs::read_to_string(&pidfile).expect("the app started");
+    let proc_dir = Path::new("/proc").join(pid.trim());
+    common::eventually("the trial worker is gone", std::time::Duration::from_secs(10), || {
+        !proc_dir.exists()
+    });
+}
