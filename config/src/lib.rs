@@ -138,7 +138,7 @@ impl Config {
     /// Validate `text` as if read from `path` (relative paths in it resolve against `path`'s
     /// directory), then apply `ov`.
     pub fn from_text(text: &str, path: &Path, ov: &Overrides) -> Result<Config, Diagnostics> {
-        let (parsed, unknown) = unknown::parse(text, path).map_err(|d| Diagnostics(vec![d]))?;
+        let (parsed, unknown) = unknown::parse(text, path).map_err(Diagnostics)?;
         Validator { file: path, text, errors: unknown }.finish(parsed, ov, Some(path))
     }
 

@@ -298,3 +298,11 @@ fn human_durations_and_binary_sizes_in_the_file() {
         "{m:?}"
     );
 }
+
+#[test]
+fn a_value_of_the_wrong_type_comes_with_the_unknown_keys_before_it() {
+    let m = messages(load_str("sites = \"/x\"\n[defaults]\ntheads = 4\nthreads = \"four\"\n"));
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert!(m[0].starts_with("3: unknown key `theads`"), "{m:?}");
+    assert!(m[1].starts_with("4: "), "{m:?}");
+}

@@ -21,17 +21,18 @@ enum Seg {
     Index(usize),
 }
 
-/// Deserialize `text`, and report each unknown key as a diagnostic of `file`.
-pub(crate) fn parse(text: &str, file: &Path) -> Result<(FileConfig, Vec<Diagnostic>), Diagnostic> {
+/// Deserialize `text`, and report each unknown key as a diagnostic of `file`. When the file
+/// does not deserialize (a value of the wrong type: serde stops there), the error comes with
+/// the unknown keys met before it.
+pub(crate) fn parse(
+    text: &str,
+    file: &Path,
+) -> Result<(FileConfig, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut ignored: Vec<Vec<Seg>> = Vec::new();
-    let parsed: FileConfig =
-        serde_ignored::deserialize(toml::Deserializer::new(text), |p| ignored.push(segments(&p)))
-            .map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-            Diagnostic::new(file, line, e.message().to_string())
-        })?;
+    let parsed: Result<FileConfig, _> =
+        serde_ignored::deserialize(toml::Deserializer::new(text), |p| ignored.push(segments(&p)));
     let doc = ImDocument::parse(text).ok();
-    let diags = ignored
+    let mut diags: Vec<Diagnostic> = ignored
         .iter()
         .filter_map(|path| {
             let (key, table) = path.split_last()?;
@@ -44,7 +45,15 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<(FileConfig, Vec<Diagnost
             Some(Diagnostic::new(file, line, message(key, table)))
         })
         .collect();
-    Ok((parsed, diags))
+    match parsed {
+        Ok(parsed) => Ok((parsed, diags)),
+        Err(e) => {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+            diags.push(Diagnostic::new(file, line, e.message().to_string()));
+            diags.sort_by_key(|d| (d.line == 0, d.line));
+            Err(diags)
+        }
+    }
 }
 
 /// The path as keys and indices, without the private fields of `Spanned` (`$__...`) and the
