@@ -16,7 +16,6 @@ pub const DEFAULT_REALM: &str = "Trac";
 
 /// The `auth` table as written; merged key by key over the one of `[defaults]`.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AuthSection {
     /// Apache htpasswd file (bcrypt, `$apr1$` MD5 or `{SHA}` entries).
     pub htpasswd: Option<Spanned<String>>,

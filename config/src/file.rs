@@ -1,5 +1,6 @@
 //! The TOML file as written by the operator, before validation. Every field is documented in
-//! the README's configuration reference; unknown keys are errors so typos never pass silently.
+//! the README's configuration reference. Unknown keys are errors, all reported at once with a
+//! suggestion (`unknown.rs`), so typos never pass silently.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,6 @@ use toml::Spanned;
 
 /// Top level of `paddock.toml`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Address of the HTTP front door, e.g. `127.0.0.1:8080`.
     pub listen: Option<Spanned<String>>,
@@ -73,7 +73,6 @@ pub struct FileConfig {
 
 /// `[admin]`: the operator's listener.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// Address of the admin listener; default `127.0.0.1:9180` (loopback only).
     pub listen: Option<Spanned<String>>,
@@ -118,7 +117,6 @@ pub struct AdminSection {
 
 /// One `[[rules]]` entry: the argument parts of Apache `RewriteCond` lines and a `RewriteRule`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RuleEntry {
     #[serde(default)]
     pub conditions: Vec<String>,
@@ -127,7 +125,6 @@ pub struct RuleEntry {
 
 /// Settings of `[defaults]` and `[tenants.NAME]`. `dir` and `mount` only make sense per tenant.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TenantSection {
     /// Tenant directory; default `<sites>/<name>`.
     pub dir: Option<Spanned<String>>,

@@ -13,6 +13,7 @@ mod signup;
 pub mod statics;
 pub mod tenant;
 pub mod units;
+mod unknown;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -137,11 +138,8 @@ impl Config {
     /// Validate `text` as if read from `path` (relative paths in it resolve against `path`'s
     /// directory), then apply `ov`.
     pub fn from_text(text: &str, path: &Path, ov: &Overrides) -> Result<Config, Diagnostics> {
-        let parsed: FileConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-            Diagnostics(vec![Diagnostic::new(path, line, e.message().to_string())])
-        })?;
-        Validator { file: path, text, errors: Vec::new() }.finish(parsed, ov, Some(path))
+        let (parsed, unknown) = unknown::parse(text, path).map_err(Diagnostics)?;
+        Validator { file: path, text, errors: unknown }.finish(parsed, ov, Some(path))
     }
 
     /// Configuration from flags alone (`paddock serve --sites DIR`).
@@ -199,6 +197,20 @@ impl Validator<'_> {
     fn err(&mut self, span: Option<std::ops::Range<usize>>, msg: impl Into<String>) {
         let line = span.map(|s| line_of(self.text, s.start)).unwrap_or(0);
         self.errors.push(Diagnostic::new(self.file, line, msg));
+    }
+
+    /// The errors in the order of the file: this file's by line (those about the whole
+    /// file, line 0, last), then other files' (rules files), each once: a `[defaults]` value
+    /// is validated again in every tenant it is merged into.
+    fn sorted(self) -> Diagnostics {
+        let mut all = self.errors;
+        all.sort_by(|a, b| {
+            let key = |d: &Diagnostic| (d.file != self.file, d.file.clone(), d.line == 0, d.line);
+            key(a).cmp(&key(b))
+        });
+        let mut seen = std::collections::HashSet::new();
+        all.retain(|d| seen.insert((d.file.clone(), d.line, d.message.clone())));
+        Diagnostics(all)
     }
 
     fn err_at(&mut self, line: usize, msg: impl Into<String>) {
@@ -342,7 +354,7 @@ impl Validator<'_> {
             .map(|d| abs(d.get_ref()))
             .or_else(|| sites.as_ref().map(|s| s.join(".paddock")));
         if !self.errors.is_empty() {
-            return Err(Diagnostics(self.errors));
+            return Err(self.sorted());
         }
         Ok(Config {
             source: source.map(Path::to_path_buf),

@@ -220,3 +220,89 @@ fn one_catalog_lists_configured_and_discovered_tenants_once() {
     let listed: Vec<String> = cfg.list_tenants().into_iter().map(|t| t.name).collect();
     assert_eq!(listed, ["a", "b", "both"]);
 }
+
+#[test]
+fn every_unknown_key_is_reported_with_a_suggestion_in_line_order() {
+    let text = "\
+sites = \"/x\"
+listn = \"127.0.0.1:1\"
+[defaults]
+theads = 4
+idle_timeout = \"soon\"
+[defaults.auth]
+htpaswd = \"/h\"
+htpasswd = \"/h\"
+[admin]
+tokens = \"/t\"
+tokens_fil = \"/t\"
+[tenants.a]
+dir = \"/y\"
+colour = \"blue\"
+[tenants.b.auth]
+realms = \"x\"
+[[rules]]
+rule = \"^/x - [F]\"
+conditon = []
+";
+    let m = messages(load_str(text));
+    let want = [
+        "2: unknown key `listn` at the top level; did you mean `listen`?",
+        "4: unknown key `theads` in [defaults]; did you mean `threads`?",
+        "5: `idle_timeout`",
+        "7: unknown key `htpaswd` in [defaults.auth]; did you mean `htpasswd`?",
+        "10: unknown key `tokens` in [admin]",
+        "11: unknown key `tokens_fil` in [admin]; did you mean `tokens_file`?",
+        "14: unknown key `colour` in [tenants.a]",
+        "16: unknown key `realms` in [tenants.b.auth]; did you mean `realm`?",
+        "19: unknown key `conditon` in a [[rules]] entry; did you mean `conditions`?",
+    ];
+    assert_eq!(m.len(), want.len(), "{m:#?}");
+    for (got, want) in m.iter().zip(want) {
+        assert!(got.starts_with(want), "{got:?} should start with {want:?} in {m:#?}");
+    }
+    assert!(!m.iter().any(|x| x.contains("tokens`") && x.contains("did you mean")), "{m:?}");
+}
+
+#[test]
+fn an_error_in_defaults_is_reported_once_not_per_tenant() {
+    let text = "sites = \"/x\"\n[defaults]\nidle_timeout = \"soon\"\n[tenants.a]\ndir = \"/a\"\n[tenants.b]\ndir = \"/b\"\n";
+    let m = messages(load_str(text));
+    assert_eq!(m.iter().filter(|x| x.contains("idle_timeout")).count(), 1, "{m:?}");
+}
+
+#[test]
+fn unknown_keys_in_inline_and_dotted_tables_name_their_line() {
+    let text =
+        "sites = \"/x\"\n\n[tenants.a]\ndir = \"/a\"\nauth = { htpasswd = \"/h\", pahts = [] }\n";
+    let m = messages(load_str(text));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("5: unknown key `pahts` in [tenants.a.auth]; did you mean `paths`?"),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn human_durations_and_binary_sizes_in_the_file() {
+    let text = "sites = \"/x\"\n[defaults]\nidle_timeout = \"1h30m\"\nrequest_timeout = \"30 seconds\"\nmax_body = \"100MiB\"\nmemory_limit = \"512MB\"\n";
+    let c = load_str(text).expect("valid");
+    assert_eq!(c.defaults.admission.idle_timeout, Duration::from_secs(5400));
+    assert_eq!(c.defaults.request.request_timeout, Duration::from_secs(30));
+    assert_eq!(c.defaults.request.max_body, 100 << 20);
+    assert_eq!(c.defaults.process.memory_limit, 512 << 20);
+    let m = messages(load_str(
+        "sites = \"/x\"\n[defaults]\n\nmax_body = \"5 MHz\"\nqueue_timeout = \"1 fortnight\"\n",
+    ));
+    assert!(
+        m.len() == 2 && m[0].starts_with("4: `max_body`") && m[1].starts_with("5: `queue_timeout`"),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_comes_with_the_unknown_keys_before_it() {
+    let m = messages(load_str("sites = \"/x\"\n[defaults]\ntheads = 4\nthreads = \"four\"\n"));
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert!(m[0].starts_with("3: unknown key `theads`"), "{m:?}");
+    assert!(m[1].starts_with("4: "), "{m:?}");
+}

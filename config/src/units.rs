@@ -1,4 +1,5 @@
-//! Small value parsers for the configuration: durations (`"30s"`, `"10m"`), sizes (`"100M"`), CPU
+//! Small value parsers for the configuration: durations (`"30s"`, `"10min"`, `"1h30m"`, by
+//! `humantime`), sizes (`"100M"`, `"100MiB"`, by `bytesize`; binary multiples), CPU
 //! shares (`"50%"`) and networks (`10.0.0.0/8`).
 
 use std::net::IpAddr;
@@ -6,38 +7,50 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-/// Parse `"250ms"`, `"30s"`, `"10m"`, `"2h"`, `"1d"`; a bare number means seconds.
+/// Parse a duration with `humantime`: `"250ms"`, `"30s"`, `"30 seconds"`, `"10m"`, `"10min"`,
+/// `"1h30m"`, `"2h"`, `"1d"`; a bare number means seconds (as it always has).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 =
-        num.parse().map_err(|_| format!("`{s}` is not a duration such as \"30s\" or \"10m\""))?;
-    let d = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        "d" => Duration::from_secs(n.saturating_mul(86400)),
-        u => return Err(format!("unknown unit `{u}` in `{s}` (use ms, s, m, h or d)")),
-    };
-    Ok(d)
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().map(Duration::from_secs).map_err(|_| format!("`{s}` is too large"));
+    }
+    humantime::parse_duration(t).map_err(|e| {
+        format!("`{s}` is not a duration such as \"30s\", \"10min\" or \"1h30m\" ({e})")
+    })
 }
 
-/// Parse `"512"`, `"64K"`, `"100M"`, `"2G"` (binary multiples) into bytes.
+/// Parse a size into bytes with `bytesize`: `"512"`, `"64K"`, `"100M"`, `"1.5G"`, `"100MiB"`.
+/// Every multiple is binary, as it always was here (and as in nginx and systemd): `K`, `KB`
+/// and `KiB` are 2^10, `M`, `MB` and `MiB` 2^20, `G`, `GB` and `GiB` 2^30, `T`... 2^40. A
+/// decimal size is written in bytes (`"100000000"`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size such as \"100M\""))?;
-    let mul: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        u => return Err(format!("unknown unit `{u}` in `{s}` (use K, M or G)")),
+    let unit = unit.trim();
+    let binary = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => "B",
+        "K" | "KB" | "KIB" => "KiB",
+        "M" | "MB" | "MIB" => "MiB",
+        "G" | "GB" | "GIB" => "GiB",
+        "T" | "TB" | "TIB" => "TiB",
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{s}` (use K, M, G or T, binary multiples: M = MB = MiB = 2^20 bytes)"
+            ))
+        }
     };
-    n.checked_mul(mul).ok_or_else(|| format!("`{s}` is too large"))
+    if num.is_empty() {
+        return Err(format!("`{s}` is not a size such as \"100M\""));
+    }
+    let size: bytesize::ByteSize = format!("{num} {binary}")
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size such as \"100M\""))?;
+    // bytesize saturates instead of overflowing.
+    match size.as_u64() {
+        u64::MAX => Err(format!("`{s}` is too large")),
+        n => Ok(n),
+    }
 }
 
 /// `cpu_max`: a share of one CPU in percent (`"50%"`, `"200%"` for two CPUs) or `"max"`.
@@ -94,8 +107,17 @@ mod tests {
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5 weeks").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_duration("30 seconds"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10min"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration(" 0 "), Ok(Duration::ZERO));
+        for bad in ["soon", "", "5 fortnights", "-5s", "30 s econds", "99999999999999999999"] {
+            let e = parse_duration(bad).expect_err(bad);
+            assert!(e.contains(&format!("`{bad}`")), "{e}");
+        }
     }
 
     #[test]
@@ -103,8 +125,18 @@ mod tests {
         assert_eq!(parse_size("100M"), Ok(100 << 20));
         assert_eq!(parse_size("64k"), Ok(64 << 10));
         assert_eq!(parse_size("12"), Ok(12));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("99999999999999G").is_err());
+        assert_eq!(parse_size("100MB"), Ok(100 << 20), "MB is binary, as it always was");
+        assert_eq!(parse_size("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("100 mib"), Ok(100 << 20));
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("2TiB"), Ok(2 << 40));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("10B"), Ok(10));
+        for bad in ["lots", "", "M", "5 MHz", "-5M", "1.2.3M", "99999999999999G", "1e9"] {
+            let e = parse_size(bad).expect_err(bad);
+            assert!(e.contains(&format!("`{bad}`")), "{e}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod clientio;
 pub mod discovery;
@@ -131,7 +132,7 @@ async fn reload_on_sighup(state: Arc<front::State>) {
 }
 
 /// `paddock-worker` next to the running `paddock` binary.
-fn default_worker_bin() -> PathBuf {
+pub(crate) fn default_worker_bin() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("paddock-worker")))

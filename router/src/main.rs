@@ -26,10 +26,18 @@ struct Cli {
 enum Cmd {
     /// Serve tenants over HTTP.
     Serve(ServeArgs),
-    /// Validate a configuration file and its rules, then exit.
+    /// Validate a configuration file and its rules, check what starting each tenant needs
+    /// (users, directories, virtualenvs, files) and import each tenant's app as its user.
     Check {
         /// The TOML configuration file.
         config: PathBuf,
+        /// Skip the trial import of each tenant's app (one Python process per tenant).
+        #[arg(long)]
+        no_import: bool,
+        /// Only validate the file (what `serve` itself refuses to start on): no tenant is
+        /// looked at, so one tenant's problem does not fail it (systemd's ExecStartPre).
+        #[arg(long, conflicts_with = "no_import")]
+        file_only: bool,
     },
     /// List, inspect and change tenants of a running server (through its admin API).
     Tenants {
@@ -81,27 +89,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     match cli.cmd {
-        Cmd::Check { config } => match Config::load(&config, &Overrides::default()) {
-            Ok(c) => {
-                println!(
-                    "{}: OK ({} configured tenants, {} rules; max_connections {}, \
-                     max_workers_total {})",
-                    config.display(),
-                    c.tenants.len(),
-                    c.rules.len(),
-                    c.max_connections,
-                    c.max_workers_total
-                );
-                for w in c.warnings() {
-                    eprintln!("{w}");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(d) => {
-                eprintln!("{d}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        Cmd::Check { config, no_import, file_only } => {
+            let what = match (file_only, no_import) {
+                (true, _) => Depth::File,
+                (false, true) => Depth::Tenants,
+                (false, false) => Depth::Import,
+            };
+            check(&config, what)
+        }
         Cmd::Serve(args) => serve(args),
         Cmd::Tenants { target, cmd } => admin_command(cli::tenants(&target, &cmd)),
         Cmd::Reload { target } => admin_command(cli::reload(&target)),
@@ -144,6 +139,64 @@ fn admin_command(
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `paddock check`: the file, then what a start of each tenant needs (`check.rs`). Errors and
+/// then warnings on stderr; the OK line on stdout when there is no error.
+/// How far `paddock check` goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    File,
+    Tenants,
+    Import,
+}
+
+fn check(config: &std::path::Path, depth: Depth) -> ExitCode {
+    let c = match Config::load(config, &Overrides::default()) {
+        Ok(c) => c,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let report = match depth {
+        Depth::File => paddock_router::check::Report::default(),
+        _ => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(paddock_router::check::run(&c, depth == Depth::Import)),
+            Err(e) => {
+                eprintln!("paddock: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    for e in &report.errors {
+        eprintln!("{e}");
+    }
+    for w in c.warnings().iter().chain(&report.warnings) {
+        eprintln!("{w}");
+    }
+    if !report.errors.is_empty() {
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let tenants = match depth {
+        Depth::File => "tenants not checked (--file-only)".to_string(),
+        Depth::Tenants => {
+            format!("{} tenants checked, apps not imported (--no-import)", report.tenants)
+        }
+        Depth::Import => {
+            format!("{} tenants checked, {} apps imported", report.tenants, report.imported)
+        }
+    };
+    println!(
+        "{}: OK ({} configured tenants, {} rules; max_connections {}, max_workers_total {}; \
+         {tenants})",
+        config.display(),
+        c.tenants.len(),
+        c.rules.len(),
+        c.max_connections,
+        c.max_workers_total,
+    );
+    ExitCode::SUCCESS
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use nix::fcntl::{fcntl, FcntlArg, OFlag, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use paddock_proto::zygote::{encode_setup, Creds, WorkerSetup};
-use paddock_proto::Frame;
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
@@ -24,10 +23,12 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::cgroup;
-use crate::frames::{FrameReader, ReadError};
+use crate::control::Control;
+use crate::identity::Identity;
 use crate::launch::Launch;
 use crate::logrelay::{self, Source};
 use crate::zygote::{self, Forked};
+use paddock_config::tenant::TenantSpec;
 use paddock_sys::{self as sys, ChildSetup, Limits};
 
 /// A worker process (the router's own child, or one forked by a zygote: see `zygote.rs`) and
@@ -276,14 +277,14 @@ async fn spawn_forked(
     let (err_read, err_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let leaf = new_leaf(pool);
     let creds = pool.identity.creds();
-    let mut args = worker_args(pool);
+    let mut args = worker_args(spec);
     args.extend(forked_limit_args(&limits(&spec.settings.process.limits, creds.as_ref())));
     if let Some(l) = &leaf {
         args.extend(["--cgroup-procs".into(), l.procs_path().into()]);
     }
     let setup = WorkerSetup {
         args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
-        env: worker_env(pool)
+        env: worker_env(spec, pool.identity)
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect(),
@@ -345,9 +346,9 @@ fn sealed_setup(setup: &WorkerSetup) -> std::io::Result<OwnedFd> {
     Ok(file.into())
 }
 
-/// The worker's command line after the program name; the same for both ways of starting it.
-fn worker_args(pool: &Launch<'_>) -> Vec<OsString> {
-    let spec = &pool.spec;
+/// The worker's command line after the program name; the same for both ways of starting it
+/// (and for `paddock check`'s trial import, `appcheck.rs`).
+pub(crate) fn worker_args(spec: &TenantSpec) -> Vec<OsString> {
     let s = &spec.settings;
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |x: &dyn AsRef<OsStr>| a.push(x.as_ref().to_owned());
@@ -382,8 +383,7 @@ fn worker_args(pool: &Launch<'_>) -> Vec<OsString> {
 }
 
 /// The worker's whole environment (scrubbed: nothing of the router's leaks).
-fn worker_env(pool: &Launch<'_>) -> Vec<(OsString, OsString)> {
-    let spec = &pool.spec;
+pub(crate) fn worker_env(spec: &TenantSpec, identity: &Identity) -> Vec<(OsString, OsString)> {
     let s = &spec.settings;
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     let mut set = |k: &str, v: &dyn AsRef<OsStr>| {
@@ -392,8 +392,8 @@ fn worker_env(pool: &Launch<'_>) -> Vec<(OsString, OsString)> {
     };
     set("PATH", &"/usr/local/bin:/usr/bin:/bin");
     set("HOME", &spec.dir);
-    set("USER", &pool.identity.user_name);
-    set("LOGNAME", &pool.identity.user_name);
+    set("USER", &identity.user_name);
+    set("LOGNAME", &identity.user_name);
     set("LANG", &s.process.lang);
     set("PYTHON_EGG_CACHE", &spec.dir.join(".egg-cache"));
     set("PADDOCK_TENANT", &spec.name);
@@ -416,9 +416,9 @@ fn spawn_direct(pool: &Launch<'_>, slot: usize) -> std::io::Result<(Proc, Contro
     drop(ctl_write);
 
     let mut cmd = Command::new(pool.worker_bin);
-    cmd.args(worker_args(pool));
+    cmd.args(worker_args(spec));
     cmd.env_clear();
-    cmd.envs(worker_env(pool));
+    cmd.envs(worker_env(spec, pool.identity));
     cmd.current_dir(&spec.dir);
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     cmd.kill_on_drop(true);
@@ -455,57 +455,6 @@ pub async fn zygote_back(rejoin: &mut Option<tokio::sync::watch::Receiver<u64>>)
         }
     }
     std::future::pending().await
-}
-
-/// A control pipe's first buffer: its frames (`Ready`, `Retire`) are a few bytes each.
-const CONTROL_BUF: usize = 256;
-
-/// Frames a worker sends on its control pipe (`Ready`, `Retire`).
-pub struct Control {
-    rx: Option<FrameReader<pipe::Receiver>>,
-}
-
-impl Control {
-    fn new(fd: OwnedFd) -> std::io::Result<Control> {
-        let rx = FrameReader::with_capacity(pipe::Receiver::from_owned_fd(fd)?, CONTROL_BUF);
-        Ok(Control { rx: Some(rx) })
-    }
-
-    /// A control pipe for a worker that is no process (see [`Proc::in_process`]): what is
-    /// written to the sender (encoded frames) is read as a worker process's pipe would be.
-    pub fn pipe() -> std::io::Result<(Control, pipe::Sender)> {
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        Ok((Control::new(read)?, pipe::Sender::from_owned_fd(write)?))
-    }
-
-    /// Wait for the `Ready` frame; an error if the pipe closes (the worker died) first.
-    pub async fn wait_ready(&mut self) -> Result<(), String> {
-        match self.next().await {
-            Some(Frame::Ready(_)) => Ok(()),
-            Some(other) => Err(format!("unexpected control frame {:?}", other.frame_type())),
-            None => Err("it closed its control pipe".to_string()),
-        }
-    }
-
-    /// The next frame; `None` once the pipe is closed or broken (then it pends forever, so a
-    /// `select!` on it waits for the other branches).
-    pub async fn next(&mut self) -> Option<Frame> {
-        let Some(rx) = self.rx.as_mut() else {
-            return std::future::pending().await;
-        };
-        match rx.next().await {
-            Ok(Some(f)) => Some(f),
-            Ok(None) | Err(ReadError::Broken) => {
-                self.rx = None;
-                None
-            }
-            Err(ReadError::Protocol(e)) => {
-                tracing::warn!("bad frame on a worker's control pipe: {e}");
-                self.rx = None;
-                None
-            }
-        }
-    }
 }
 
 /// A number in [0, 1) from the clock's low bits: enough to spread retries and recycles

@@ -6,6 +6,9 @@
 //! connections on the pool's listening socket; it is never a process, so no signal ever
 //! leaves the test ([`Proc::in_process`]). Its pids start at [`FIRST_PID`], above any pid
 //! Linux hands out.
+//!
+//! Over 500 lines: test support only (never built into the router), the fake worker and its
+//! knobs kept together so a test reads as one scenario.
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
@@ -24,12 +27,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::conn::WorkerConn;
+use crate::control::Control;
 use crate::counters::Counters;
 use crate::frames::FrameReader;
 use crate::identity::Identity;
 use crate::launch::Launch;
 use crate::pool::Pool;
-use crate::spawn::{Control, InProcessEnd, Proc, Stop};
+use crate::spawn::{InProcessEnd, Proc, Stop};
 use crate::spawn::{Starter, Starting};
 
 /// Linux pids stay below 2^22 (`pid_max`'s ceiling): a fake's pid is no process's.

@@ -95,6 +95,11 @@ pub struct Config {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    /// Load the app, then exit 0 without serving (3 with the traceback if it cannot be
+    /// loaded): `paddock check` starts the worker this way, as the tenant's user, to check
+    /// exactly what a start runs. No descriptor is taken.
+    #[arg(long)]
+    pub check: bool,
     /// Limits a worker forked by a zygote sets on itself before its uid change (a worker the
     /// router starts directly gets them from the router, which ignores these flags).
     #[command(flatten)]
@@ -172,6 +177,9 @@ fn run_with(cfg: Config, setup_python: bool) -> Exit {
             return Exit::Usage;
         }
     };
+    if cfg.check {
+        return check_app(&cfg, &entry, setup_python);
+    }
     // File descriptors first: nothing else in the process may have taken fd 3 or 4 yet.
     let (listener, control, wake) = match take_fds(&cfg) {
         Ok(fds) => fds,
@@ -210,6 +218,30 @@ fn run_with(cfg: Config, setup_python: bool) -> Exit {
     wait_for_shutdown(&shared);
     drain(&shared, &threads, &done, Duration::from_secs(cfg.drain_timeout));
     Exit::Ok
+}
+
+/// `--check`: import the app as a start would, and exit.
+fn check_app(cfg: &Config, entry: &Entry, setup_python: bool) -> Exit {
+    if let Err(e) = sys::redirect_stdout_to_stderr() {
+        tracing::error!("setup failed: {e}");
+        return Exit::Os;
+    }
+    match load_python(cfg, entry, setup_python) {
+        Some(_) => {
+            tracing::info!(app = %cfg.app, "the application loads");
+            Exit::Ok
+        }
+        None => Exit::AppLoad,
+    }
+}
+
+/// `major.minor` of the Python this binary embeds (`paddock-worker python-version`), which a
+/// virtualenv must match (`lib/pythonX.Y`).
+pub fn python_version() -> String {
+    Python::attach(|py| {
+        let v = py.version_info();
+        format!("{}.{}", v.major, v.minor)
+    })
 }
 
 type Fds = (UnixListener, Option<File>, std::os::fd::OwnedFd);

@@ -1,13 +1,18 @@
 //! `paddock-worker`: parse the command line, set up logging, run. See `docs/worker.md`;
-//! `paddock-worker zygote ...` runs a zygote instead (`docs/zygote.md`).
+//! `paddock-worker zygote ...` runs a zygote instead (`docs/zygote.md`); `paddock-worker
+//! python-version` prints the `major.minor` of the embedded Python (for `paddock check`).
 
 use std::ffi::OsString;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use paddock_worker::{init_logging, run, run_zygote, Config, Exit, ZygoteConfig};
+use paddock_worker::{init_logging, python_version, run, run_zygote, Config, Exit, ZygoteConfig};
 
 fn main() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "python-version") {
+        println!("{}", python_version());
+        std::process::exit(0);
+    }
     let code = if std::env::args_os().nth(1).is_some_and(|a| a == "zygote") {
         // "zygote" takes the place of the program name for clap.
         let cfg: ZygoteConfig = parse_or_exit(std::env::args_os().skip(1));

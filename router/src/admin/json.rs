@@ -38,10 +38,9 @@ pub fn describe(
     t: &paddock_config::tenant::TenantSpec,
     pool: Option<&Arc<Pool>>,
 ) -> Value {
-    let start_error = st
-        .registry
-        .start_failure(&t.name)
-        .map(|f| json!({ "error": f.error, "at": crate::admin::tenants::timestamp(f.at) }));
+    let start_error = st.registry.start_failure(&t.name).map(
+        |f| json!({ "error": f.error, "at": humantime::format_rfc3339_seconds(f.at).to_string() }),
+    );
     let pool = pool.map(|p| {
         let (status, error) = match p.status() {
             paddock_supervise::pool::Status::Starting => ("starting", None),

@@ -15,9 +15,10 @@ use paddock_proto::Frame;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::control::Control;
 use crate::counters::Reason;
 use crate::pool::Pool;
-use crate::spawn::{zygote_back, Control, Proc};
+use crate::spawn::{zygote_back, Proc};
 
 /// A process that lived this long is considered healthy: its next failure starts the back-off
 /// again from the beginning.
