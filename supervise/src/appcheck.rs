@@ -3,18 +3,15 @@
 //! working directory, umask, rlimits and user), which imports the app and exits without
 //! serving. No socket, no control pipe, no cgroup.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
 
 use crate::identity::Identity;
-use crate::spawn::{limits, worker_args, worker_env};
+use crate::spawn::worker_command;
 use paddock_config::tenant::TenantSpec;
-use paddock_sys::{self as sys, ChildSetup};
 
 /// Most bytes of the worker's stderr kept for the report (the traceback's end matters).
 const STDERR_KEEP: usize = 64 * 1024;
@@ -36,27 +33,8 @@ pub async fn import_app(
     worker_bin: &std::path::Path,
     timeout: Duration,
 ) -> Result<(), Failed> {
-    let s = &spec.settings;
-    let mut cmd = Command::new(worker_bin);
-    cmd.args(worker_args(spec));
+    let mut cmd = worker_command(spec, identity, worker_bin, Vec::new(), None);
     cmd.arg("--check");
-    cmd.env_clear();
-    cmd.envs(worker_env(spec, identity));
-    cmd.current_dir(&spec.dir);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    cmd.kill_on_drop(true);
-    let creds = identity.creds();
-    let confine = limits(&s.process.limits, creds.as_ref());
-    sys::prepare(
-        &mut cmd,
-        ChildSetup {
-            creds,
-            umask: s.process.umask,
-            fds: Vec::new(),
-            cgroup_procs: None,
-            confine: Some(confine),
-        },
-    );
     let failed = |what: String, stderr: String| Failed { what, stderr };
     let mut child = cmd.spawn().map_err(|e| {
         failed(format!("cannot start {}: {e}", worker_bin.display()), String::new())

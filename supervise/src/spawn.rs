@@ -406,35 +406,46 @@ pub(crate) fn worker_env(spec: &TenantSpec, identity: &Identity) -> Vec<(OsStrin
     env
 }
 
+/// The command that starts `paddock-worker` for `spec` directly: its arguments, its scrubbed
+/// environment, the tenant directory as working directory, and (in the child, before `exec`)
+/// its user, umask, rlimits and cgroup, with `fds` moved to their numbers. The one definition
+/// of a worker start: a pool's direct spawn and `paddock check`'s trial import both use it.
+pub(crate) fn worker_command(
+    spec: &TenantSpec,
+    identity: &Identity,
+    worker_bin: &std::path::Path,
+    fds: Vec<(std::os::fd::RawFd, std::os::fd::RawFd)>,
+    cgroup_procs: Option<std::os::fd::RawFd>,
+) -> Command {
+    let s = &spec.settings;
+    let mut cmd = Command::new(worker_bin);
+    cmd.args(worker_args(spec));
+    cmd.env_clear();
+    cmd.envs(worker_env(spec, identity));
+    cmd.current_dir(&spec.dir);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.kill_on_drop(true);
+    let creds = identity.creds();
+    let confine = limits(&s.process.limits, creds.as_ref());
+    sys::prepare(
+        &mut cmd,
+        ChildSetup { creds, umask: s.process.umask, fds, cgroup_procs, confine: Some(confine) },
+    );
+    cmd
+}
+
 fn spawn_direct(pool: &Launch<'_>, slot: usize) -> std::io::Result<(Proc, Control)> {
     let spec = &pool.spec;
-    let s = &spec.settings;
     let (ctl_read, ctl_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     // High, close-on-exec copies, so the dup2 onto 3 and 4 in the child never clobbers a source.
     let listen_fd = sys::dup_high(pool.listener.as_raw_fd())?;
     let ctl_fd = sys::dup_high(ctl_write.as_raw_fd())?;
     drop(ctl_write);
 
-    let mut cmd = Command::new(pool.worker_bin);
-    cmd.args(worker_args(spec));
-    cmd.env_clear();
-    cmd.envs(worker_env(spec, pool.identity));
-    cmd.current_dir(&spec.dir);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    cmd.kill_on_drop(true);
     let leaf = new_leaf(pool);
-    let creds = pool.identity.creds();
-    let confine = limits(&s.process.limits, creds.as_ref());
-    sys::prepare(
-        &mut cmd,
-        ChildSetup {
-            creds,
-            umask: s.process.umask,
-            fds: vec![(listen_fd.as_raw_fd(), 3), (ctl_fd.as_raw_fd(), 4)],
-            cgroup_procs: leaf.as_ref().map(|l| l.procs_fd().as_raw_fd()),
-            confine: Some(confine),
-        },
-    );
+    let fds = vec![(listen_fd.as_raw_fd(), 3), (ctl_fd.as_raw_fd(), 4)];
+    let cgroup_procs = leaf.as_ref().map(|l| l.procs_fd().as_raw_fd());
+    let mut cmd = worker_command(spec, pool.identity, pool.worker_bin, fds, cgroup_procs);
     let mut child = cmd.spawn()?;
     drop((listen_fd, ctl_fd));
     let pid = child.id().unwrap_or(0);
