@@ -189,6 +189,9 @@ pub struct TenantSection {
     /// Files whose change restarts the pool gracefully (default: the app script, if the app is
     /// a file).
     pub watch_files: Option<Vec<String>>,
+    /// The command `paddock backup` runs for the tenant, as its user (default for Trac:
+    /// `trac-admin ENV hotcopy DEST`).
+    pub backup: Option<Vec<String>>,
     /// Stop a pool after this long without requests.
     pub idle_timeout: Option<Spanned<String>>,
     /// Longest time a request waits for a free slot.
@@ -267,6 +270,7 @@ impl TenantSection {
             cpu_max: self.cpu_max.clone().or_else(|| base.cpu_max.clone()),
             pids_max: self.pids_max.clone().or_else(|| base.pids_max.clone()),
             watch_files: self.watch_files.clone().or_else(|| base.watch_files.clone()),
+            backup: self.backup.clone().or_else(|| base.backup.clone()),
             idle_timeout: self.idle_timeout.clone().or_else(|| base.idle_timeout.clone()),
             queue_timeout: self.queue_timeout.clone().or_else(|| base.queue_timeout.clone()),
             request_timeout: self.request_timeout.clone().or_else(|| base.request_timeout.clone()),

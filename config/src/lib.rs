@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub use file::{AdminSection, FileConfig, RuleEntry, TenantSection};
-pub use settings::{AdmissionSettings, Limits, PoolSettings, ProcessSettings, RequestSettings};
+pub use settings::{
+    AdmissionSettings, Limits, OpsSettings, PoolSettings, ProcessSettings, RequestSettings,
+};
 pub use signup::{default_provision, SignupConfig};
 
 use paddock_rules::diag::{line_of, Diagnostic, Diagnostics};

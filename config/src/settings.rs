@@ -24,6 +24,17 @@ pub struct PoolSettings {
     /// What each request is checked against and carries: read per request from the
     /// configuration in force, so a change never restarts a worker.
     pub request: RequestSettings,
+    /// What the operator's commands do with the tenant (`paddock backup`): read when they
+    /// run, never by a pool.
+    pub ops: OpsSettings,
+}
+
+/// Operator commands' settings (see [`PoolSettings::ops`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OpsSettings {
+    /// The backup command (`{dest}`, `{env_path}`, `{python}` filled when it runs); `None`:
+    /// Trac's `hotcopy` for a Trac app, none otherwise.
+    pub backup: Option<Vec<String>>,
 }
 
 /// Settings the worker processes are started from (see [`PoolSettings::process`]).
@@ -295,7 +306,14 @@ pub(super) fn validate(v: &mut Validator<'_>, s: &TenantSection) -> PoolSettings
         environ: s.environ.clone().unwrap_or_default(),
         auth,
     };
-    PoolSettings { process, admission, request }
+    if s.backup.as_ref().is_some_and(|b| b.is_empty()) {
+        v.err(
+            None,
+            "`backup` must name a command (a list of its program and arguments)".to_string(),
+        );
+    }
+    let ops = OpsSettings { backup: s.backup.clone() };
+    PoolSettings { process, admission, request, ops }
 }
 
 /// `package.module`: dot-separated Python identifiers (ASCII).
@@ -332,6 +350,9 @@ impl PoolSettings {
                 ..p.clone()
             },
             admission: self.admission,
+            ops: OpsSettings {
+                backup: self.ops.backup.as_ref().map(|b| b.iter().map(|a| x(a)).collect()),
+            },
             request: RequestSettings {
                 environ: map(&r.environ),
                 auth: r.auth.as_ref().map(|a| a.expand(&x).within(dir, sites)),

@@ -51,6 +51,21 @@ enum Cmd {
         #[command(flatten)]
         target: cli::Target,
     },
+    /// Back up sites: each site's own copy (Trac: hotcopy) as its user, into DEST/<date>/<name>.
+    Backup {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this tenant (repeatable) [default: every tenant].
+        #[arg(long)]
+        tenant: Vec<String>,
+        /// Where the dated backup directory is made.
+        #[arg(long, default_value = "/var/backups/paddock")]
+        dest: PathBuf,
+        /// Longest one site's backup may take (e.g. `10min`).
+        #[arg(long, default_value = "30min")]
+        timeout: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff), e.g. `paddock man > /usr/share/man/man1/paddock.1`.
@@ -100,6 +115,7 @@ fn main() -> ExitCode {
         Cmd::Serve(args) => serve(args),
         Cmd::Tenants { target, cmd } => admin_command(cli::tenants(&target, &cmd)),
         Cmd::Reload { target } => admin_command(cli::reload(&target)),
+        Cmd::Backup { config, tenant, dest, timeout } => backup(&config, &tenant, &dest, &timeout),
         Cmd::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "paddock", &mut std::io::stdout());
@@ -114,6 +130,65 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `paddock backup`: one line per site; exit 1 if any failed.
+fn backup(
+    config: &std::path::Path,
+    tenants: &[String],
+    dest: &std::path::Path,
+    timeout: &str,
+) -> ExitCode {
+    let cfg = match Config::load(config, &Overrides::default()) {
+        Ok(c) => c,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let timeout = match paddock_config::units::parse_duration(timeout) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("paddock: --timeout: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paddock: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(paddock_router::backup::run(&cfg, tenants, dest, timeout)) {
+        Ok((day, outcomes)) => {
+            let mut failed = 0;
+            for o in &outcomes {
+                match &o.result {
+                    Ok(dir) => println!("{}: backed up to {}", o.tenant, dir.display()),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{}: backup failed: {e}", o.tenant);
+                    }
+                }
+            }
+            println!(
+                "{} of {} sites backed up in {}",
+                outcomes.len() - failed,
+                outcomes.len(),
+                day.display()
+            );
+            if failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("paddock: backup: {e}");
+            ExitCode::FAILURE
         }
     }
 }

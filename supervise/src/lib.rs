@@ -9,6 +9,7 @@
 pub mod appcheck;
 pub mod bucket;
 pub mod cgroup;
+pub mod command;
 pub mod conn;
 pub mod control;
 pub mod counters;

@@ -28,7 +28,7 @@ mod page;
 mod ratelimit;
 pub mod signup;
 pub mod siteuser;
-mod tenants;
+pub(crate) mod tenants;
 pub mod tokens;
 
 /// What the admin listener keeps for the server's lifetime: the server's state, and what only

@@ -13,7 +13,6 @@
 //! Any failure discards the claim (and a user made for it): nothing half-made stays behind.
 
 use std::path::Path;
-use std::process::Stdio;
 
 use super::claim::Claim;
 use super::error::internal;
@@ -23,7 +22,8 @@ use super::Admin;
 use crate::metrics::Signup;
 use paddock_config::tenant::TenantSpec;
 use paddock_config::{Config, SignupConfig};
-use paddock_sys::{ChildSetup, Creds};
+use paddock_supervise::command::{self, CommandError, TenantCommand};
+use paddock_sys::Creds;
 
 /// Names no one may sign up for: they collide with paths or roles people expect.
 pub const RESERVED: [&str; 18] = [
@@ -36,8 +36,6 @@ pub(super) const CONCURRENT_PROVISIONING: usize = 2;
 const BCRYPT_COST: u32 = 10;
 /// umask of the provisioning commands: nothing of a new site is readable by other users.
 const PROVISION_UMASK: u32 = 0o027;
-/// Characters of a failed command's output kept in the error.
-const OUTPUT_TAIL: usize = 1500;
 
 /// What the client asks for.
 #[derive(Debug, serde::Deserialize)]
@@ -201,77 +199,33 @@ async fn provision(
     owner: Option<Creds>,
 ) -> Result<(), SignupError> {
     let deadline = tokio::time::Instant::now() + sc.provision_timeout;
+    // The provisioning commands run the tenant's code (its trac-admin, plugins): they get the
+    // built-in pool limits.
+    let limits = paddock_supervise::spawn::limits(&Default::default(), owner.as_ref());
     for argv in &sc.provision {
         let argv: Vec<String> = argv.iter().map(|a| vars.expand(a)).collect();
-        let shown = argv.join(" ");
-        let Some((prog, args)) = argv.split_first() else { continue };
-        let mut cmd = tokio::process::Command::new(prog);
-        cmd.args(args)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", dir)
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        paddock_sys::prepare(
-            &mut cmd,
-            ChildSetup {
-                creds: owner.clone(),
-                umask: PROVISION_UMASK,
-                fds: Vec::new(),
-                cgroup_procs: None,
-                // The provisioning commands run the tenant's code (its trac-admin, plugins):
-                // they get the built-in pool limits.
-                confine: Some(paddock_supervise::spawn::limits(
-                    &Default::default(),
-                    owner.as_ref(),
-                )),
-            },
-        );
-        let child = cmd
-            .spawn()
-            .map_err(|e| SignupError::Provision(format!("cannot run `{shown}`: {e}")))?;
-        let pid = child.id();
-        match tokio::time::timeout_at(deadline, child.wait_with_output()).await {
-            Ok(Ok(out)) if out.status.success() => {}
-            Ok(Ok(out)) => {
-                let text = if out.stderr.is_empty() { &out.stdout } else { &out.stderr };
-                return Err(SignupError::Provision(format!(
-                    "`{shown}` failed ({}): {}",
-                    out.status,
-                    tail(&String::from_utf8_lossy(text))
-                )));
-            }
-            Ok(Err(e)) => return Err(SignupError::Provision(format!("`{shown}`: {e}"))),
-            Err(_) => {
-                // The command leads its own session (setsid): kill everything it started.
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
+        if argv.is_empty() {
+            continue;
+        }
+        let c = TenantCommand {
+            argv: &argv,
+            dir,
+            creds: owner.clone(),
+            umask: PROVISION_UMASK,
+            limits,
+        };
+        match command::run(&c, deadline).await {
+            Ok(_) => {}
+            Err(CommandError::Timeout { shown, .. }) => {
                 let t = sc.provision_timeout;
                 return Err(SignupError::Provision(format!(
                     "`{shown}` timed out (provision_timeout = {t:?})"
                 )));
             }
+            Err(e) => return Err(SignupError::Provision(e.to_string())),
         }
     }
     Ok(())
-}
-
-/// The end of a command's output, trimmed to [`OUTPUT_TAIL`] characters.
-fn tail(s: &str) -> String {
-    let s = s.trim();
-    let n = s.chars().count();
-    if n <= OUTPUT_TAIL {
-        return s.to_string();
-    }
-    format!("…{}", s.chars().skip(n - OUTPUT_TAIL).collect::<String>())
 }
 
 /// `user:bcrypt-hash` and a newline (the hash computed off the async threads).
@@ -311,11 +265,5 @@ mod tests {
         assert!(check_password("short").is_err());
         assert!(check_password("new\nline!").is_err());
         assert!(check_password(&"x".repeat(73)).is_err());
-    }
-
-    #[test]
-    fn output_tail_is_bounded() {
-        assert_eq!(tail(" ok \n"), "ok");
-        assert_eq!(tail(&"y".repeat(5000)).chars().count(), OUTPUT_TAIL + 1);
     }
 }
