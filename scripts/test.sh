@@ -34,3 +34,7 @@ bash scripts/soak.sh --ci
 # First use installs Firefox, geckodriver and Trac's sources (about 3 minutes). Fails the run
 # if any test fails; its last line is "N passed, N failed, N skipped".
 bash scripts/trac-functional.sh subset
+# The Debian package: built with cargo-deb (installed on first use), installed into this
+# machine with dpkg -i, the installed configuration checked by the installed binary and the
+# unit by systemd-analyze (docs/operations.md). Its last line is "package: installed and checked".
+bash scripts/package.sh --install

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build Paddock's Debian package with cargo-deb (installed first if missing):
+# target/debian/paddock_<version>_amd64.deb with both binaries, the systemd unit, the default
+# /etc/paddock/paddock.toml (a conffile) and the documentation.
+#
+#   scripts/package.sh            build it
+#   scripts/package.sh --install  build it, install it into this machine (dpkg -i, as root),
+#                                 then check the installed configuration with the installed
+#                                 binary and the installed unit with systemd-analyze (CI)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+if ! command -v cargo-deb >/dev/null 2>&1; then
+    cargo install cargo-deb --locked
+fi
+# cargo-deb builds the package's own crate (paddock-router); the worker is an asset of it.
+cargo build --release -p paddock-worker
+cargo deb -p paddock-router
+deb=$(ls -t target/debian/paddock_*.deb | head -1)
+echo "package: $deb"
+dpkg-deb --info "$deb" | sed -n '/Package:/,/Description:/p'
+dpkg-deb --contents "$deb" | awk '{print $6}'
+
+if [[ "${1:-}" == "--install" ]]; then
+    dpkg -i "$deb"
+    test -x /usr/bin/paddock && test -x /usr/bin/paddock-worker
+    test -f /lib/systemd/system/paddock.service
+    # The installed configuration, by the installed binary (its sites directory may not exist
+    # yet: a warning, not an error).
+    /usr/bin/paddock check /etc/paddock/paddock.toml
+    systemd-analyze verify /lib/systemd/system/paddock.service
+    echo "package: installed and checked"
+fi
