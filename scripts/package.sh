@@ -25,10 +25,12 @@ dpkg-deb --contents "$deb" | awk '{print $6}'
 if [[ "${1:-}" == "--install" ]]; then
     dpkg -i "$deb"
     test -x /usr/bin/paddock && test -x /usr/bin/paddock-worker
-    test -f /lib/systemd/system/paddock.service
+    test -f /usr/lib/systemd/system/paddock.service
+    # Enabled by the installation (started once configured).
+    test -L /etc/systemd/system/multi-user.target.wants/paddock.service
     # The installed configuration, by the installed binary (its sites directory may not exist
     # yet: a warning, not an error).
     /usr/bin/paddock check /etc/paddock/paddock.toml
-    systemd-analyze verify /lib/systemd/system/paddock.service
+    systemd-analyze verify /usr/lib/systemd/system/paddock.service
     echo "package: installed and checked"
 fi
