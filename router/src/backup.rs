@@ -47,12 +47,8 @@ pub async fn run(
         v
     };
     let stamp = crate::admin::tenants::timestamp(SystemTime::now());
-    let day = dest.join(&stamp);
     make_dir(dest, 0o711).map_err(|e| format!("cannot make {}: {e}", dest.display()))?;
-    std::fs::DirBuilder::new()
-        .mode(0o711)
-        .create(&day)
-        .map_err(|e| format!("cannot make {}: {e}", day.display()))?;
+    let day = new_dir(dest, &stamp)?;
     let mut out = Vec::new();
     for spec in &specs {
         let result = one(cfg, spec, &day, timeout).await;
@@ -130,6 +126,26 @@ fn command_of(
         .collect())
 }
 
+/// A new directory `dest/stamp` (mode 0711), or `stamp-2`, `stamp-3`, ... when a backup of the
+/// same second has it already.
+fn new_dir(dest: &Path, stamp: &str) -> Result<PathBuf, String> {
+    for n in 1..=100u32 {
+        let name = if n == 1 { stamp.to_string() } else { format!("{stamp}-{n}") };
+        let day = dest.join(name);
+        match std::fs::DirBuilder::new().mode(0o711).create(&day) {
+            // Whatever the umask: sites' users must pass through it to their own directory.
+            Ok(()) => {
+                return std::fs::set_permissions(&day, std::fs::Permissions::from_mode(0o711))
+                    .map(|()| day.clone())
+                    .map_err(|e| format!("cannot chmod {}: {e}", day.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("cannot make {}: {e}", day.display())),
+        }
+    }
+    Err(format!("cannot make a new directory for {stamp} in {}: 100 exist", dest.display()))
+}
+
 /// Make `dir` (and its parents) with `mode` if missing. An existing one is the operator's and
 /// keeps its mode, but must be a real directory that sites' users can pass through.
 fn make_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
@@ -147,4 +163,20 @@ fn make_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backups_of_the_same_second_get_directories_of_their_own() {
+        let dest = tempfile::tempdir().expect("tempdir");
+        let first = new_dir(dest.path(), "20261203T120000Z").expect("first");
+        let second = new_dir(dest.path(), "20261203T120000Z").expect("second");
+        assert_eq!(first, dest.path().join("20261203T120000Z"));
+        assert_eq!(second, dest.path().join("20261203T120000Z-2"));
+        let mode = std::fs::metadata(&second).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o711);
+    }
 }
