@@ -174,8 +174,34 @@ impl Config {
                      sites can never log in (add [defaults.auth] htpasswd = \"{{tenant_dir}}/htpasswd\")"
                 ));
             }
+            if let Some(p) = self.signup_auth_problem() {
+                out.push(format!(
+                    "{file}: warning: signup is on, but {p}; signup is refused until then"
+                ));
+            }
         }
         out
+    }
+
+    /// Why the first admin signup writes into a new site's `htpasswd` (`<sites>/<name>/htpasswd`)
+    /// would not be the file the new site's `[defaults.auth]` reads (a migrated Apache host's
+    /// shared `AuthUserFile`, say), so that new admins would get 401; `None` when it is.
+    /// Signup refuses to create sites while this holds, and `paddock check` warns of it.
+    pub fn signup_auth_problem(&self) -> Option<String> {
+        let sites = self.sites.as_ref()?;
+        let written = self.defaults.request.auth.as_ref()?.htpasswd.clone();
+        let probe = "new-site";
+        let dir = sites.join(probe);
+        let expanded = self.defaults.expand(probe, &dir, Some(sites));
+        let read = expanded.request.auth.as_ref()?.htpasswd.clone();
+        (Path::new(&read) != dir.join("htpasswd")).then(|| {
+            format!(
+                "[defaults.auth] htpasswd is `{written}` while signup writes each new site's \
+                 first admin into <site>/htpasswd, so that admin would get 401: set htpasswd = \
+                 \"{{tenant_dir}}/htpasswd\" (a file shared by sites would also let one site's \
+                 signup user log in to all of them)"
+            )
+        })
     }
 
     /// Where the config file lives; relative paths in it are resolved from there.

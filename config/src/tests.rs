@@ -306,3 +306,23 @@ fn a_value_of_the_wrong_type_comes_with_the_unknown_keys_before_it() {
     assert!(m[0].starts_with("3: unknown key `theads`"), "{m:?}");
     assert!(m[1].starts_with("4: "), "{m:?}");
 }
+
+#[test]
+fn signup_into_a_site_htpasswd_that_auth_does_not_read_is_a_problem() {
+    let with = |auth: &str| {
+        load_str(&format!(
+            "sites = \"/srv/sites\"\n[admin]\nlisten = \"127.0.0.1:9180\"\ntokens_file = \"/t\"\n[defaults.auth]\n{auth}\n"
+        ))
+        .expect("valid")
+    };
+    assert_eq!(with("htpasswd = \"{tenant_dir}/htpasswd\"").signup_auth_problem(), None);
+    assert_eq!(with("htpasswd = \"{sites}/{tenant}/htpasswd\"").signup_auth_problem(), None);
+    let shared = with("htpasswd = \"/etc/apache2/trac.htpasswd\"");
+    let p = shared.signup_auth_problem().expect("a shared file is a problem");
+    assert!(p.contains("/etc/apache2/trac.htpasswd") && p.contains("401"), "{p}");
+    assert!(
+        shared.warnings().iter().any(|w| w.contains("signup is refused until then")),
+        "{:?}",
+        shared.warnings()
+    );
+}

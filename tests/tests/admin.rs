@@ -477,3 +477,27 @@ fn real_trac_signup_runs_as_its_own_user_and_serves_wikistart() {
     drop(a);
     drop(users);
 }
+
+/// A migrated host's `[defaults.auth]` reading one shared file: signup would write the new
+/// admin into the site's own `htpasswd`, where nothing reads it (a 401 for the new admin).
+/// Signup is refused with the reason instead, and `paddock check` warns.
+#[test]
+fn signup_refuses_while_auth_reads_a_file_it_does_not_write() {
+    let a = Admin::start(Setup {
+        admin: &fake(),
+        defaults: "[defaults.auth]\nhtpasswd = \"/etc/paddock-e2e-shared.htpasswd\"\n",
+        ..Setup::default()
+    });
+    let (s, b) = a.signup("shop");
+    assert_eq!(s, 503, "{b}");
+    let e = b["error"].as_str().unwrap_or_default();
+    assert!(e.contains("/etc/paddock-e2e-shared.htpasswd") && e.contains("401"), "{e}");
+    assert!(a.site_entries().is_empty(), "{:?}", a.site_entries());
+    let out = Command::new(&common::bins().0)
+        .args(["check", "--file-only"])
+        .arg(&a.config)
+        .output()
+        .expect("check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: signup is on, but [defaults.auth] htpasswd is"), "{err}");
+}

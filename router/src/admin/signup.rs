@@ -69,6 +69,9 @@ async fn create_tenant(ad: &Admin, req: &SignupRequest) -> Result<TenantSpec, Si
     let sites = cfg.sites.clone().ok_or_else(|| {
         SignupError::Unavailable("no `sites` directory is configured for new tenants".into())
     })?;
+    if let Some(p) = cfg.signup_auth_problem() {
+        return Err(SignupError::Unavailable(format!("signup is not set up right: {p}")));
+    }
     let name = req.name.as_str();
     if taken(&cfg, &sites, name) {
         return Err(SignupError::Taken(name.into()));
