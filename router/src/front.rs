@@ -57,6 +57,9 @@ pub struct State {
     pub admin_connections: ConnLimit,
     /// The shutdown phase every task of the server stops from.
     pub phases: Arc<Phases>,
+    /// Asks for a binary upgrade (the admin API's `POST /upgrade`, as SIGUSR2).
+    pub upgrade: crate::upgrade::Trigger,
+    pub(crate) upgrade_requests: crate::upgrade::Requests,
 }
 
 impl State {
@@ -81,7 +84,10 @@ impl State {
         let metrics = Metrics::new(max_tenants);
         let (open, capped) = metrics.connection_handles();
         let (admin_open, admin_capped) = metrics.admin_connection_handles();
+        let (upgrade, upgrade_requests) = crate::upgrade::channel();
         State {
+            upgrade,
+            upgrade_requests,
             connections: ConnLimit::new(config.max_connections, open, capped),
             admin_connections: ConnLimit::new(admin_max(&config), admin_open, admin_capped),
             metrics,

@@ -25,6 +25,7 @@ pub mod refusal;
 pub mod respond;
 pub mod route;
 pub mod statics;
+pub mod upgrade;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub async fn run(
     config: Config,
     overrides: config::Overrides,
     phases: Arc<Phases>,
+    mut inherited: upgrade::Inherited,
 ) -> Result<(), StartError> {
     let worker_bin = match &config.worker_bin {
         Some(p) => p.clone(),
@@ -66,7 +68,8 @@ pub async fn run(
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir_in(&base)
         .map_err(|source| StartError::RuntimeDir { dir: base.clone(), source })?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = inherited
+        .listener("front", config.listen)
         .await
         .map_err(|source| StartError::Listen { addr: config.listen, source })?;
     cgroup::init();
@@ -82,25 +85,45 @@ pub async fn run(
     let closing = || phase::reached(phases.subscribe(), Phase::closing);
     let monitor = monitor::spawn(registry, state.served(), closing());
     let reloader = tokio::spawn(reload_on_sighup(state.clone()));
+    let mut admin_fd = None;
     let admin = match state.config().admin.clone() {
         Some(a) => {
-            let l = tokio::net::TcpListener::bind(a.listen)
+            let l = inherited
+                .listener("admin", a.listen)
                 .await
                 .map_err(|source| StartError::Listen { addr: a.listen, source })?;
             tracing::info!(addr = %l.local_addr().unwrap_or(a.listen), "admin listening");
+            admin_fd = dup(&l);
             let admin = Arc::new(admin::Admin::new(state.clone()));
             Some(tokio::spawn(admin::serve(l, admin, closing())))
         }
         None => None,
     };
+    // The upgrade task holds its own copies of the listeners, to hand them over.
+    let upgrader = dup(&listener).map(|front| {
+        let sockets = upgrade::Sockets { front, admin: admin_fd };
+        let st = state.clone();
+        tokio::spawn(
+            async move { upgrade::run(sockets, &st.upgrade_requests, st.phases.clone()).await },
+        )
+    });
     // Both listeners are bound: connections wait in their backlogs from here on.
-    notify::ready(&format!("serving on {addr}"));
+    if upgrade::is_successor(&inherited) {
+        // The process this one replaces tells the manager, naming this one its main PID.
+        inherited.announce_ready();
+        tokio::spawn(upgrade::after_predecessor());
+    } else {
+        notify::ready(&format!("serving on {addr}"));
+    }
     front::serve(listener, state.clone()).await;
     // `serve` returns in `Stopping`; the tasks above end on seeing it.
     if let Some(a) = admin {
         let _ = a.await;
     }
     let _ = reloader.await;
+    if let Some(u) = upgrader {
+        let _ = u.await;
+    }
     let _ = monitor.await;
     let fast = matches!(phases.get(), Phase::Stopping { fast: true });
     tracing::info!(fast, "stopping worker pools");
@@ -108,6 +131,19 @@ pub async fn run(
     cgroup::shutdown();
     phases.advance(Phase::Stopped);
     Ok(())
+}
+
+/// A duplicate of a listener's descriptor, for the upgrade hand-over; `None` (logged) if the
+/// process is out of descriptors, which only disables upgrades.
+fn dup(l: &tokio::net::TcpListener) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    match l.as_fd().try_clone_to_owned() {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            tracing::warn!("cannot keep a copy of the listener for upgrades: {e}");
+            None
+        }
+    }
 }
 
 async fn reload_on_sighup(state: Arc<front::State>) {

@@ -51,6 +51,13 @@ enum Cmd {
         #[command(flatten)]
         target: cli::Target,
     },
+    /// Replace a running server's process with the binary now installed at its path, with no
+    /// failed request: the new one takes over the listening sockets, the old one drains (as
+    /// SIGUSR2 to its main process).
+    Upgrade {
+        #[command(flatten)]
+        target: cli::Target,
+    },
     /// Back up sites: each site's own copy (Trac: hotcopy) as its user, into DEST/<date>/<name>.
     Backup {
         /// The TOML configuration file.
@@ -101,6 +108,14 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // First, while the process has one thread: the hand-over from a process being upgraded.
+    let inherited = match paddock_router::upgrade::take_inherited() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("paddock: refusing an upgrade hand-over: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     match cli.cmd {
@@ -112,9 +127,10 @@ fn main() -> ExitCode {
             };
             check(&config, what)
         }
-        Cmd::Serve(args) => serve(args),
+        Cmd::Serve(args) => serve(args, inherited),
         Cmd::Tenants { target, cmd } => admin_command(cli::tenants(&target, &cmd)),
         Cmd::Reload { target } => admin_command(cli::reload(&target)),
+        Cmd::Upgrade { target } => admin_command(cli::upgrade(&target)),
         Cmd::Backup { config, tenant, dest, timeout } => backup(&config, &tenant, &dest, &timeout),
         Cmd::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -274,7 +290,7 @@ fn check(config: &std::path::Path, depth: Depth) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve(args: ServeArgs, inherited: paddock_router::upgrade::Inherited) -> ExitCode {
     let ov = Overrides {
         listen: args.listen,
         admin: args.admin,
@@ -308,7 +324,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let phases = Arc::new(Phases::new());
     let served = rt.block_on(async {
         tokio::spawn(forward_signals(phases.clone()));
-        paddock_router::run(config, ov, phases).await
+        paddock_router::run(config, ov, phases, inherited).await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

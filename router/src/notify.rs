@@ -4,10 +4,16 @@
 //! started by systemd) every call does nothing. A failure to notify is logged once per kind,
 //! never fatal: serving matters more than the manager's view of it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use sd_notify::NotifyState;
 
+/// Set once this process has handed the service over to a successor ([`hand_over`]): its own
+/// shutdown is then none of the manager's business.
+static HANDED_OVER: AtomicBool = AtomicBool::new(false);
+
 fn send(states: &[NotifyState<'_>]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() || HANDED_OVER.load(Ordering::Relaxed) {
         return;
     }
     if let Err(e) = sd_notify::notify(false, states) {
@@ -31,4 +37,16 @@ pub fn reloading() {
 /// Shutdown started.
 pub fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
+}
+
+/// The upgrade's successor `pid` serves now: it becomes the service's main process (so
+/// `NotifyAccess=main` accepts its messages from here on), and this process says nothing more
+/// (its drain is not the service stopping).
+pub fn hand_over(pid: u32) {
+    send(&[
+        NotifyState::MainPid(pid),
+        NotifyState::Ready,
+        NotifyState::Status(&format!("upgraded: serving from pid {pid}")),
+    ]);
+    HANDED_OVER.store(true, Ordering::Relaxed);
 }

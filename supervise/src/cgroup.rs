@@ -23,7 +23,7 @@ use std::time::Duration;
 
 mod parse;
 pub use paddock_config::units::CpuMax;
-pub use parse::{cgroup2_mount, own_cgroup};
+pub use parse::{cgroup2_mount, own_cgroup, tree_parent};
 
 /// The router's cgroup tree, when it has one.
 #[derive(Debug)]
@@ -75,13 +75,22 @@ pub fn shutdown() {
     }
 }
 
+/// Remove the trees of routers that are gone (as at start-up): an upgraded router calls it
+/// once its predecessor has exited, whose tree it could not remove while that one ran.
+pub fn sweep() {
+    let Some(t) = tree() else { return };
+    if let Some(parent) = t.base.parent() {
+        remove_stale(parent);
+    }
+}
+
 impl Tree {
     fn create() -> io::Result<Tree> {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
         let mount = cgroup2_mount(&mountinfo).ok_or_else(|| io::Error::other("not mounted"))?;
         let own = own_cgroup(&fs::read_to_string("/proc/self/cgroup")?)
             .ok_or_else(|| io::Error::other("no 0:: line in /proc/self/cgroup"))?;
-        let parent = mount.join(own.trim_start_matches('/'));
+        let parent = mount.join(tree_parent(&own).trim_start_matches('/'));
         remove_stale(&parent);
         let base = parent.join(format!("paddock-{}", std::process::id()));
         fs::create_dir(&base)?;

@@ -270,6 +270,92 @@ pub fn openat(
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Arrange for `cmd`'s child to find each `from` descriptor at `to`, open across `exec`, and
+/// nothing else (the router's own descriptors are all close-on-exec). For handing the
+/// listening sockets to a new router process (the router's `upgrade` module). `from` fds must
+/// all be above every `to` (see [`dup_high`]).
+pub fn pass_fds(cmd: &mut std::process::Command, fds: Vec<(RawFd, RawFd)>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls dup2, which is
+    // async-signal-safe; `fds` was allocated before the fork and is only read.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &(from, to) in &fds {
+                if libc::dup2(from, to) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Take ownership of an inherited descriptor `fd` that must be a listening TCP socket: it is
+/// made close-on-exec (tenant processes never inherit it) and non-blocking (for tokio).
+/// Refused if `fd` is a standard stream, not open, not a socket or not listening, so a wrong
+/// number in the environment never makes the router adopt a descriptor it does not own.
+pub fn inherited_listener(fd: RawFd) -> io::Result<std::net::TcpListener> {
+    if fd < 3 {
+        return Err(io::Error::other(format!("descriptor {fd} is a standard stream")));
+    }
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `listening`, a local c_int; an fd that
+    // is not open or not a socket makes it fail with EBADF or ENOTSOCK, and nothing is owned.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut listening as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if listening == 0 {
+        return Err(io::Error::other(format!("descriptor {fd} is a socket that does not listen")));
+    }
+    // SAFETY: fcntl on an fd just shown to be an open socket; only its flags change.
+    let ok = unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
+            && libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK)
+                == 0
+    };
+    if !ok {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd is an open listening socket handed to this process for it to own (the
+    // caller read its number from the hand-over variable, which it then removes); nothing
+    // else in this process refers to it.
+    Ok(unsafe { std::net::TcpListener::from_raw_fd(fd) })
+}
+
+/// Take ownership of an inherited descriptor `fd` that must be a pipe (the upgrade's ready
+/// pipe); made close-on-exec. Refused for standard streams and anything but a FIFO.
+pub fn inherited_pipe(fd: RawFd) -> io::Result<std::fs::File> {
+    if fd < 3 {
+        return Err(io::Error::other(format!("descriptor {fd} is a standard stream")));
+    }
+    // SAFETY: fstat writes into a zeroed local struct; a closed fd makes it fail with EBADF.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: see above; `st` is a valid, writable stat buffer.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return Err(io::Error::other(format!("descriptor {fd} is not a pipe")));
+    }
+    // SAFETY: fcntl on an fd just shown to be an open pipe; only its flags change.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: an open pipe handed to this process for it to own (its number came from the
+    // hand-over variable, which the caller removes); nothing else here refers to it.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,9 +93,19 @@ async fn route(
             Ok(()) => ok(json!({ "reloaded": true })),
             Err(d) => error(StatusCode::UNPROCESSABLE_ENTITY, &d.to_string()),
         },
+        (["upgrade"], Method::POST) => match st.upgrade.upgrade().await {
+            Ok(pid) => ok(json!({ "upgraded": true, "pid": pid })),
+            Err(r) if r.busy => error(StatusCode::CONFLICT, &r.why),
+            Err(r) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("upgrade failed, the running process serves on: {}", r.why),
+            ),
+        },
         (["tenants"], _) => not_allowed("GET, POST"),
         (["tenants", _], _) => not_allowed("GET, DELETE"),
-        (["tenants", _, "disable" | "enable" | "restart"] | ["reload"], _) => not_allowed("POST"),
+        (["tenants", _, "disable" | "enable" | "restart"] | ["reload"] | ["upgrade"], _) => {
+            not_allowed("POST")
+        }
         _ => error(StatusCode::NOT_FOUND, "no such API resource"),
     }
 }

@@ -125,6 +125,15 @@ pub async fn tenants(target: &Target, cmd: &TenantsCmd) -> Result<String, CliErr
     Ok(if target.json { pretty(&v) } else { render(&v) })
 }
 
+/// Run `paddock upgrade`: returns once the new process serves (the old one then drains).
+pub async fn upgrade(target: &Target) -> Result<String, CliError> {
+    let v = connect(target)?.call(Method::POST, "/api/v1/upgrade", None).await?;
+    Ok(match (target.json, v.get("pid").and_then(|p| p.as_u64())) {
+        (false, Some(pid)) => format!("upgraded: pid {pid} serves, the old process drains\n"),
+        _ => pretty(&v),
+    })
+}
+
 /// Run `paddock reload`.
 pub async fn reload(target: &Target) -> Result<String, CliError> {
     let v = connect(target)?.call(Method::POST, "/api/v1/reload", None).await?;

@@ -47,9 +47,40 @@ pub fn own_cgroup(text: &str) -> Option<String> {
     ok.then(|| path.to_string())
 }
 
+/// The cgroup a router's tree goes under, given its own: a router started by an upgrade is
+/// born in its predecessor's `.../paddock-<pid>/router` (the predecessor moved itself there
+/// to delegate controllers); its tree goes beside the predecessor's, not inside it, so each
+/// is removed on its own.
+pub fn tree_parent(own: &str) -> &str {
+    let Some((rest, "router")) = own.rsplit_once('/') else { return own };
+    match rest.rsplit_once('/') {
+        Some((parent, dir))
+            if dir.strip_prefix("paddock-").is_some_and(|p| p.parse::<u32>().is_ok()) =>
+        {
+            if parent.is_empty() {
+                "/"
+            } else {
+                parent
+            }
+        }
+        _ => own,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_successor_puts_its_tree_beside_its_predecessors() {
+        let svc = "/system.slice/paddock.service";
+        assert_eq!(tree_parent(svc), svc);
+        assert_eq!(tree_parent("/system.slice/paddock.service/paddock-41/router"), svc);
+        assert_eq!(tree_parent("/paddock-41/router"), "/");
+        // Only the router's own layout is recognised.
+        assert_eq!(tree_parent("/x/paddock-abc/router"), "/x/paddock-abc/router");
+        assert_eq!(tree_parent("/x/router"), "/x/router");
+    }
 
     const HYBRID: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
