@@ -4,13 +4,19 @@
 #
 # As root, each site gets its own system user (paddock-demo-1, paddock-demo-2) and its pool
 # runs as that user, the way Paddock is meant to run; otherwise everything runs as you.
+#
+# What it installs: Debian's Python 3.11 packages it lacks (python3.11-dev, -venv, pip,
+# locales; as root, named before apt-get runs), a virtualenv with Trac 1.6 from PyPI in the
+# demo directory, and the two release binaries there. Nothing for the tests (no browser).
+# The build honours CARGO_TARGET_DIR.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 listen=${PADDOCK_LISTEN:-127.0.0.1:8080}
 cd "$repo"
 
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --runtime
 cargo build --release -p paddock-router -p paddock-worker
+target=${CARGO_TARGET_DIR:-$repo/target}
 
 if [[ $(id -u) -eq 0 ]]; then
   demo=/var/lib/paddock-demo
@@ -18,8 +24,9 @@ else
   demo=$repo/.paddock-demo
 fi
 mkdir -p "$demo/sites" "$demo/bin"
+echo "demo: binaries, a Trac 1.6 virtualenv and two sites in $demo"
 # Copies the tenant users can reach even when the checkout is in a private home directory.
-install -m 0755 target/release/paddock target/release/paddock-worker "$demo/bin/"
+install -m 0755 "$target/release/paddock" "$target/release/paddock-worker" "$demo/bin/"
 bash scripts/ensure-venv.sh "$demo/venv"
 chmod -R a+rX "$demo/venv" "$demo/bin"
 

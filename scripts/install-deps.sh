@@ -2,9 +2,25 @@
 # Debian packages Paddock needs to build and test: Debian's CPython 3.11 with headers (pyo3
 # links its libpython3.11.so), venv/pip (tenant virtualenvs) and locales (the tests build the
 # locales an example config names with localedef). Needs root; skips what is there.
+#   install-deps.sh            everything the tests need (also prometheus, a browser)
+#   install-deps.sh --runtime  only what building and serving need (deploy/demo.sh)
 set -euo pipefail
+runtime=(python3.11 python3.11-dev python3.11-venv python3-pip libpython3.11 locales)
+if [[ ${1:-} == --runtime ]]; then
+  need=()
+  for pkg in "${runtime[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+  done
+  if ((${#need[@]})); then
+    echo "install-deps: installing Debian packages: ${need[*]}"
+    [[ $(id -u) -eq 0 ]] || { echo "install-deps: run as root: apt-get install ${need[*]}" >&2; exit 1; }
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  exit 0
+fi
 need=()
-for pkg in python3.11 python3.11-dev python3.11-venv python3-pip libpython3.11 locales prometheus; do
+for pkg in "${runtime[@]}" prometheus; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then
