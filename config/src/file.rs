@@ -88,6 +88,9 @@ pub struct AdminSection {
     pub max_connections: Option<Spanned<i64>>,
     /// Public base URL of the front door, for links to new sites; default `http://<listen>`.
     pub public_url: Option<Spanned<String>>,
+    /// Public address of the signup page, linked from the tenant index; default
+    /// `http://<listen>/signup`.
+    pub signup_url: Option<Spanned<String>>,
     /// Serve the public signup page (`/signup`, no token, rate-limited); default true.
     pub signup: Option<bool>,
     /// Where deleted tenants' directories are moved; default `<sites>/.archive`.

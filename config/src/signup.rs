@@ -18,6 +18,9 @@ pub struct SignupConfig {
     pub enabled: bool,
     /// Public base URL of the front door without trailing slash; `None`: `http://<listen>`.
     pub public_url: Option<String>,
+    /// Public address of the signup page (linked from the index); `None`:
+    /// `http://<admin listen>/signup`.
+    pub signup_url: Option<String>,
     /// Archive of deleted tenants; `None`: `<sites>/.archive`.
     pub archive_dir: Option<PathBuf>,
     /// Argv lists run in order, placeholders not yet filled.
@@ -69,15 +72,19 @@ pub(super) fn validate(
     s: &AdminSection,
     abs: &dyn Fn(&str) -> PathBuf,
 ) -> SignupConfig {
-    let public_url = s.public_url.as_ref().and_then(|u| {
-        let t = u.get_ref().trim_end_matches('/');
-        let ok = (t.starts_with("http://") || t.starts_with("https://"))
-            && !t.contains(|c: char| c.is_whitespace() || c.is_control() || c == '"');
-        if !ok {
-            v.err(Some(u.span()), "admin `public_url` must be an http:// or https:// URL");
-        }
-        ok.then(|| t.to_string())
-    });
+    let mut url = |field: &Option<toml::Spanned<String>>, name: &str| {
+        field.as_ref().and_then(|u| {
+            let t = u.get_ref().trim_end_matches('/');
+            let ok = (t.starts_with("http://") || t.starts_with("https://"))
+                && !t.contains(|c: char| c.is_whitespace() || c.is_control() || c == '"');
+            if !ok {
+                v.err(Some(u.span()), format!("admin `{name}` must be an http:// or https:// URL"));
+            }
+            ok.then(|| t.to_string())
+        })
+    };
+    let public_url = url(&s.public_url, "public_url");
+    let signup_url = url(&s.signup_url, "signup_url");
     let provision = match &s.provision {
         None => default_provision(s.signup_plugin_upload.unwrap_or(false)),
         Some(p) => {
@@ -144,6 +151,7 @@ pub(super) fn validate(
     SignupConfig {
         enabled: s.signup.unwrap_or(true),
         public_url,
+        signup_url,
         archive_dir: s.archive_dir.as_ref().map(|a| abs(a.get_ref())),
         provision,
         provision_timeout,

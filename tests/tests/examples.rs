@@ -445,8 +445,9 @@ fn per_site_pools() {
 
     // /trac/ matches no rule: the index of the discovered sites.
     let index = ok(&server, "/trac/");
-    assert_has(&index, "<a href=\"/trac/alpha/\">Alpha Project</a>");
-    assert_has(&index, "<a href=\"/trac/beta/\">Beta Project</a>");
+    // Paddock's built-in index: a card per site, with its project name.
+    assert_has(&index, "<a href=\"/trac/alpha/\"><span class=\"name\">Alpha Project</span>");
+    assert_has(&index, "<a href=\"/trac/beta/\"><span class=\"name\">Beta Project</span>");
     assert_lacks(&index, "notrac");
 
     let a = ok(&server, "/trac/alpha/wiki/WikiStart");

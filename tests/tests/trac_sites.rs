@@ -43,7 +43,7 @@ fn serves_two_trac_sites_started_on_demand() {
     let html = index.text();
     assert!(html.contains("href=\"/trac/demo-1/\""), "{html}");
     assert!(html.contains("href=\"/trac/demo-2/\""), "{html}");
-    assert!(!html.contains("not-a-site") && !html.contains("hidden"), "{html}");
+    assert!(!html.contains("/trac/not-a-site") && !html.contains("/trac/.hidden"), "{html}");
     assert!(server.worker_pids().is_empty(), "the index must not start workers");
 
     let unknown = server.get("/trac/nope/wiki");
