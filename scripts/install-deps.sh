@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages Paddock needs to build and test: Debian's CPython 3.11 with headers (pyo3
 # links its libpython3.11.so), venv/pip (tenant virtualenvs) and locales (the tests build the
-# locales an example config names with localedef). Needs root; skips what is there.
+# locales an example config names with localedef), Prometheus (tests/tests/metrics.rs) and
+# PostgreSQL's server (tests/tests/postgres.rs runs its own cluster in a temp directory on a
+# free port; the Debian cluster the package may start is not used). Needs root; skips what is
+# there.
 set -euo pipefail
 need=()
-for pkg in python3.11 python3.11-dev python3.11-venv python3-pip libpython3.11 locales prometheus; do
+for pkg in python3.11 python3.11-dev python3.11-venv python3-pip libpython3.11 locales prometheus postgresql; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then

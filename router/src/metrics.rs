@@ -31,6 +31,7 @@ use prometheus::{
 use crate::outcome::{Reject, RequestMeta};
 use paddock_config::Config;
 use paddock_supervise::counters::Counters;
+use paddock_supervise::monitor::DbSampler;
 use paddock_supervise::registry::Registry;
 
 /// The `tenant` label of tenants beyond the bound.
@@ -135,6 +136,7 @@ struct PoolSums {
     ready: u64,
     starting: u64,
     rss: u64,
+    db_conns: u64,
 }
 
 /// Counter totals of one label value gathered at scrape time.
@@ -208,6 +210,7 @@ pub struct Metrics {
     queued: IntGaugeVec,
     workers: IntGaugeVec,
     rss: IntGaugeVec,
+    db_conns: IntGaugeVec,
     spawns: IntCounterVec,
     connects: IntCounterVec,
     exits: IntCounterVec,
@@ -356,6 +359,13 @@ impl Metrics {
                 "Resident memory of the ready worker processes, summed by tenant.",
                 &["tenant"],
             ),
+            db_conns: gauge_vec(
+                p,
+                "paddock_tenant_database_connections",
+                "Established TCP connections from the tenant's ready worker processes to the \
+                 `database_servers`, by tenant.",
+                &["tenant"],
+            ),
             spawns: counter_vec(
                 p,
                 "paddock_worker_spawns_total",
@@ -480,7 +490,7 @@ impl Metrics {
     /// (reads `/proc` and, every few seconds, the sites directory).
     pub fn render(&self, registry: &Registry, config: &Config) -> String {
         let mut scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        self.collect_pools(registry);
+        self.collect_pools(registry, &config.database_servers);
         self.collect_counters(registry);
         let known = match scrape.known {
             Some((at, n)) if at.elapsed() < KNOWN_TTL => n,
@@ -498,8 +508,9 @@ impl Metrics {
         out
     }
 
-    fn collect_pools(&self, registry: &Registry) {
+    fn collect_pools(&self, registry: &Registry, databases: &[std::net::SocketAddr]) {
         let mut sums: HashMap<Arc<str>, PoolSums> = HashMap::new();
+        let mut db = DbSampler::new(databases);
         let mut active = 0;
         for p in registry.pools() {
             if p.is_stopping() {
@@ -517,10 +528,11 @@ impl Metrics {
                 .iter()
                 .filter_map(|&pid| paddock_supervise::monitor::rss_bytes(pid))
                 .sum::<u64>();
+            s.db_conns += db.count(&ready);
         }
         self.tenants_active.set(active);
         // Tenants whose pool stopped lose their series instead of showing stale figures.
-        for v in [&self.in_flight, &self.queued, &self.workers, &self.rss] {
+        for v in [&self.in_flight, &self.queued, &self.workers, &self.rss, &self.db_conns] {
             v.reset();
         }
         let g = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
@@ -531,6 +543,9 @@ impl Metrics {
             self.workers.with_label_values(&[l, "ready"]).set(g(s.ready));
             self.workers.with_label_values(&[l, "starting"]).set(g(s.starting));
             self.rss.with_label_values(&[l]).set(g(s.rss));
+            if !databases.is_empty() {
+                self.db_conns.with_label_values(&[l]).set(g(s.db_conns));
+            }
         }
     }
 
