@@ -48,6 +48,10 @@ pub struct FileConfig {
     /// Proxies (addresses or networks) whose `X-Forwarded-*`/`Forwarded` headers are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
+    /// Database servers (`"127.0.0.1:5432"`) whose connections from each tenant's workers
+    /// are counted in `/metrics`.
+    #[serde(default)]
+    pub database_servers: Vec<Spanned<String>>,
     /// Time a client may take to send its request head (slow clients are cut off).
     pub header_read_timeout: Option<Spanned<String>>,
     /// Largest request head accepted (larger: 431), e.g. `"64K"`.

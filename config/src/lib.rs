@@ -62,6 +62,9 @@ pub struct Config {
     /// Most worker processes across all tenants; 0: no limit (default: from the memory).
     pub max_workers_total: usize,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Database servers (TCP address and port) whose connections from the tenants' workers
+    /// `/metrics` counts (`paddock_tenant_database_connections`).
+    pub database_servers: Vec<SocketAddr>,
     pub header_read_timeout: std::time::Duration,
     pub max_header_bytes: usize,
     pub max_response_head_bytes: usize,
@@ -368,6 +371,7 @@ impl Validator<'_> {
         }
 
         let max_workers_total = self.max_workers(&f);
+        let database_servers = self.database_servers(&f);
         let admin = self.admin(&f, ov, &abs);
         let front = self.front_limits(&f);
         let send_timeout = self.send_timeout(&f);
@@ -408,6 +412,7 @@ impl Validator<'_> {
             max_workers_total,
             admin,
             trusted_proxies: front.0,
+            database_servers,
             header_read_timeout: front.1,
             max_header_bytes: front.2,
             max_response_head_bytes: front.3,
@@ -418,6 +423,25 @@ impl Validator<'_> {
             static_defaults,
             tenants,
         })
+    }
+
+    /// `database_servers`: IP address and port each (no host names: nothing is resolved at
+    /// load; no socket paths: only TCP peers can be told from `/proc`).
+    fn database_servers(&mut self, f: &FileConfig) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for s in &f.database_servers {
+            match s.get_ref().parse::<SocketAddr>() {
+                Ok(a) => out.push(a),
+                Err(_) => self.err(
+                    Some(s.span()),
+                    format!(
+                        "`database_servers`: `{}` is not an IP address and port (e.g. \"127.0.0.1:5432\", \"[::1]:5432\"); only TCP connections are counted",
+                        s.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
     }
 
     /// Trusted proxies and the front door's limits.

@@ -326,3 +326,19 @@ fn signup_into_a_site_htpasswd_that_auth_does_not_read_is_a_problem() {
         shared.warnings()
     );
 }
+
+#[test]
+fn database_servers_are_tcp_addresses() {
+    let c = load_str("sites = \"/x\"\n").expect("valid");
+    assert!(c.database_servers.is_empty());
+    let c = load_str("sites = \"/x\"\ndatabase_servers = [\"127.0.0.1:5432\", \"[::1]:6432\"]\n")
+        .expect("valid");
+    let want: Vec<std::net::SocketAddr> =
+        vec!["127.0.0.1:5432".parse().expect("addr"), "[::1]:6432".parse().expect("addr")];
+    assert_eq!(c.database_servers, want);
+    let m = messages(load_str(
+        "sites = \"/x\"\ndatabase_servers = [\n  \"db.example:5432\",\n  \"/run/postgresql/.s.PGSQL.5432\",\n]\n",
+    ));
+    assert!(m.iter().any(|x| x.starts_with("3: ") && x.contains("`db.example:5432`")), "{m:?}");
+    assert!(m.iter().any(|x| x.starts_with("4: ") && x.contains("only TCP")), "{m:?}");
+}

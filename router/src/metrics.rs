@@ -10,8 +10,8 @@
 //!   [`Counters`], so the supervisor never touches Prometheus.
 //!
 //! Cardinality: at most `max_tenants` tenants get their own `tenant` label, chosen first come
-//! (a tenant keeps its label for the life of the process); every later tenant is aggregated
-//! into `tenant="_other"`. Requests that belong to no tenant (unknown site, index page,
+//! (a tenant keeps its label while it exists; a deleted one's series are removed and its slot
+//! freed at the next scrape); every later tenant is aggregated into `tenant="_other"`. Requests that belong to no tenant (unknown site, index page,
 //! malformed request) are `tenant="_none"`. Tenant names start with a letter or digit, so
 //! neither value can collide with a tenant.
 //!
@@ -31,6 +31,7 @@ use prometheus::{
 use crate::outcome::{Reject, RequestMeta};
 use paddock_config::Config;
 use paddock_supervise::counters::Counters;
+use paddock_supervise::monitor::DbSampler;
 use paddock_supervise::registry::Registry;
 
 /// The `tenant` label of tenants beyond the bound.
@@ -41,6 +42,11 @@ pub const NONE: &str = "_none";
 const KNOWN_TTL: Duration = Duration::from_secs(5);
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Statuses the static-file server answers with (`paddock_static_responses_total{status}`),
+/// present at zero from the start.
+const STATIC_STATUSES: [&str; 6] = ["200", "206", "304", "404", "405", "416"];
+/// The git revision the router was built from (`build.rs`), `unknown` without git.
+pub const REVISION: &str = env!("PADDOCK_GIT_REVISION");
 const DURATION_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 const WAIT_BUCKETS: &[f64] =
@@ -135,6 +141,7 @@ struct PoolSums {
     ready: u64,
     starting: u64,
     rss: u64,
+    db_conns: u64,
 }
 
 /// Counter totals of one label value gathered at scrape time.
@@ -208,6 +215,7 @@ pub struct Metrics {
     queued: IntGaugeVec,
     workers: IntGaugeVec,
     rss: IntGaugeVec,
+    db_conns: IntGaugeVec,
     spawns: IntCounterVec,
     connects: IntCounterVec,
     exits: IntCounterVec,
@@ -263,9 +271,20 @@ impl Metrics {
     pub fn new(max_tenants: usize) -> Metrics {
         let prom = PromRegistry::new();
         let p = &prom;
-        let build =
-            gauge_vec(p, "paddock_build_info", "Paddock's version (always 1).", &["version"]);
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let build = gauge_vec(
+            p,
+            "paddock_build_info",
+            "Paddock's version and git revision (always 1).",
+            &["version", "revision"],
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION]).set(1);
+        // The router's own process_* figures (CPU, memory, descriptors, threads, start time),
+        // read from /proc/self at each scrape by the prometheus crate's collector.
+        if let Err(e) =
+            p.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+        {
+            tracing::warn!("no process_* metrics: {e}");
+        }
         let requests = counter_vec(
             p,
             "paddock_requests_total",
@@ -305,6 +324,9 @@ impl Metrics {
             "Static files answered by the router itself (never reaching a pool), by status.",
             &["status"],
         );
+        for status in STATIC_STATUSES {
+            static_files.with_label_values(&[status]);
+        }
         let client_timeouts = counter_vec(
             p,
             "paddock_client_timeouts_total",
@@ -325,7 +347,7 @@ impl Metrics {
         )
         .expect("valid metric");
         p.register(Box::new(admin_connections_capped.clone())).expect("unique metric");
-        Metrics {
+        let m = Metrics {
             max_tenants,
             labelled: Mutex::new(0),
             tenants: DashMap::new(),
@@ -354,6 +376,13 @@ impl Metrics {
                 p,
                 "paddock_worker_rss_bytes",
                 "Resident memory of the ready worker processes, summed by tenant.",
+                &["tenant"],
+            ),
+            db_conns: gauge_vec(
+                p,
+                "paddock_tenant_database_connections",
+                "Established TCP connections from the tenant's ready worker processes to the \
+                 `database_servers`, by tenant.",
                 &["tenant"],
             ),
             spawns: counter_vec(
@@ -408,7 +437,16 @@ impl Metrics {
             admin_connections_capped,
             scrape: Mutex::new(Scrape::default()),
             prom,
+        };
+        // Every counter family has a sample from the start: the worker counters of
+        // `_other` (where no tenant's figures are yet) at zero.
+        m.spawns.with_label_values(&[OTHER]);
+        m.connects.with_label_values(&[OTHER]);
+        m.log_dropped.with_label_values(&[OTHER]);
+        for reason in EXIT_REASONS {
+            m.exits.with_label_values(&[OTHER, reason]);
         }
+        m
     }
 
     /// Label handles for tenant `name`: its own the first `max_tenants` times a new name is
@@ -436,6 +474,55 @@ impl Metrics {
         };
         self.tenants.insert(name.to_string(), h.clone());
         h
+    }
+
+    /// Give up the label of tenant `name`, which no longer exists: its series are removed
+    /// and its slot under the bound is free. The tenants aggregated into `_other` so far are
+    /// looked up afresh, so the next one seen takes the slot.
+    fn forget(&self, name: &str) {
+        let mut labelled = self.labelled.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((_, h)) = self.tenants.remove(name) else { return };
+        if Arc::ptr_eq(&h, &self.other) {
+            return;
+        }
+        *labelled = labelled.saturating_sub(1);
+        self.tenants_labelled.set(*labelled as i64);
+        // Absent series (never created) are no error worth reporting.
+        for class in CLASSES {
+            let _ = self.requests.remove_label_values(&[name, class]);
+        }
+        for r in Reject::ALL {
+            let _ = self.rejected.remove_label_values(&[name, r.as_str()]);
+        }
+        for reason in EXIT_REASONS {
+            let _ = self.exits.remove_label_values(&[name, reason]);
+        }
+        let _ = self.duration.remove_label_values(&[name]);
+        let _ = self.queue_wait.remove_label_values(&[name]);
+        let _ = self.spawns.remove_label_values(&[name]);
+        let _ = self.connects.remove_label_values(&[name]);
+        let _ = self.log_dropped.remove_label_values(&[name]);
+        if *labelled < self.max_tenants {
+            self.tenants.retain(|_, h| !Arc::ptr_eq(h, &self.other));
+        }
+    }
+
+    /// Release the labels of labelled tenants that are gone (deleted through the API, their
+    /// directory removed, or dropped from the file) once their pool has left the registry,
+    /// whose counters of them are dropped too. A disabled tenant still exists and keeps its
+    /// label. One tenant look-up (a `stat`) per labelled tenant.
+    fn release_gone(&self, registry: &Registry, config: &Config) {
+        let labelled: Vec<String> = self
+            .tenants
+            .iter()
+            .filter(|e| !Arc::ptr_eq(e.value(), &self.other))
+            .map(|e| e.key().clone())
+            .collect();
+        for name in labelled {
+            if config.tenant(&name).is_none() && registry.forget(&name) {
+                self.forget(&name);
+            }
+        }
     }
 
     /// Label handles for requests that reached no tenant.
@@ -480,7 +567,8 @@ impl Metrics {
     /// (reads `/proc` and, every few seconds, the sites directory).
     pub fn render(&self, registry: &Registry, config: &Config) -> String {
         let mut scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        self.collect_pools(registry);
+        self.release_gone(registry, config);
+        self.collect_pools(registry, &config.database_servers);
         self.collect_counters(registry);
         let known = match scrape.known {
             Some((at, n)) if at.elapsed() < KNOWN_TTL => n,
@@ -498,8 +586,9 @@ impl Metrics {
         out
     }
 
-    fn collect_pools(&self, registry: &Registry) {
+    fn collect_pools(&self, registry: &Registry, databases: &[std::net::SocketAddr]) {
         let mut sums: HashMap<Arc<str>, PoolSums> = HashMap::new();
+        let mut db = DbSampler::new(databases);
         let mut active = 0;
         for p in registry.pools() {
             if p.is_stopping() {
@@ -517,10 +606,11 @@ impl Metrics {
                 .iter()
                 .filter_map(|&pid| paddock_supervise::monitor::rss_bytes(pid))
                 .sum::<u64>();
+            s.db_conns += db.count(&ready);
         }
         self.tenants_active.set(active);
         // Tenants whose pool stopped lose their series instead of showing stale figures.
-        for v in [&self.in_flight, &self.queued, &self.workers, &self.rss] {
+        for v in [&self.in_flight, &self.queued, &self.workers, &self.rss, &self.db_conns] {
             v.reset();
         }
         let g = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
@@ -531,6 +621,9 @@ impl Metrics {
             self.workers.with_label_values(&[l, "ready"]).set(g(s.ready));
             self.workers.with_label_values(&[l, "starting"]).set(g(s.starting));
             self.rss.with_label_values(&[l]).set(g(s.rss));
+            if !databases.is_empty() {
+                self.db_conns.with_label_values(&[l]).set(g(s.db_conns));
+            }
         }
     }
 

@@ -1,5 +1,7 @@
 //! Periodic housekeeping of running pools: idle scale-down, the memory limit, and restarting a
 //! pool whose WSGI script or `conf/trac.ini` changed (as mod_wsgi's script reloading does).
+//! Also the samplers of worker processes read at scrape time: resident memory
+//! ([`rss_bytes`]) and connections to the database servers ([`DbSampler`]).
 //! One task for the whole server; it only looks at pools that exist, so idle tenants cost
 //! nothing.
 //!
@@ -16,6 +18,9 @@ use crate::counters::Reason;
 use crate::pool::Pool;
 use crate::registry::Registry;
 use paddock_sys::safefs::{self, Place};
+
+mod dbconns;
+pub use dbconns::DbSampler;
 
 const TICK: Duration = Duration::from_secs(1);
 /// Memory is sampled every this many ticks; a process must stay over the limit for

@@ -260,6 +260,16 @@ impl Registry {
         }
     }
 
+    /// Drop the counters of a tenant that no longer exists, unless a pool of it is still in
+    /// the table (then it may still count). Whether they are gone.
+    pub fn forget(&self, name: &str) -> bool {
+        if self.pools.contains_key(name) {
+            return false;
+        }
+        self.counters.remove(name);
+        true
+    }
+
     /// Scale down pools idle for longer than their `idle_timeout`.
     pub fn reap_idle(&self) {
         for p in self.pools.iter() {

@@ -2,8 +2,10 @@
 //! (2xx, a 404, a 503 from a full queue); a real Prometheus server (Debian's `prometheus`)
 //! scrapes `/metrics` every second; then every query of the Grafana dashboard is evaluated
 //! through Prometheus's HTTP API and must return data. Also: the text format as served, and
-//! the JSON access log with tenant, status, duration and queue wait.
+//! the JSON access log with tenant, status, duration and queue wait; every counter family
+//! and the `process_*` figures on a fresh router; the label slot of a deleted tenant freed.
 
+mod adminkit;
 mod common;
 
 use std::net::SocketAddr;
@@ -370,4 +372,112 @@ fn prometheus_scrapes_and_every_dashboard_query_has_data() {
         prom.log()
     );
     drop(prom);
+}
+
+/// The `/metrics` text of the admin listener at `admin`.
+fn scrape(admin: SocketAddr) -> String {
+    let r = get(admin, "/metrics");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+#[test]
+fn a_fresh_router_has_every_counter_family_and_its_process_figures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let admin_s = admin.to_string();
+    let _server = Server::start(&["--config", cfg.to_str().expect("utf-8"), "--admin", &admin_s]);
+    // Before any request, pool or static file.
+    let text = scrape(admin);
+    let counters: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    assert!(counters.len() >= 12, "{counters:?}");
+    for family in &counters {
+        let samples = text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(family).is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+            })
+            .count();
+        assert!(samples > 0, "counter {family} has no sample before the first event:\n{text}");
+    }
+    for family in ["paddock_static_responses_total", "paddock_worker_exits_total"] {
+        assert!(counters.contains(&family), "{family}");
+    }
+    assert_eq!(sample(&text, r#"paddock_static_responses_total{status="404"}"#), Some(0.0));
+    // The router's own process figures (the prometheus crate's collector).
+    for g in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_threads",
+    ] {
+        assert!(sample(&text, g).is_some(), "{g} missing:\n{text}");
+    }
+    let rss = sample(&text, "process_resident_memory_bytes").unwrap_or(0.0);
+    assert!(rss > 1e6 && rss < 4e9, "{rss}");
+    let started = sample(&text, "process_start_time_seconds").unwrap_or(0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(started <= now && now - started < 600.0, "started {started}, now {now}");
+    // The build's git revision, as git says it (when there is git and a repository).
+    let head = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(repo_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let version = env!("CARGO_PKG_VERSION");
+    let revision = head.unwrap_or_else(|| "unknown".to_string());
+    let series = format!("paddock_build_info{{revision=\"{revision}\",version=\"{version}\"}}");
+    assert_eq!(sample(&text, &series), Some(1.0), "{series}:\n{text}");
+}
+
+#[test]
+fn a_deleted_tenant_gives_its_label_slot_to_the_next() {
+    use adminkit::{Admin, Setup, FAKE_PROVISION};
+    let admin_lines = format!("metrics_max_tenants = 1\nprovision = {FAKE_PROVISION}");
+    let a = Admin::start(Setup { admin: &admin_lines, ..Setup::default() });
+    for name in ["aa", "bb"] {
+        let (st, body) = a.signup(name);
+        assert_eq!(st, 201, "{body}");
+    }
+    let requests =
+        |tenant: &str| format!("paddock_requests_total{{class=\"2xx\",tenant=\"{tenant}\"}}");
+    assert_eq!(a.server.get("/trac/aa/").status, 200, "{}", a.server.log_text());
+    assert_eq!(a.server.get("/trac/bb/").status, 200);
+    let text = scrape(a.admin);
+    assert_eq!(sample(&text, &requests("aa")), Some(1.0), "{text}");
+    assert_eq!(sample(&text, &requests("_other")), Some(1.0), "bb is beyond the bound");
+    assert_eq!(sample(&text, "paddock_metrics_labelled_tenants"), Some(1.0));
+
+    let (st, body) = a.api("DELETE", "/api/v1/tenants/aa", None);
+    assert_eq!(st, 200, "{body}");
+    // Freed at the first scrape after its pool has stopped (the pool stops at once).
+    // Freed at the first scrape after its pool has stopped (at once), and taken by the next
+    // tenant seen: bb, whose running pool that scrape reads.
+    let mut last = String::new();
+    let released = adminkit::within(Duration::from_secs(20), || {
+        last = scrape(a.admin);
+        !last.contains("tenant=\"aa\"")
+            && last.contains("paddock_in_flight_requests{tenant=\"bb\"}")
+    });
+    assert!(released.is_some(), "aa's label not released:\n{last}");
+    assert_eq!(sample(&last, "paddock_metrics_labelled_tenants"), Some(1.0));
+    assert_eq!(a.server.get("/trac/bb/").status, 200);
+    let text = scrape(a.admin);
+    assert_eq!(sample(&text, &requests("bb")), Some(1.0), "bb got the free label:\n{text}");
+    assert_eq!(sample(&text, "paddock_metrics_labelled_tenants"), Some(1.0));
+    assert_eq!(
+        sample(&text, &requests("_other")),
+        Some(1.0),
+        "what bb did as _other stays there; _other never goes backwards"
+    );
 }

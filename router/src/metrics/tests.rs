@@ -71,7 +71,12 @@ fn the_bound_holds_under_concurrent_first_requests() {
         .collect();
     assert_eq!(own.len(), 10);
     assert_eq!(m.tenants_labelled.get(), 10);
-    let text = m.render(&empty_registry(), &sites_config(&std::env::temp_dir()));
+    // They exist (a scrape releases the labels of tenants that do not).
+    let sites = tempfile::tempdir().expect("tempdir");
+    for i in 0..50 {
+        make_site(sites.path(), &format!("t{i}"), true);
+    }
+    let text = m.render(&empty_registry(), &sites_config(sites.path()));
     let labels: HashSet<&str> = text
         .lines()
         .filter(|l| l.starts_with("paddock_requests_total{"))
@@ -129,7 +134,14 @@ fn text_output_has_every_family_and_the_recorded_values() {
     assert!(text.contains("# TYPE paddock_requests_total counter"));
     assert!(text.contains("# TYPE paddock_request_duration_seconds histogram"));
     let version = env!("CARGO_PKG_VERSION");
-    assert_eq!(sample(&text, &format!("paddock_build_info{{version=\"{version}\"}}")), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            &format!("paddock_build_info{{revision=\"{REVISION}\",version=\"{version}\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(sample(&text, r#"paddock_requests_total{class="2xx",tenant="one"}"#), Some(2.0));
     assert_eq!(sample(&text, r#"paddock_requests_total{class="5xx",tenant="one"}"#), Some(0.0));
     assert_eq!(sample(&text, r#"paddock_requests_total{class="4xx",tenant="_other"}"#), Some(2.0));
@@ -195,4 +207,93 @@ fn counters_are_summed_and_mirrored_monotonically() {
     assert_eq!(c.get(), 5);
     raise(&c, 8);
     assert_eq!(c.get(), 8);
+}
+
+/// Names of the families of `kind` (`counter`, ...) declared in the text.
+fn families<'a>(text: &'a str, kind: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(&format!(" {kind}")))
+        .collect()
+}
+
+#[test]
+fn every_counter_family_has_a_sample_from_the_start() {
+    let m = Metrics::new(3);
+    let text = m.render(&empty_registry(), &sites_config(&std::env::temp_dir()));
+    let counters = families(&text, "counter");
+    for family in [
+        "paddock_requests_total",
+        "paddock_rejected_requests_total",
+        "paddock_worker_spawns_total",
+        "paddock_worker_connections_total",
+        "paddock_worker_exits_total",
+        "paddock_worker_log_lines_dropped_total",
+        "paddock_static_responses_total",
+        "paddock_signups_total",
+        "paddock_client_timeouts_total",
+        "paddock_connections_capped_total",
+        "paddock_admin_connections_capped_total",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(counters.contains(&family), "{family} is not a counter family:\n{text}");
+    }
+    for family in counters {
+        let has_sample = text.lines().any(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        });
+        assert!(has_sample, "{family} has no sample:\n{text}");
+    }
+    for status in STATIC_STATUSES {
+        let series = format!("paddock_static_responses_total{{status=\"{status}\"}}");
+        assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+    }
+    assert_eq!(
+        sample(&text, r#"paddock_worker_exits_total{reason="crash",tenant="_other"}"#),
+        Some(0.0)
+    );
+    // The router's own process figures.
+    for g in [
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_threads",
+    ] {
+        assert!(families(&text, "gauge").contains(&g), "{g} missing:\n{text}");
+        assert!(sample(&text, g).is_some_and(|v| v > 0.0), "{g}");
+    }
+}
+
+#[test]
+fn a_deleted_tenant_gives_its_label_slot_back() {
+    let sites = tempfile::tempdir().expect("tempdir");
+    for name in ["a", "b", "c"] {
+        make_site(sites.path(), name, true);
+    }
+    let cfg = sites_config(sites.path());
+    let reg = empty_registry();
+    let m = Metrics::new(1);
+    m.tenant("a").observe(200, Duration::from_millis(1));
+    // `b` comes while the slot is taken.
+    assert_eq!(m.tenant("b").label(), OTHER);
+    let text = m.render(&reg, &cfg);
+    assert_eq!(sample(&text, r#"paddock_requests_total{class="2xx",tenant="a"}"#), Some(1.0));
+    assert_eq!(m.tenant("a").label(), "a", "an existing tenant keeps its label");
+
+    std::fs::remove_dir_all(sites.path().join("a")).expect("delete a");
+    let text = m.render(&reg, &cfg);
+    assert!(!text.contains("tenant=\"a\""), "a's series are gone:\n{text}");
+    assert_eq!(sample(&text, "paddock_metrics_labelled_tenants"), Some(0.0));
+    // The slot is free: `b`, aggregated before, is looked up afresh and takes it.
+    assert_eq!(m.tenant("b").label(), "b");
+    assert_eq!(m.tenant("c").label(), OTHER, "the bound still holds");
+    m.tenant("b").observe(200, Duration::from_millis(1));
+    let text = m.render(&reg, &cfg);
+    assert_eq!(sample(&text, r#"paddock_requests_total{class="2xx",tenant="b"}"#), Some(1.0));
+    assert_eq!(sample(&text, "paddock_metrics_labelled_tenants"), Some(1.0));
+    // A tenant made again under the old name starts afresh (and here finds no slot).
+    make_site(sites.path(), "a", true);
+    assert_eq!(m.tenant("a").label(), OTHER);
 }
