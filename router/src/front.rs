@@ -41,6 +41,7 @@ use paddock_supervise::pool::PoolError;
 use paddock_supervise::registry::Registry;
 
 mod access;
+mod fresh;
 mod host;
 
 /// Shared by every connection.
@@ -154,11 +155,16 @@ fn admin_max(config: &Config) -> usize {
         .map_or(paddock_config::DEFAULT_ADMIN_MAX_CONNECTIONS, |a| a.max_connections)
 }
 
+/// The longest a drain waits for just-accepted connections to send their first request
+/// ([`fresh`]).
+const FRESH_SETTLE: Duration = Duration::from_secs(2);
+
 /// Accept connections on `listener` while the server is [`Phase::Running`]. In
 /// [`Phase::Draining`] open connections finish their current request, up to `drain_timeout`;
 /// then (or at once, in a fast stop) they are closed. Returns in [`Phase::Stopping`].
 pub async fn serve(listener: TcpListener, state: Arc<State>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let fresh = Arc::new(fresh::Fresh::default());
     let send_timeouts = state.metrics.client_timeouts("send");
     let phases = state.phases.clone();
     let not_running = || phase::reached(phases.subscribe(), |p| !p.accepting());
@@ -190,7 +196,9 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
         let io = EightBit::new(io);
         let raw_targets = io.targets();
         let max_head = cfg.max_header_bytes;
+        let mark = fresh.mark();
         let svc = service_fn(move |req: Request<Incoming>| {
+            mark.started();
             let st = st.clone();
             let popped = raw_targets.pop_request(req.uri());
             let (raw, smuggling) = (popped.original, popped.framing_conflict);
@@ -247,6 +255,11 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
     drop(listener);
     if phases.get() == Phase::Draining {
         let drain = state.config().drain_timeout;
+        // Connections accepted just now have their request on the way: read it first.
+        tokio::select! {
+            _ = fresh.settled(drain.min(FRESH_SETTLE)) => {}
+            _ = phase::reached(phases.subscribe(), Phase::closing) => return,
+        }
         tokio::select! {
             r = tokio::time::timeout(drain, graceful.shutdown()) => match r {
                 Ok(()) => {

@@ -122,3 +122,29 @@ fn drain_timeout_bounds_the_drain() {
     assert!(log.contains("(drain_timeout); closing them"), "{log}");
     assert!(log.contains("phase=\"stopping\" fast=true"), "{log}");
 }
+
+#[test]
+fn a_connection_accepted_before_sigterm_has_its_first_request_answered() {
+    // hyper's graceful shutdown alone closes a connection that has not sent its request yet
+    // (it looks idle), losing a request its client is sending: the drain reads it first.
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = server(dir.path(), "drain_timeout = \"60s\"");
+    let mut conn = TcpStream::connect(server.addr).expect("connect");
+    // Accepted (the accept loop runs freely below the connection cap) before the signal.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(server.child.id(), SIGTERM);
+    eventually("the drain", Duration::from_secs(5), || {
+        server.log_text().contains("phase=\"draining\"")
+    });
+    let req = format!("GET /a/env HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    conn.write_all(req.as_bytes()).expect("send");
+    conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut buf = Vec::new();
+    let _ = conn.read_to_end(&mut buf);
+    let resp = common::parse_response(&buf).expect("an answer, not a closed connection");
+    assert_eq!(resp.status, 200, "{}", server.log_text());
+    assert_eq!(resp.header("connection"), Some("close"));
+    let (status, _) = exit_within(&mut server, Duration::from_secs(90));
+    assert!(status.success());
+}
