@@ -95,7 +95,7 @@ pub async fn run(
             tracing::info!(addr = %l.local_addr().unwrap_or(a.listen), "admin listening");
             admin_fd = dup(&l);
             let admin = Arc::new(admin::Admin::new(state.clone()));
-            Some(tokio::spawn(admin::serve(l, admin, closing())))
+            Some(tokio::spawn(admin::serve(l, admin)))
         }
         None => None,
     };

@@ -66,18 +66,18 @@ impl Admin {
 /// The admin listener faces whoever may sign up, so it has the front door's defences: a cap on
 /// open connections taken before `accept`, `send_timeout` on every write, and
 /// `header_read_timeout`.
-pub async fn serve(
-    listener: TcpListener,
-    admin: Arc<Admin>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
     let state = admin.state.clone();
     let send_timeouts = state.metrics.client_timeouts("send");
-    tokio::pin!(shutdown);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let phases = state.phases.clone();
+    // Accept while the front door does: after an upgrade's hand-over the successor answers
+    // the admin API, and a shutdown takes no new signup.
+    let not_running = || crate::phase::reached(phases.subscribe(), |p| !p.accepting());
     loop {
         let permit = tokio::select! {
             p = state.admin_connections.acquire() => p,
-            _ = &mut shutdown => return,
+            _ = not_running() => break,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -88,7 +88,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => return,
+            _ = not_running() => break,
         };
         let cfg = state.config();
         let stream = ClientIo::new(stream, cfg.send_timeout, send_timeouts.clone());
@@ -101,12 +101,26 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(cfg.header_read_timeout)
             .serve_connection(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _permit = permit;
             if let Err(e) = conn.await {
                 tracing::debug!(client = %peer, "admin connection ended: {e}");
             }
         });
+    }
+    drop(listener);
+    // Requests in flight (a signup provisioning a site) finish, as the front door's do, up to
+    // `drain_timeout`; a fast stop does not wait.
+    let drain = state.config().drain_timeout;
+    let fast = crate::phase::reached(phases.subscribe(), |p| {
+        matches!(p, crate::phase::Phase::Stopping { fast: true } | crate::phase::Phase::Stopped)
+    });
+    tokio::select! {
+        r = tokio::time::timeout(drain, graceful.shutdown()) => if r.is_err() {
+            tracing::warn!("admin requests still running after {drain:?} (drain_timeout); closing them");
+        },
+        _ = fast => {}
     }
 }
 
