@@ -145,18 +145,7 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            common::signal(self.child.id(), 15);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        common::stop_child(&mut self.child, 15, Duration::from_secs(10));
     }
 }
 

@@ -192,18 +192,7 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            common::signal(self.child.id(), 2);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        common::stop_child(&mut self.child, 2, Duration::from_secs(20));
     }
 }
 

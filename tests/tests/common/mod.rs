@@ -200,17 +200,7 @@ impl Server {
 
     /// SIGTERM, then wait (bounded) for the exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        signal(self.child.id(), libc_sigterm());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
+        stop_child(&mut self.child, libc_sigterm(), Duration::from_secs(30))
     }
 }
 
@@ -224,6 +214,29 @@ impl Drop for Server {
 
 fn libc_sigterm() -> i32 {
     15
+}
+
+/// Stop a server process this test started: signal `sig`, wait up to `grace` for it to exit,
+/// then SIGKILL. Nothing if it has already exited.
+pub fn stop_child(
+    child: &mut Child,
+    sig: i32,
+    grace: Duration,
+) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(st)) = child.try_wait() {
+        return Some(st);
+    }
+    signal(child.id(), sig);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 /// Send a signal with the `kill` command (no unsafe needed): only to pids this test started.
