@@ -406,6 +406,11 @@ impl<'a> Tr<'a> {
             }
             Script::Other(why) => {
                 pool.keys.set("app", script.as_str(), Some("WSGIScriptAlias script".to_string()));
+                pool.environ.set(
+                    "trac.env_path",
+                    "",
+                    Some("Apache set none; empty drops Paddock's default {tenant_dir}".to_string()),
+                );
                 self.note(Note::changed(d, format!("{script} stays a script app ({why}): Paddock serves no static files for it unless `static` says so; check the Alias lines below")));
             }
         }
