@@ -38,6 +38,8 @@ pub struct Loaded {
 }
 
 struct Loader {
+    /// Read the files `Include` names (false: note them instead; the fuzz target).
+    follow: bool,
     server_root: PathBuf,
     defines: HashMap<String, String>,
     stack: Vec<PathBuf>,
@@ -54,6 +56,7 @@ pub fn load(files: &[PathBuf]) -> Result<Loaded, LoadError> {
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let mut l = Loader {
+        follow: true,
         server_root: root,
         defines: HashMap::new(),
         stack: Vec::new(),
@@ -68,10 +71,11 @@ pub fn load(files: &[PathBuf]) -> Result<Loaded, LoadError> {
     Ok(l.out)
 }
 
-/// Parse `text` as if it were file `file`, resolving includes against `server_root`
-/// (for tests and the fuzz target: a file not found is an error like any other).
+/// Parse `text` as if it were file `file`; `Include`s are noted, not read (the fuzz target
+/// reads no file it is told to).
 pub fn load_text(text: &str, file: &Path, server_root: &Path) -> Result<Loaded, LoadError> {
     let mut l = Loader {
+        follow: false,
         server_root: server_root.to_path_buf(),
         defines: HashMap::new(),
         stack: vec![file.to_path_buf()],
@@ -145,6 +149,10 @@ impl Loader {
                     self.note(&d, "without a file name");
                     continue;
                 };
+                if !self.follow {
+                    self.note(&d, "not followed (reading text only)");
+                    continue;
+                }
                 for f in self.resolve(&pattern, optional, &d)? {
                     let mut inc = self.file(&f, Some(&d))?;
                     out.append(&mut inc);

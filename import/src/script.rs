@@ -33,6 +33,11 @@ pub enum Script {
 pub fn classify(path: &Path) -> Script {
     use std::io::Read;
     let mut text = String::new();
+    // Only a regular file: a FIFO or a device named in a configuration must not block or
+    // feed the import without end.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Script::Other("it is not a regular file that can be read".to_string());
+    }
     let read = std::fs::File::open(path)
         .and_then(|f| f.take(SCRIPT_CAP).read_to_string(&mut text).map(|_| ()));
     match read {
@@ -156,7 +161,7 @@ def application(environ, start_request):
         assert!(matches!(classify_text(mw), Script::Other(w) if w.contains("line 2")));
         assert!(matches!(classify_text("def application(e, s): pass\n"), Script::Other(_)));
         assert!(
-            matches!(classify(Path::new("/nonexistent/x.wsgi")), Script::Other(w) if w.contains("cannot read"))
+            matches!(classify(Path::new("/nonexistent/x.wsgi")), Script::Other(w) if w.contains("not a regular file"))
         );
     }
 }
