@@ -48,3 +48,18 @@ if ((${#browser[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${browser[@]}" >/dev/null
 fi
+# Apache with mod_wsgi, for the differential test of `paddock import-apache`
+# (tests/tests/apache_diff.rs), which runs its own private Apache on a loopback port. Debian
+# enables apache2.service on install; the test never touches that one (nor port 80).
+apache=()
+for pkg in apache2 libapache2-mod-wsgi-py3; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || apache+=("$pkg")
+done
+if ((${#apache[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing Debian packages: ${apache[*]} (run as root: apt-get install --no-install-recommends ${apache[*]})" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apache[@]}" >/dev/null
+fi

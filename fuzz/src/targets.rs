@@ -693,6 +693,13 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// Apache configuration text (`paddock import-apache`): parsing, `Define`s, sections and the
+/// translation never panic, every directive keeps the line it starts on, and what is written
+/// (TOML, rules) parses ([`paddock_import::check_text`]; no file the text names is included).
+pub fn apache_conf(data: &[u8]) {
+    paddock_import::check_text(&String::from_utf8_lossy(data));
+}
+
 /// A target: its name (the corpus directory) and its body.
 pub type Target = (&'static str, fn(&[u8]));
 
@@ -708,4 +715,5 @@ pub const TARGETS: &[Target] = &[
     ("basic", basic),
     ("forwarded", forwarded),
     ("config", config),
+    ("apache_conf", apache_conf),
 ];

@@ -198,7 +198,38 @@ fn check_tenant(
             ));
         }
     }
+    if let Some(w) = script_without_trac_statics(config, t) {
+        warns.push(w);
+    }
     identity
+}
+
+/// A script `app` (a migrated `trac.wsgi`) gets no default `static` mappings, since Paddock
+/// cannot know the script runs Trac: with Trac in its virtualenv and no `/chrome/common`
+/// mapping, Trac's own files go through Python (slower, and missing if the script's app does
+/// not serve them). The warning, if that is the case.
+fn script_without_trac_statics(config: &Config, t: &TenantSpec) -> Option<String> {
+    let p = &t.settings.process;
+    let script = app_script(&p.app)?;
+    let statics = config.static_files(&t.name);
+    if statics.mappings.iter().any(|(prefix, _)| prefix == "/chrome/common") {
+        return None;
+    }
+    let venv = t.dir.join(p.virtualenv.as_ref()?);
+    let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+    let htdocs = lib
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("site-packages/trac/htdocs"))
+        .find(|h| h.is_dir())?;
+    Some(format!(
+        "app `{script}` is a script, so no static files are served by the router for it (only \
+         Trac's module app gets /chrome/common and /chrome/site by default): Trac's {} is served \
+         through Python, or not at all if the script's app does not serve it. If the script only \
+         runs Trac, use app = \"trac.web.main:dispatch_request\" with environ trac.env_path; \
+         otherwise map static = {{ \"/chrome/common\" = \"{}\" }}",
+        "/chrome/common",
+        htdocs.display()
+    ))
 }
 
 /// The script file an `app` names (contains `/` or ends in `.wsgi`/`.py`), as the worker

@@ -73,6 +73,17 @@ enum Cmd {
         #[arg(long, default_value = "30min")]
         timeout: String,
     },
+    /// Translate an Apache + mod_wsgi configuration: writes DIR/paddock.toml, DIR/paddock.rules
+    /// and DIR/import-report.txt (what was not translated, each with file:line and why).
+    ImportApache {
+        /// The Apache configuration files, read in order as httpd reads its main file
+        /// (Include and IncludeOptional are followed, relative to ServerRoot).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where the three files are written (made if missing).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff), e.g. `paddock man > /usr/share/man/man1/paddock.1`.
@@ -132,6 +143,7 @@ fn main() -> ExitCode {
         Cmd::Reload { target } => admin_command(cli::reload(&target)),
         Cmd::Upgrade { target } => admin_command(cli::upgrade(&target)),
         Cmd::Backup { config, tenant, dest, timeout } => backup(&config, &tenant, &dest, &timeout),
+        Cmd::ImportApache { files, out } => import_apache(&files, &out),
         Cmd::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "paddock", &mut std::io::stdout());
@@ -148,6 +160,47 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `paddock import-apache`: the files, and the report on stdout; exit 0 with notes, 1 when
+/// an input cannot be read or parsed (or the output cannot be written), 64 when the written
+/// configuration does not load (a bug of the importer: its errors are printed).
+fn import_apache(files: &[PathBuf], out: &std::path::Path) -> ExitCode {
+    let imported = match paddock_import::import(files) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("paddock import-apache: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let problems = match imported.write(out) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("paddock import-apache: cannot write into {}: {e}", out.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    for n in imported.notes.iter().filter(|n| n.kind != paddock_import::Kind::Ignored) {
+        println!("{n}");
+    }
+    let files_read = imported.files_read.len();
+    println!(
+        "read {files_read} files; wrote {} ({}); {}",
+        out.join(paddock_import::CONFIG_FILE).display(),
+        if imported.rules.is_empty() { "no rules" } else { "and paddock.rules" },
+        imported.summary()
+    );
+    println!("full report: {}", out.join(paddock_import::REPORT_FILE).display());
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!(
+            "paddock import-apache: the written configuration does not load (please report this)"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    ExitCode::SUCCESS
 }
 
 /// `paddock backup`: one line per site; exit 1 if any failed.

@@ -233,3 +233,43 @@ fn an_import_that_hangs_is_killed_at_startup_timeout() {
         !proc_dir.exists()
     });
 }
+
+#[test]
+fn a_script_app_in_a_trac_virtualenv_without_static_files_is_warned_about() {
+    // A migrated `trac.wsgi` kept as a script app gets no default `static` (Paddock cannot know
+    // the script runs Trac), so Trac's /chrome/common would go through Python.
+    let dir = open_tempdir();
+    let d = dir.path();
+    write(
+        &d.join("apps/site.wsgi"),
+        "import trac.web.main\napplication = trac.web.main.dispatch_request\n",
+    );
+    let venv = venv().display().to_string();
+    let script = d.join("apps/site.wsgi").display().to_string();
+    let mut text = "index = false\n".to_string();
+    for (name, extra) in [
+        ("scripted", String::new()),
+        (
+            "mapped",
+            "[tenants.mapped.static]\n\"/chrome/common\" = \"{virtualenv}/lib/python3.11/site-packages/trac/htdocs\"\n"
+                .to_string(),
+        ),
+    ] {
+        text += &tenant(d, name, &format!("virtualenv = \"{venv}\"\n{extra}"))
+            .replace("testapps:application", &script);
+    }
+    let (code, out, err) = check(d, &text, &["--no-import"]);
+    assert_eq!(code, Some(0), "a warning, not an error: {out}{err}");
+    let f = d.join("paddock.toml").display().to_string();
+    let w = err
+        .lines()
+        .find(|l| l.starts_with(&format!("{f}: warning: tenant scripted: ")))
+        .unwrap_or_else(|| panic!("no warning for the script app:\n{err}"));
+    assert!(
+        w.contains("script")
+            && w.contains("/chrome/common")
+            && w.contains("trac.web.main:dispatch_request"),
+        "{w}"
+    );
+    assert!(!err.contains("tenant mapped:"), "a static mapping is in force: {err}");
+}
