@@ -829,13 +829,23 @@ impl<'a> Tr<'a> {
                     }
                     Err(format!("<Location {arg}> is not below any translated site"))
                 } else if s.is("LocationMatch") {
-                    let re = arg
-                        .strip_prefix('^')
-                        .ok_or_else(|| format!("<LocationMatch {arg}> is not anchored with ^"))?;
+                    // Apache searches the URL for an unanchored pattern (Trac's own wiki
+                    // writes `<LocationMatch "/trac/[^/]+/login">`): it matches where the
+                    // path below the site starts with the rest, or wherever the whole
+                    // pattern appears further in; Paddock's path regexes see the path below
+                    // the site, so both are kept.
+                    let (re, widen) = match arg.strip_prefix('^') {
+                        Some(re) => (re, None),
+                        None => (arg, Some(arg)),
+                    };
+                    let path_regex = |rest: &str| match widen {
+                        None => rest.to_string(),
+                        Some(whole) => format!("(?:{rest})|{whole}"),
+                    };
                     if let Some(sites) = &self.sites {
                         for seg in ["/[^/]+", "/([^/]+)"] {
                             if let Some(rest) = re.strip_prefix(&format!("{}{seg}", sites.mount)) {
-                                return Ok(vec![Target::DefaultsRegex(rest.to_string())]);
+                                return Ok(vec![Target::DefaultsRegex(path_regex(rest))]);
                             }
                         }
                     }
@@ -844,7 +854,7 @@ impl<'a> Tr<'a> {
                             if let Some(rest) = re.strip_prefix(&m.mount) {
                                 return Ok(vec![Target::TenantRegex(
                                     m.name.clone(),
-                                    rest.to_string(),
+                                    path_regex(rest),
                                 )]);
                             }
                         }

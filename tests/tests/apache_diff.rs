@@ -437,7 +437,7 @@ WSGIScriptAliasMatch ^/trac/([^/]+) ROOT/apache/trac.wsgi
   WSGIApplicationGroup %{{GLOBAL}}
   Require all granted
 </Directory>
-<LocationMatch ^/trac/[^/]+/login>
+<LocationMatch "/trac/[^/]+/login">
   AuthType Basic
   AuthName "Trac"
   AuthUserFile ROOT/htpasswd
@@ -452,6 +452,8 @@ WSGIScriptAliasMatch ^/trac/([^/]+) ROOT/apache/trac.wsgi
         Probe { body: false, ..probe("/trac/nosuch/wiki") },
         Probe { body: false, ..probe("/trac/one/login") },
         Probe { auth: true, ..probe("/trac/one/login") },
+        // The unanchored LocationMatch also matches deeper in the path, in Apache and here.
+        Probe { body: false, ..probe("/trac/one/wiki/trac/x/login") },
     ];
     probes.extend(env_probes());
     differential("rewrite rules", &site, &probes);
