@@ -141,10 +141,13 @@ fn a_connection_accepted_before_sigterm_has_its_first_request_answered() {
     conn.write_all(req.as_bytes()).expect("send");
     conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let mut buf = Vec::new();
-    let _ = conn.read_to_end(&mut buf);
+    // The answer, then the server closes the connection (read to its end; not a timeout).
+    // Whether the answer says `Connection: close` depends on whether it was read before or
+    // after the drain told the connection so: both are right.
+    let read = conn.read_to_end(&mut buf);
     let resp = common::parse_response(&buf).expect("an answer, not a closed connection");
     assert_eq!(resp.status, 200, "{}", server.log_text());
-    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(read.is_ok(), "the connection was not closed after the answer: {read:?}");
     let (status, _) = exit_within(&mut server, Duration::from_secs(90));
     assert!(status.success());
 }
