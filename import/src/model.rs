@@ -151,8 +151,23 @@ fn comment_line(c: &str) -> String {
     if c.is_empty() {
         "#\n".to_string()
     } else {
-        format!("# {}\n", c.replace('\n', " "))
+        format!("# {}\n", comment_text(c))
     }
+}
+
+/// `c` as the text of a TOML comment: on one line, and with the control characters TOML
+/// forbids in comments (all but tab; an Apache file may hold any byte) written as `\u{..}`.
+fn comment_text(c: &str) -> String {
+    let mut out = String::with_capacity(c.len());
+    for ch in c.chars() {
+        match ch {
+            '\n' | '\r' => out.push(' '),
+            '\t' => out.push('\t'),
+            ch if ch.is_control() => out.push_str(&format!("\\u{{{:x}}}", ch as u32)),
+            ch => out.push(ch),
+        }
+    }
+    out
 }
 
 fn fill(t: &mut TomlTable, src: &Table) {
@@ -160,7 +175,7 @@ fn fill(t: &mut TomlTable, src: &Table) {
         let mut v = e.value.clone();
         v.decor_mut().set_prefix(" ");
         match &e.comment {
-            Some(c) => v.decor_mut().set_suffix(format!("  # {}", c.replace('\n', " "))),
+            Some(c) => v.decor_mut().set_suffix(format!("  # {}", comment_text(c))),
             None => v.decor_mut().set_suffix(""),
         }
         t.insert(&e.key, Item::Value(v));
@@ -179,6 +194,11 @@ pub fn strings(items: &[String]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comments_hold_no_control_characters() {
+        assert_eq!(comment_text("a\u{18}b\nc\td\u{7f}"), "a\\u{18}b c\td\\u{7f}");
+    }
 
     #[test]
     fn comments_quoting_and_tables() {
