@@ -301,24 +301,18 @@ impl<'a> Tr<'a> {
     }
 
     fn unique_name(&self, wanted: &str, scope: usize) -> String {
-        let mut base: String = wanted
-            .chars()
-            .map(
-                |c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' },
-            )
-            .collect();
-        while base.starts_with(['-', '_', '.']) {
-            base.remove(0);
-        }
+        let mut base = tenant_name(wanted);
         if base.is_empty() {
             base = "site".to_string();
         }
         if scope != 0 && self.made.iter().any(|m| m.name == base) {
             if let Some(host) = self.scopes[scope].names.first() {
-                let label = host.split('.').next().unwrap_or("vhost");
+                let label = tenant_name(host.split('.').next().unwrap_or(""));
+                let label = if label.is_empty() { "vhost".to_string() } else { label };
                 base = format!("{label}-{base}");
             }
         }
+        // ASCII by now: a byte count is a character count.
         base.truncate(60);
         let mut name = base.clone();
         let mut n = 2;
@@ -1494,9 +1488,26 @@ fn glob_to_regex(name: &str) -> String {
     out
 }
 
+/// `raw` made into a tenant name: ASCII letters, digits, `-`, `_` and `.` kept, anything else
+/// (any other byte an Apache file may hold) a `-`, and no leading `-`, `_` or `.`.
+fn tenant_name(raw: &str) -> String {
+    let name: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .collect();
+    name.trim_start_matches(['-', '_', '.']).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_names_are_ascii_whatever_the_file_holds() {
+        assert_eq!(tenant_name("site-1"), "site-1");
+        assert_eq!(tenant_name("._caf\u{e9} b"), "caf--b");
+        assert_eq!(tenant_name("\u{8d}\u{8b}x"), "x");
+    }
 
     #[test]
     fn site_prefixes() {
