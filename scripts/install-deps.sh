@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Debian packages Paddock needs to build and test: Debian's CPython 3.11 with headers (pyo3
-# links its libpython3.11.so), venv/pip (tenant virtualenvs) and locales (the tests build the
+# links its libpython3.11.so), protoc (etcd-client, in paddock-cluster, compiles etcd's gRPC
+# definitions when it is built), venv/pip (tenant virtualenvs) and locales (the tests build the
 # locales an example config names with localedef), Prometheus (tests/tests/metrics.rs) and
 # PostgreSQL's server (tests/tests/postgres.rs runs its own cluster in a temp directory on a
-# free port; the Debian cluster the package may start is not used). Needs root; skips what is
+# free port; the Debian cluster the package may start is not used) and etcd's server
+# (cluster/tests/ start their own etcd on free loopback ports). Needs root; skips what is
 # there.
 #   install-deps.sh            everything the tests need (also prometheus, postgresql, a browser)
 #   install-deps.sh --runtime  only what building and serving need (deploy/demo.sh)
 set -euo pipefail
-runtime=(python3.11 python3.11-dev python3.11-venv python3-pip libpython3.11 locales)
+runtime=(python3.11 python3.11-dev python3.11-venv python3-pip libpython3.11 locales protobuf-compiler)
 if [[ ${1:-} == --runtime ]]; then
   need=()
   for pkg in "${runtime[@]}"; do
@@ -23,7 +25,7 @@ if [[ ${1:-} == --runtime ]]; then
   exit 0
 fi
 need=()
-for pkg in "${runtime[@]}" prometheus postgresql; do
+for pkg in "${runtime[@]}" prometheus postgresql etcd-server; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then

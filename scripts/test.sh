@@ -13,7 +13,7 @@ bash scripts/ensure-venv.sh "$PADDOCK_TEST_VENV"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # No import circle between the files of any crate (docs/architecture.md, "Crates and modules").
-python3 scripts/modgraph.py proto/src rules/src sys/src config/src supervise/src import/src router/src worker/src tests/src
+python3 scripts/modgraph.py proto/src rules/src sys/src config/src supervise/src cluster/src import/src router/src worker/src tests/src
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
 # Every fuzz target for a fixed 20,000 executions, on top of the corpus replay `cargo test`

@@ -1,0 +1,610 @@
+//! One node's membership: its lease, the keep-alive and watchdog tasks, and the operations on
+//! tenants (claim, release, create) that the router calls.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp, TxnOpResponse,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{check_tenant, ClusterConfig};
+use crate::error::{from_etcd, timed_out, ClusterError};
+use crate::fence::{after_check, after_renewal, Clock, Fence, Health};
+use crate::keys::{decode, encode, name_under, Keys, NodeInfo, NodeRecord, NodeState, Owner};
+
+/// The outcome of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This node owns the tenant (now, or already did). `revision` is the owner key's
+    /// modification revision: the token `release` needs.
+    Won { revision: i64 },
+    /// Another node owns it: forward there.
+    OwnedBy { owner: Owner, revision: i64 },
+}
+
+/// A joined node. Dropping it stops its tasks (the lease then expires after the ttl);
+/// `leave` revokes the lease at once.
+pub struct Node {
+    inner: Arc<Inner>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Inner {
+    cfg: ClusterConfig,
+    /// For error messages.
+    endpoints: String,
+    keys: Keys,
+    fence: Fence,
+    clock: Clock,
+    client: Client,
+    health: watch::Sender<Health>,
+    /// Send time (on `clock`, in ns) of the last renewal etcd confirmed.
+    last_ok: AtomicU64,
+    /// The current lease id (0 before the first join).
+    lease: AtomicI64,
+    state: Mutex<NodeState>,
+    /// Tenants this node won under its current lease, with their revisions.
+    held: Mutex<HashMap<String, i64>>,
+    suspended: AtomicBool,
+    stop: watch::Sender<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+enum Renewal {
+    Renewed,
+    Gone,
+}
+
+impl Node {
+    /// Connects, grants a lease, registers `nodes/<id>` on it (only if no live process holds
+    /// that id: a crashed predecessor's record is waited out, at most ttl + request timeout)
+    /// and starts the keep-alive and watchdog tasks. Needs a tokio runtime.
+    pub async fn join(cfg: ClusterConfig) -> Result<Node, ClusterError> {
+        cfg.validate()?;
+        let endpoints = cfg.endpoints.join(",");
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(cfg.connect_timeout)
+            .with_timeout(cfg.request_timeout)
+            // HTTP/2 pings, so a dead connection is noticed without waiting for TCP.
+            .with_keep_alive(Duration::from_secs(2), cfg.request_timeout)
+            .with_keep_alive_while_idle(true);
+        let connect = Client::connect(cfg.endpoints.clone(), Some(opts));
+        let client = match tokio::time::timeout(cfg.connect_timeout + cfg.request_timeout, connect)
+            .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(from_etcd(&endpoints, e)),
+            Err(_) => return Err(timed_out(&endpoints, cfg.connect_timeout + cfg.request_timeout)),
+        };
+        let (health, _) = watch::channel(Health::Lost);
+        let (stop, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            keys: Keys::new(&cfg.prefix),
+            fence: Fence::new(cfg.ttl),
+            clock: Clock::new(),
+            endpoints,
+            client,
+            health,
+            last_ok: AtomicU64::new(0),
+            lease: AtomicI64::new(0),
+            state: Mutex::new(NodeState::Active),
+            held: Mutex::new(HashMap::new()),
+            suspended: AtomicBool::new(false),
+            stop,
+            cfg,
+        });
+        let waited = inner.cfg.ttl + inner.cfg.request_timeout;
+        let until = tokio::time::Instant::now() + waited;
+        loop {
+            match inner.register().await {
+                Ok(()) => break,
+                Err(ClusterError::DuplicateNode { .. }) if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(ClusterError::DuplicateNode { id, .. }) => {
+                    return Err(ClusterError::DuplicateNode { id, waited })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let tasks = vec![
+            tokio::spawn(keepalive(inner.clone(), inner.stop.subscribe())),
+            tokio::spawn(watchdog(inner.clone(), inner.stop.subscribe())),
+        ];
+        tracing::info!(node = %inner.cfg.node_id, lease = inner.lease_id(), "cluster: joined");
+        Ok(Node { inner, tasks })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.cfg.node_id
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.cfg
+    }
+
+    pub fn fence(&self) -> Fence {
+        self.inner.fence
+    }
+
+    /// The current lease (changes when the node joins again after `Lost`).
+    pub fn lease_id(&self) -> i64 {
+        self.inner.lease_id()
+    }
+
+    /// For the dispatch path, per request: true only while the health is `Live` *and* the
+    /// last confirmed renewal is recent enough by the clock, so a process that was paused
+    /// (SIGSTOP, a suspended host) answers false at once, before its tasks have run. No I/O.
+    pub fn is_live(&self) -> bool {
+        self.inner.is_live()
+    }
+
+    /// The health now.
+    pub fn health(&self) -> Health {
+        *self.inner.health.borrow()
+    }
+
+    /// Changes of health, for the task that stops pools on `Fenced` and forgets claims on
+    /// `Lost`.
+    pub fn watch_health(&self) -> watch::Receiver<Health> {
+        self.inner.health.subscribe()
+    }
+
+    /// Claims `tenant` for this node: one transaction that creates the owner key on this
+    /// node's lease only if it is absent, or else reads it. Refused unless live.
+    pub async fn claim(&self, tenant: &str) -> Result<Claim, ClusterError> {
+        check_tenant(tenant)?;
+        let inner = &self.inner;
+        if !inner.is_live() {
+            return Err(ClusterError::NotLive(inner.health_now()));
+        }
+        let lease = inner.lease_id();
+        let key = inner.keys.owner(tenant);
+        let me = Owner { node: inner.cfg.node_id.clone(), addr: inner.cfg.internal_addr.clone() };
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                encode(&me),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let mut c = inner.client.clone();
+        let resp = inner.rpc(c.txn(txn)).await?;
+        if resp.succeeded() {
+            let revision =
+                resp.header().map(|h| h.revision()).ok_or_else(|| corrupt(&key, "no header"))?;
+            // The lease may have been lost while the request was in flight: then the put would
+            // have failed, so success means `lease` was live at `revision`.
+            lock(&inner.held).insert(tenant.to_string(), revision);
+            return Ok(Claim::Won { revision });
+        }
+        let kv = resp
+            .op_responses()
+            .into_iter()
+            .find_map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+                _ => None,
+            })
+            .ok_or_else(|| corrupt(&key, "compare failed but the key is absent"))?;
+        let owner: Owner = decode(kv.key(), kv.value())?;
+        if owner.node == inner.cfg.node_id && kv.lease() == lease {
+            let revision = kv.mod_revision();
+            lock(&inner.held).insert(tenant.to_string(), revision);
+            return Ok(Claim::Won { revision });
+        }
+        Ok(Claim::OwnedBy { owner, revision: kv.mod_revision() })
+    }
+
+    /// Who owns `tenant` now, with the owner key's revision.
+    pub async fn owner(&self, tenant: &str) -> Result<Option<(Owner, i64)>, ClusterError> {
+        check_tenant(tenant)?;
+        let key = self.inner.keys.owner(tenant);
+        let mut c = self.inner.client.clone();
+        let resp = self.inner.rpc(c.get(key, None)).await?;
+        match resp.kvs().first() {
+            Some(kv) => Ok(Some((decode(kv.key(), kv.value())?, kv.mod_revision()))),
+            None => Ok(None),
+        }
+    }
+
+    /// Gives `tenant` up, only if its owner key is still the one written at `revision` (so a
+    /// late release never deletes a later claim, this node's or another's). True if deleted.
+    /// Stop the tenant's workers first: once this returns true another node may start them.
+    pub async fn release(&self, tenant: &str, revision: i64) -> Result<bool, ClusterError> {
+        check_tenant(tenant)?;
+        let inner = &self.inner;
+        let key = inner.keys.owner(tenant);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+            .and_then([TxnOp::delete(key, None)]);
+        let mut c = inner.client.clone();
+        let resp = inner.rpc(c.txn(txn)).await?;
+        let mut held = lock(&inner.held);
+        if held.get(tenant) == Some(&revision) {
+            held.remove(tenant);
+        }
+        Ok(resp.succeeded())
+    }
+
+    /// Tenants this node won under its current lease, with their revisions (a snapshot).
+    pub fn held(&self) -> Vec<(String, i64)> {
+        let mut v: Vec<_> = lock(&self.inner.held).iter().map(|(t, r)| (t.clone(), *r)).collect();
+        v.sort();
+        v
+    }
+
+    /// Releases every tenant this node holds, one by one (for a drain: set `Draining` first;
+    /// the router stops each tenant's pool before its release, so it would rather walk
+    /// `held()` itself and call `release`). Returns how many were released.
+    pub async fn release_all(&self) -> Result<usize, ClusterError> {
+        let mut n = 0;
+        for (tenant, revision) in self.held() {
+            if self.release(&tenant, revision).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Marks this node active or draining (a draining node is never chosen by `rendezvous`).
+    /// Kept across a re-join.
+    pub async fn set_state(&self, state: NodeState) -> Result<(), ClusterError> {
+        *lock(&self.inner.state) = state;
+        self.inner.put_record().await
+    }
+
+    pub fn state(&self) -> NodeState {
+        *lock(&self.inner.state)
+    }
+
+    /// Every live node (each record lives on its node's lease), with how many tenants each
+    /// owns, read in one transaction.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, ClusterError> {
+        let inner = &self.inner;
+        let (nodes_dir, owners_dir) = (inner.keys.nodes(), inner.keys.owners());
+        let txn = Txn::new().and_then([
+            TxnOp::get(nodes_dir.clone(), Some(GetOptions::new().with_prefix())),
+            TxnOp::get(owners_dir.clone(), Some(GetOptions::new().with_prefix())),
+        ]);
+        let mut c = inner.client.clone();
+        let resp = inner.rpc(c.txn(txn)).await?;
+        let mut gets = resp.op_responses().into_iter().filter_map(|r| match r {
+            TxnOpResponse::Get(g) => Some(g),
+            _ => None,
+        });
+        let (Some(nodes), Some(owners)) = (gets.next(), gets.next()) else {
+            return Err(corrupt(&nodes_dir, "transaction answered without its two reads"));
+        };
+        let mut count: HashMap<String, u32> = HashMap::new();
+        for kv in owners.kvs() {
+            match decode::<Owner>(kv.key(), kv.value()) {
+                Ok(o) => *count.entry(o.node).or_default() += 1,
+                Err(e) => tracing::warn!("cluster: {e}"),
+            }
+        }
+        let mut out = Vec::new();
+        for kv in nodes.kvs() {
+            let id = name_under(&nodes_dir, kv.key())?.to_string();
+            let r: NodeRecord = decode(kv.key(), kv.value())?;
+            let owned = count.get(&id).copied().unwrap_or(0);
+            out.push(NodeInfo { id, addr: r.addr, state: r.state, capacity: r.capacity, owned });
+        }
+        Ok(out)
+    }
+
+    /// Creates the persistent record `tenants/<name>` only if it is absent: true if this call
+    /// created it. Signup names are unique across the cluster through this.
+    pub async fn create_tenant(&self, name: &str, record: &[u8]) -> Result<bool, ClusterError> {
+        check_tenant(name)?;
+        let key = self.inner.keys.tenant(name);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, record.to_vec(), None)]);
+        let mut c = self.inner.client.clone();
+        Ok(self.inner.rpc(c.txn(txn)).await?.succeeded())
+    }
+
+    /// The record of `tenants/<name>`.
+    pub async fn tenant(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
+        check_tenant(name)?;
+        let key = self.inner.keys.tenant(name);
+        let mut c = self.inner.client.clone();
+        let resp = self.inner.rpc(c.get(key, None)).await?;
+        Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    /// Leaves the cluster: stops the tasks and revokes the lease, which deletes `nodes/<id>`
+    /// and every owner key of this node at once. Stop the workers first.
+    pub async fn leave(mut self) -> Result<(), ClusterError> {
+        let _ = self.inner.stop.send(true);
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.inner.health.send_replace(Health::Lost);
+        lock(&self.inner.held).clear();
+        let lease = self.inner.lease_id();
+        let mut c = self.inner.client.clone();
+        self.inner.rpc(c.lease_revoke(lease)).await?;
+        tracing::info!(node = %self.inner.cfg.node_id, "cluster: left");
+        Ok(())
+    }
+
+    /// Test hook: while `true`, the keep-alive task sends no renewal (as if the network to etcd
+    /// were cut); the watchdog still runs and fences the node.
+    #[doc(hidden)]
+    pub fn suspend_keepalive(&self, suspended: bool) {
+        self.inner.suspended.store(suspended, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.inner.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn corrupt(key: &str, detail: &str) -> ClusterError {
+    ClusterError::Corrupt { key: key.to_string(), detail: detail.to_string() }
+}
+
+impl Inner {
+    fn lease_id(&self) -> i64 {
+        self.lease.load(Ordering::SeqCst)
+    }
+
+    fn last_ok(&self) -> Duration {
+        Duration::from_nanos(self.last_ok.load(Ordering::SeqCst))
+    }
+
+    fn is_live(&self) -> bool {
+        *self.health.borrow() == Health::Live
+            && self.fence.live_at(self.last_ok(), self.clock.now())
+    }
+
+    /// The health with the clock applied (what `is_live` sees), for error messages.
+    fn health_now(&self) -> Health {
+        after_check(&self.fence, *self.health.borrow(), self.last_ok(), self.clock.now())
+    }
+
+    async fn rpc<T>(
+        &self,
+        f: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, ClusterError> {
+        match tokio::time::timeout(self.cfg.request_timeout, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(from_etcd(&self.endpoints, e)),
+            Err(_) => Err(timed_out(&self.endpoints, self.cfg.request_timeout)),
+        }
+    }
+
+    fn record(&self) -> Vec<u8> {
+        encode(&NodeRecord {
+            addr: self.cfg.internal_addr.clone(),
+            state: *lock(&self.state),
+            capacity: self.cfg.capacity,
+        })
+    }
+
+    /// A new lease and `nodes/<id>` on it, created only if absent. On success the node is
+    /// `Live` with no claims.
+    async fn register(&self) -> Result<(), ClusterError> {
+        let sent = self.clock.now();
+        let ttl = i64::try_from(self.cfg.ttl.as_secs()).unwrap_or(i64::MAX);
+        let mut c = self.client.clone();
+        let lease = self.rpc(c.lease_grant(ttl, None)).await?.id();
+        let key = self.keys.node(&self.cfg.node_id);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, self.record(), Some(PutOptions::new().with_lease(lease)))]);
+        let created = match self.rpc(c.txn(txn)).await {
+            Ok(r) => r.succeeded(),
+            Err(e) => {
+                let _ = self.rpc(c.lease_revoke(lease)).await;
+                return Err(e);
+            }
+        };
+        if !created {
+            let _ = self.rpc(c.lease_revoke(lease)).await;
+            return Err(ClusterError::DuplicateNode {
+                id: self.cfg.node_id.clone(),
+                waited: Duration::ZERO,
+            });
+        }
+        lock(&self.held).clear();
+        self.lease.store(lease, Ordering::SeqCst);
+        self.last_ok.store(nanos(sent), Ordering::SeqCst);
+        let now = self.clock.now();
+        self.health.send_replace(if self.fence.live_at(sent, now) {
+            Health::Live
+        } else {
+            Health::Fenced
+        });
+        Ok(())
+    }
+
+    /// Rewrites `nodes/<id>` (on the current lease, only if the record is still on it).
+    async fn put_record(&self) -> Result<(), ClusterError> {
+        let lease = self.lease_id();
+        let key = self.keys.node(&self.cfg.node_id);
+        let txn = Txn::new()
+            .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
+            .and_then([TxnOp::put(key, self.record(), Some(PutOptions::new().with_lease(lease)))]);
+        let mut c = self.client.clone();
+        if self.rpc(c.txn(txn)).await?.succeeded() {
+            Ok(())
+        } else {
+            Err(ClusterError::NotLive(Health::Lost))
+        }
+    }
+
+    fn renewed(&self, sent: Duration) {
+        let now = self.clock.now();
+        self.health.send_if_modified(|h| {
+            if *h != Health::Lost {
+                let prev = self.last_ok();
+                self.last_ok.store(nanos(sent.max(prev)), Ordering::SeqCst);
+            }
+            let next = after_renewal(&self.fence, *h, self.last_ok(), now);
+            let changed = next != *h;
+            if changed {
+                tracing::info!(node = %self.cfg.node_id, "cluster: lease renewed, {next} again");
+            }
+            *h = next;
+            changed
+        });
+    }
+
+    fn lost(&self) {
+        lock(&self.held).clear();
+        let was = self.health.send_replace(Health::Lost);
+        if was != Health::Lost {
+            tracing::error!(
+                node = %self.cfg.node_id,
+                lease = self.lease_id(),
+                "cluster: etcd says this node's lease is gone: every claim is void; joining again"
+            );
+        }
+    }
+
+    fn check(&self) {
+        let now = self.clock.now();
+        self.health.send_if_modified(|h| {
+            let next = after_check(&self.fence, *h, self.last_ok(), now);
+            let changed = next != *h;
+            if changed {
+                tracing::error!(
+                    node = %self.cfg.node_id,
+                    "cluster: no lease renewal for {:?}: fenced (stop serving this node's tenants)",
+                    self.fence.window()
+                );
+            }
+            *h = next;
+            changed
+        });
+    }
+}
+
+/// One renewal: on the open keep-alive stream, or a new one (opening it renews once).
+async fn renew(
+    client: &Client,
+    slot: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+    lease: i64,
+) -> Result<Renewal, etcd_client::Error> {
+    let Some((keeper, stream)) = slot.as_mut() else {
+        let mut c = client.clone();
+        return match c.lease_keep_alive(lease).await {
+            Ok(pair) => {
+                *slot = Some(pair);
+                Ok(Renewal::Renewed)
+            }
+            Err(etcd_client::Error::LeaseKeepAliveError(m)) if m.contains("not found") => {
+                Ok(Renewal::Gone)
+            }
+            Err(e) => Err(e),
+        };
+    };
+    keeper.keep_alive().await?;
+    match stream.message().await? {
+        Some(r) if r.ttl() > 0 => Ok(Renewal::Renewed),
+        Some(_) => Ok(Renewal::Gone),
+        None => Err(etcd_client::Error::LeaseKeepAliveError("keep-alive stream closed".into())),
+    }
+}
+
+/// Renews the lease every `fence.interval()`; after `Lost`, joins again.
+async fn keepalive(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let mut slot = None;
+    let mut failing = false;
+    let interval = inner.fence.interval();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+        }
+        if inner.suspended.load(Ordering::SeqCst) {
+            slot = None;
+            continue;
+        }
+        if *inner.health.borrow() == Health::Lost {
+            slot = None;
+            match inner.register().await {
+                Ok(()) => {
+                    tracing::info!(node = %inner.cfg.node_id, lease = inner.lease_id(), "cluster: joined again with a new lease");
+                }
+                Err(e) => {
+                    tracing::warn!(node = %inner.cfg.node_id, "cluster: joining again failed: {e}");
+                }
+            }
+            continue;
+        }
+        let sent = inner.clock.now();
+        let lease = inner.lease_id();
+        let bound = inner.cfg.request_timeout.min(interval);
+        match tokio::time::timeout(bound, renew(&inner.client, &mut slot, lease)).await {
+            Ok(Ok(Renewal::Renewed)) => {
+                failing = false;
+                inner.renewed(sent);
+            }
+            Ok(Ok(Renewal::Gone)) => {
+                slot = None;
+                inner.lost();
+            }
+            Ok(Err(e)) => {
+                slot = None;
+                if !failing {
+                    tracing::warn!(node = %inner.cfg.node_id, "cluster: lease renewal failed: {}", from_etcd(&inner.endpoints, e));
+                }
+                failing = true;
+                inner.check();
+            }
+            Err(_) => {
+                slot = None;
+                if !failing {
+                    tracing::warn!(node = %inner.cfg.node_id, "cluster: lease renewal got no answer within {bound:?}");
+                }
+                failing = true;
+                inner.check();
+            }
+        }
+    }
+}
+
+/// Fences the node on time, whatever the keep-alive task is waiting for: wakes at the fence
+/// deadline of the last confirmed renewal (re-read each time, since renewals move it).
+async fn watchdog(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let now = inner.clock.now();
+        let deadline = inner.fence.deadline(inner.last_ok());
+        // While live, wake at the deadline; otherwise (fenced, lost) a renewal or a join will
+        // move it, and the window is at least two intervals, so looking once per interval is
+        // soon enough.
+        let wait = if *inner.health.borrow() == Health::Live {
+            deadline.saturating_sub(now).clamp(Duration::from_millis(1), inner.fence.interval())
+        } else {
+            inner.fence.interval()
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+        }
+        inner.check();
+    }
+}
