@@ -314,3 +314,35 @@ async fn join_with_etcd_absent_fails_within_bounds() {
     cfg.ttl = Duration::from_secs(1);
     assert!(matches!(Node::join(cfg).await, Err(ClusterError::Config(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_cache_follows_claims_releases_and_expiry() {
+    let mut etcd = Etcd::start();
+    let a = join(&etcd, "a", 4).await;
+    let b = join(&etcd, "b", 4).await;
+    let Claim::Won { revision: before } = a.claim("early").await.unwrap() else { panic!() };
+    assert!(wait_for(Duration::from_secs(10), || b.owner_cache_synced()).await);
+    // Listed at start or seen by the watch, either way there.
+    assert!(wait_for(Duration::from_secs(5), || b.cached_owner("early").is_some()).await);
+    assert_eq!(b.cached_owner("early").unwrap().1, before);
+    let Claim::Won { revision } = a.claim("c").await.unwrap() else { panic!("a should win") };
+    assert!(wait_for(Duration::from_secs(5), || b.cached_owner("c").is_some()).await);
+    let (owner, rev) = b.cached_owner("c").unwrap();
+    assert_eq!(
+        (owner.node.as_str(), owner.addr.as_str(), rev),
+        ("a", a.config().internal_addr.as_str(), revision)
+    );
+    assert!(a.release("c", revision).await.unwrap());
+    assert!(wait_for(Duration::from_secs(5), || b.cached_owner("c").is_none()).await);
+    // A lease's expiry deletes its owner keys; the cache sees those deletes too.
+    a.suspend_keepalive(true);
+    assert!(wait_for(Duration::from_secs(15), || b.cached_owner("early").is_none()).await);
+    // etcd gone: the cache says it is out of sync and answers nothing rather than old owners.
+    let Claim::Won { .. } = b.claim("d").await.unwrap() else { panic!("d is free") };
+    assert!(wait_for(Duration::from_secs(5), || b.cached_owner("d").is_some()).await);
+    etcd.stop();
+    assert!(wait_for(Duration::from_secs(15), || !b.owner_cache_synced()).await);
+    assert!(b.cached_owner("d").is_none());
+    etcd.restart();
+    assert!(wait_for(Duration::from_secs(20), || b.cached_owner("d").is_some()).await);
+}
