@@ -4,6 +4,7 @@
 //! `Node::is_live` per request, `Node::claim` before starting a pool, and stops pools when
 //! `Node::watch_health` says `Fenced` or `Lost`.
 
+mod cache;
 mod config;
 mod error;
 mod fence;

@@ -14,6 +14,7 @@ use etcd_client::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cache::{self, OwnerCache};
 use crate::config::{check_tenant, ClusterConfig};
 use crate::error::{from_etcd, timed_out, ClusterError};
 use crate::fence::{after_check, after_renewal, Clock, Fence, Health};
@@ -54,6 +55,7 @@ struct Inner {
     held: Mutex<HashMap<String, i64>>,
     suspended: AtomicBool,
     stop: watch::Sender<bool>,
+    owners: Arc<OwnerCache>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,6 +107,7 @@ impl Node {
             held: Mutex::new(HashMap::new()),
             suspended: AtomicBool::new(false),
             stop,
+            owners: Arc::new(OwnerCache::default()),
             cfg,
         });
         let waited = inner.cfg.ttl + inner.cfg.request_timeout;
@@ -124,6 +127,13 @@ impl Node {
         let tasks = vec![
             tokio::spawn(keepalive(inner.clone(), inner.stop.subscribe())),
             tokio::spawn(watchdog(inner.clone(), inner.stop.subscribe())),
+            tokio::spawn(cache::run(
+                inner.client.clone(),
+                inner.keys.owners(),
+                inner.cfg.request_timeout,
+                inner.owners.clone(),
+                inner.stop.subscribe(),
+            )),
         ];
         tracing::info!(node = %inner.cfg.node_id, lease = inner.lease_id(), "cluster: joined");
         Ok(Node { inner, tasks })
@@ -220,6 +230,18 @@ impl Node {
             Some(kv) => Ok(Some((decode(kv.key(), kv.value())?, kv.mod_revision()))),
             None => Ok(None),
         }
+    }
+
+    /// The owner of `tenant` as the owner cache (a watch on `owners/`) has it: no I/O, for the
+    /// per-request forwarding decision. A hint that may lag etcd a little; `None` also while
+    /// the cache is not in sync (then ask `owner` or `claim`).
+    pub fn cached_owner(&self, tenant: &str) -> Option<(Owner, i64)> {
+        self.inner.owners.get(tenant)
+    }
+
+    /// Whether the owner cache follows etcd now.
+    pub fn owner_cache_synced(&self) -> bool {
+        self.inner.owners.synced()
     }
 
     /// Gives `tenant` up, only if its owner key is still the one written at `revision` (so a
