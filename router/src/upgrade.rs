@@ -295,9 +295,15 @@ async fn hand_over(sockets: &Sockets) -> Result<u32, UpgradeError> {
     match waited {
         Ok(Ok(())) if ready => Ok(pid),
         Ok(r) => {
-            let status = match child.wait().await {
-                Ok(s) => s.to_string(),
-                Err(e) => format!("cannot wait for it: {e}"),
+            // It closed the pipe without the word: it is exiting, or it speaks another
+            // protocol; either way it must not serve beside this one.
+            let status = match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                Ok(Ok(s)) => s.to_string(),
+                Ok(Err(e)) => format!("cannot wait for it: {e}"),
+                Err(_) => {
+                    let _ = child.kill().await;
+                    "it did not exit after closing the pipe; killed".to_string()
+                }
             };
             if let Err(e) = r {
                 tracing::warn!("upgrade: reading the new process's answer: {e}");
