@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cache::{self, OwnerCache};
-use crate::config::{check_tenant, ClusterConfig};
+use crate::config::{check_node_id, check_tenant, ClusterConfig};
 use crate::error::{from_etcd, timed_out, ClusterError};
 use crate::fence::{after_check, after_renewal, Clock, Fence, Health};
 use crate::keys::{decode, encode, name_under, Keys, NodeInfo, NodeRecord, NodeState, Owner};
@@ -34,7 +34,7 @@ pub enum Claim {
 /// `leave` revokes the lease at once.
 pub struct Node {
     inner: Arc<Inner>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 struct Inner {
@@ -136,7 +136,7 @@ impl Node {
             )),
         ];
         tracing::info!(node = %inner.cfg.node_id, lease = inner.lease_id(), "cluster: joined");
-        Ok(Node { inner, tasks })
+        Ok(Node { inner, tasks: Mutex::new(tasks) })
     }
 
     pub fn id(&self) -> &str {
@@ -263,6 +263,46 @@ impl Node {
         Ok(resp.succeeded())
     }
 
+    /// Gives `tenant` to node `to` directly: its owner key, if still the one written at
+    /// `revision`, is rewritten to name `to` and put on `to`'s lease, in one transaction (so
+    /// there is no moment where a third node could claim it). `Ok(false)`: the key changed
+    /// meanwhile, or `to` is not a live node. Stop the tenant's workers first.
+    pub async fn hand_over(
+        &self,
+        tenant: &str,
+        revision: i64,
+        to: &str,
+    ) -> Result<bool, ClusterError> {
+        check_tenant(tenant)?;
+        check_node_id(to)?;
+        let inner = &self.inner;
+        let node_key = inner.keys.node(to);
+        let mut c = inner.client.clone();
+        let resp = inner.rpc(c.get(node_key.clone(), None)).await?;
+        let Some(kv) = resp.kvs().first() else { return Ok(false) };
+        let record: NodeRecord = decode(kv.key(), kv.value())?;
+        let (target_lease, target_rev) = (kv.lease(), kv.mod_revision());
+        let key = inner.keys.owner(tenant);
+        let owner = Owner { node: to.to_string(), addr: record.addr };
+        let txn = Txn::new()
+            .when([
+                Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
+                // The target's record (and so its lease) is still the one just read.
+                Compare::mod_revision(node_key, CompareOp::Equal, target_rev),
+            ])
+            .and_then([TxnOp::put(
+                key,
+                encode(&owner),
+                Some(PutOptions::new().with_lease(target_lease)),
+            )]);
+        let resp = inner.rpc(c.txn(txn)).await?;
+        let mut held = lock(&inner.held);
+        if held.get(tenant) == Some(&revision) {
+            held.remove(tenant);
+        }
+        Ok(resp.succeeded())
+    }
+
     /// Tenants this node won under its current lease, with their revisions (a snapshot).
     pub fn held(&self) -> Vec<(String, i64)> {
         let mut v: Vec<_> = lock(&self.inner.held).iter().map(|(t, r)| (t.clone(), *r)).collect();
@@ -341,6 +381,24 @@ impl Node {
         Ok(self.inner.rpc(c.txn(txn)).await?.succeeded())
     }
 
+    /// Deletes `tenants/<name>`: only if it still holds `record` (a signup that failed after
+    /// creating it), or whatever it holds with `None` (the tenant was deleted). True if gone.
+    pub async fn delete_tenant(
+        &self,
+        name: &str,
+        record: Option<&[u8]>,
+    ) -> Result<bool, ClusterError> {
+        check_tenant(name)?;
+        let key = self.inner.keys.tenant(name);
+        let when: Vec<Compare> = match record {
+            Some(r) => vec![Compare::value(key.clone(), CompareOp::Equal, r.to_vec())],
+            None => Vec::new(),
+        };
+        let txn = Txn::new().when(when).and_then([TxnOp::delete(key, None)]);
+        let mut c = self.inner.client.clone();
+        Ok(self.inner.rpc(c.txn(txn)).await?.succeeded())
+    }
+
     /// The record of `tenants/<name>`.
     pub async fn tenant(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
         check_tenant(name)?;
@@ -352,9 +410,10 @@ impl Node {
 
     /// Leaves the cluster: stops the tasks and revokes the lease, which deletes `nodes/<id>`
     /// and every owner key of this node at once. Stop the workers first.
-    pub async fn leave(mut self) -> Result<(), ClusterError> {
+    /// The node is of no further use after it, whatever the outcome.
+    pub async fn leave(&self) -> Result<(), ClusterError> {
         let _ = self.inner.stop.send(true);
-        for t in self.tasks.drain(..) {
+        for t in lock(&self.tasks).drain(..) {
             t.abort();
         }
         self.inner.health.send_replace(Health::Lost);
@@ -377,7 +436,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.inner.stop.send(true);
-        for t in &self.tasks {
+        for t in lock(&self.tasks).iter() {
             t.abort();
         }
     }

@@ -346,3 +346,42 @@ async fn the_owner_cache_follows_claims_releases_and_expiry() {
     etcd.restart();
     assert!(wait_for(Duration::from_secs(20), || b.cached_owner("d").is_some()).await);
 }
+
+/// A move: the owner key goes to the target's lease in one step, no third node can take it
+/// between, a stale revision moves nothing, and the target's claim then answers `Won`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_gives_a_tenant_to_another_node_in_one_step() {
+    let etcd = Etcd::start();
+    let (a, b, c) =
+        (join(&etcd, "n1", 4).await, join(&etcd, "n2", 4).await, join(&etcd, "n3", 4).await);
+    let Claim::Won { revision } = a.claim("t").await.unwrap() else { panic!("a claims") };
+    assert!(!a.hand_over("t", revision - 1, "n2").await.unwrap(), "stale revision");
+    assert!(!a.hand_over("t", revision, "n9").await.unwrap(), "no such node");
+    assert!(a.hand_over("t", revision, "n2").await.unwrap());
+    assert!(a.held().is_empty());
+    let (owner, _) = a.owner("t").await.unwrap().expect("owned");
+    assert_eq!(owner.node, "n2");
+    assert!(
+        matches!(c.claim("t").await.unwrap(), Claim::OwnedBy { owner, .. } if owner.node == "n2")
+    );
+    let Claim::Won { revision: rb } = b.claim("t").await.unwrap() else { panic!("b owns it") };
+    assert_eq!(b.held(), vec![("t".to_string(), rb)]);
+    // It is on b's lease: b leaving frees it.
+    b.leave().await.unwrap();
+    assert!(a.owner("t").await.unwrap().is_none());
+}
+
+/// A failed signup takes back only its own record; a deleted tenant's goes whatever it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_record_is_deleted_only_by_its_creator_or_unconditionally() {
+    let etcd = Etcd::start();
+    let a = join(&etcd, "n1", 4).await;
+    assert!(a.create_tenant("s", b"mine").await.unwrap());
+    assert!(!a.delete_tenant("s", Some(b"theirs")).await.unwrap());
+    assert_eq!(a.tenant("s").await.unwrap().as_deref(), Some(&b"mine"[..]));
+    assert!(a.delete_tenant("s", Some(b"mine")).await.unwrap());
+    assert!(a.tenant("s").await.unwrap().is_none());
+    assert!(a.create_tenant("s", b"again").await.unwrap());
+    assert!(a.delete_tenant("s", None).await.unwrap());
+    assert!(a.create_tenant("s", b"third").await.unwrap());
+}

@@ -97,11 +97,13 @@ impl Inherited {
         name: &str,
         want: SocketAddr,
     ) -> io::Result<tokio::net::TcpListener> {
+        // Only these two are handed over; any other (the cluster's internal one) is bound.
         let slot = match name {
-            "admin" => &mut self.admin,
-            _ => &mut self.front,
+            "admin" => Some(&mut self.admin),
+            "front" => Some(&mut self.front),
+            _ => None,
         };
-        if let Some(l) = slot.take() {
+        if let Some(l) = slot.and_then(Option::take) {
             match l.local_addr() {
                 Ok(have) if same_address(have, want) => {
                     tracing::info!(%have, "{name} listener taken over from the previous process");
