@@ -385,3 +385,29 @@ async fn a_tenant_record_is_deleted_only_by_its_creator_or_unconditionally() {
     assert!(a.delete_tenant("s", None).await.unwrap());
     assert!(a.create_tenant("s", b"third").await.unwrap());
 }
+
+/// A binary upgrade: the successor takes over the node's lease, record and claims; the old
+/// process hands off without revoking anything; a lease that is not the node's is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_adopts_the_lease_and_keeps_the_claims() {
+    let etcd = Etcd::start();
+    let old = join(&etcd, "n1", 4).await;
+    let other = join(&etcd, "n2", 4).await;
+    let Claim::Won { revision } = old.claim("t").await.unwrap() else { panic!("claim") };
+    assert!(Node::adopt(config(&etcd, "n1", 4), other.lease_id()).await.is_err(), "n2's lease");
+    let new = Node::adopt(config(&etcd, "n1", 4), old.lease_id()).await.unwrap();
+    assert_eq!(new.lease_id(), old.lease_id());
+    assert_eq!(new.held(), vec![("t".to_string(), revision)], "the claims come along");
+    assert!(wait_for(Duration::from_secs(3), || new.is_live()).await, "live on the adopted lease");
+    assert_eq!(new.claim("t").await.unwrap(), Claim::Won { revision });
+    old.hand_off();
+    assert!(!old.is_live());
+    // Past the ttl: the successor's renewals alone keep the lease and the claim.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(new.is_live());
+    assert!(
+        matches!(other.claim("t").await.unwrap(), Claim::OwnedBy { owner, .. } if owner.node == "n1")
+    );
+    new.leave().await.unwrap();
+    assert!(matches!(other.claim("t").await.unwrap(), Claim::Won { .. }));
+}

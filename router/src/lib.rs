@@ -90,6 +90,7 @@ pub async fn run(
         Some(settings) => Some(join_cluster(&state, settings, &mut inherited).await?),
         None => None,
     };
+    let internal_fd = internal.as_ref().and_then(dup);
     let monitor = monitor::spawn(registry, state.served(), closing());
     let reloader = tokio::spawn(reload_on_sighup(state.clone()));
     let mut admin_fd = None;
@@ -108,7 +109,12 @@ pub async fn run(
     };
     // The upgrade task holds its own copies of the listeners, to hand them over.
     let upgrader = dup(&listener).map(|front| {
-        let sockets = upgrade::Sockets { front, admin: admin_fd };
+        let sockets = upgrade::Sockets {
+            front,
+            admin: admin_fd,
+            internal: internal_fd,
+            cluster: state.cluster().cloned(),
+        };
         let st = state.clone();
         tokio::spawn(
             async move { upgrade::run(sockets, &st.upgrade_requests, st.phases.clone()).await },
@@ -162,7 +168,10 @@ async fn join_cluster(
         .await
         .map_err(|source| StartError::Listen { addr: at, source })?;
     tracing::info!(node = %settings.node_id, etcd = ?settings.endpoints, "cluster: joining");
-    let c = cluster::Cluster::join(settings, state.metrics.cluster())
+    // A successor takes over the lease; the claims count as in use while the process it
+    // replaces drains.
+    let adopt = inherited.cluster_lease.map(|l| (l, state.config().drain_timeout));
+    let c = cluster::Cluster::join(settings, state.metrics.cluster(), adopt)
         .await
         .map_err(StartError::Cluster)?;
     let c = Arc::new(c);

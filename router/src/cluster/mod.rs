@@ -17,6 +17,7 @@ mod relay;
 mod table;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -67,6 +68,10 @@ pub struct Cluster {
     nodes: RwLock<Vec<NodeInfo>>,
     pub relay: Relay,
     pub metrics: ClusterMetrics,
+    /// No claim is released while set: a binary upgrade is handing the lease over.
+    releases_paused: AtomicBool,
+    /// The lease now belongs to the process that replaced this one: never revoke it.
+    handed_off: AtomicBool,
 }
 
 /// This node's view, for the admin API.
@@ -105,10 +110,13 @@ fn state_str(s: NodeState) -> &'static str {
 
 impl Cluster {
     /// Join the cluster `settings` describe (waits out a crashed predecessor's record of the
-    /// same node id, at most ttl + a request timeout).
+    /// same node id, at most ttl + a request timeout); or, in a binary upgrade, take over the
+    /// replaced process's `lease` and its claims (counted as in use for `grace`, while that
+    /// process drains).
     pub async fn join(
         settings: ClusterSettings,
         metrics: ClusterMetrics,
+        adopt: Option<(i64, Duration)>,
     ) -> Result<Cluster, ClusterError> {
         let mut cfg = ClusterConfig::new(
             settings.endpoints.clone(),
@@ -118,7 +126,10 @@ impl Cluster {
             settings.capacity,
         );
         cfg.ttl = settings.ttl;
-        let node = Node::join(cfg).await?;
+        let node = match adopt {
+            Some((lease, _)) => Node::adopt(cfg, lease).await?,
+            None => Node::join(cfg).await?,
+        };
         metrics.live.set(i64::from(node.is_live()));
         let c = Cluster {
             node,
@@ -127,13 +138,38 @@ impl Cluster {
             nodes: RwLock::new(Vec::new()),
             relay: Relay::default(),
             metrics,
+            releases_paused: AtomicBool::new(false),
+            handed_off: AtomicBool::new(false),
         };
+        if let Some((_, grace)) = adopt {
+            for (tenant, revision) in c.node.held() {
+                c.table.adopted(&tenant, revision, grace);
+            }
+            c.metrics.owned.set(c.table.len() as i64);
+        }
         c.refresh_nodes().await;
         Ok(c)
     }
 
     pub fn node_id(&self) -> &str {
         self.node.id()
+    }
+
+    pub fn lease_id(&self) -> i64 {
+        self.node.lease_id()
+    }
+
+    /// Hold (or resume) every release: set before a successor process is started, since it
+    /// takes over the claims as they are then.
+    pub fn pause_releases(&self, paused: bool) {
+        self.releases_paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// The successor serves on this node's lease: from now on this process releases
+    /// nothing and leaves without revoking the lease.
+    pub fn handed_off(&self) {
+        self.releases_paused.store(true, Ordering::SeqCst);
+        self.handed_off.store(true, Ordering::SeqCst);
     }
 
     pub fn settings(&self) -> &ClusterSettings {
@@ -309,7 +345,7 @@ impl Cluster {
                 _ = &mut closing => return,
             }
             self.refresh_nodes().await;
-            if !self.node.is_live() {
+            if !self.node.is_live() || self.releases_paused.load(Ordering::SeqCst) {
                 continue;
             }
             for tenant in self.table.owned() {
@@ -437,6 +473,11 @@ impl Cluster {
     /// this node goes at once.
     pub async fn leave(&self) {
         self.table.clear();
+        if self.handed_off.load(Ordering::SeqCst) {
+            // The successor renews the lease and holds the claims.
+            self.node.hand_off();
+            return;
+        }
         match self.node.leave().await {
             Ok(()) => {}
             Err(e) => tracing::warn!("cluster: leaving failed (the lease expires by itself): {e}"),

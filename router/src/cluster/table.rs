@@ -99,12 +99,26 @@ impl Table {
         self.enter(tenant)
     }
 
+    /// Record a claim taken over from the process this one replaced, counted as used until
+    /// `grace` from now (that process may still be finishing requests under it).
+    pub fn adopted(&self, tenant: &str, revision: i64, grace: Duration) {
+        let last = Instant::now().checked_add(grace).unwrap_or_else(Instant::now);
+        lock(&self.inner.map).entry(tenant.to_string()).or_insert(Entry {
+            revision,
+            in_flight: 0,
+            last,
+            leaving: false,
+        });
+    }
+
     /// Start giving `tenant` up if nothing uses it and it has been unused for `idle` (the
     /// idle reaper), returning the revision to release. Requests arriving from now on wait.
     pub fn leave_if_idle(&self, tenant: &str, idle: Duration) -> Option<i64> {
         let mut map = lock(&self.inner.map);
         let e = map.get_mut(tenant)?;
-        if e.leaving || e.in_flight > 0 || e.last.elapsed() < idle {
+        // `last` may lie ahead (an adopted claim's grace): not idle before it, whatever `idle`.
+        let idle_since = e.last.checked_add(idle);
+        if e.leaving || e.in_flight > 0 || idle_since.is_none_or(|t| Instant::now() < t) {
             return None;
         }
         e.leaving = true;
@@ -200,6 +214,15 @@ mod tests {
         t.forget("a");
         assert!(rx.has_changed().expect("open"));
         let _ = rx.borrow_and_update();
+    }
+
+    #[test]
+    fn an_adopted_claim_is_kept_through_its_grace() {
+        let t = Table::default();
+        t.adopted("a", 9, Duration::from_secs(60));
+        assert_eq!(t.leave_if_idle("a", Duration::ZERO), None, "the old process may use it");
+        drop(serve(&t, "a"));
+        assert_eq!(t.leave_if_idle("a", Duration::ZERO), Some(9));
     }
 
     #[test]
