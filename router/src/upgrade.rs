@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::phase::{self, Phases, Stop};
+use crate::phase::{self, Phase, Phases, Stop};
 
 const LISTEN_FDS: &str = "PADDOCK_LISTEN_FDS";
 const UPGRADE_FD: &str = "PADDOCK_UPGRADE_FD";
@@ -235,7 +235,7 @@ pub async fn run(sockets: Sockets, requests: &Requests, phases: Arc<Phases>) {
             None
         }
     };
-    let closing = phase::reached(phases.subscribe(), |p| !p.accepting());
+    let closing = phase::reached(phases.subscribe(), Phase::stopping);
     tokio::pin!(closing);
     loop {
         let reply = tokio::select! {
@@ -260,6 +260,8 @@ pub async fn run(sockets: Sockets, requests: &Requests, phases: Arc<Phases>) {
             Ok(pid) => {
                 tracing::info!(pid, "upgrade: the new process serves; draining this one");
                 crate::notify::hand_over(*pid);
+                // The successor is this node: nothing is handed to other nodes.
+                phases.leave_first(false);
                 phases.request(Stop::Graceful);
             }
             Err(e) => tracing::error!("upgrade failed, this process serves on: {e}"),

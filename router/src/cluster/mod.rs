@@ -430,6 +430,10 @@ impl Cluster {
     /// tenant wait, those in flight finish, its pool stops, its claim is released, and the
     /// waiting requests go to the node rendezvous hashing picks. Returns how many went.
     pub async fn drain(&self, registry: &Registry) -> Result<usize, ClusterError> {
+        if self.handed_off.load(Ordering::SeqCst) {
+            // The claims belong to the process that replaced this one.
+            return Ok(0);
+        }
         self.node.set_state(NodeState::Draining).await?;
         self.refresh_nodes().await;
         let mut n = 0;
