@@ -459,7 +459,8 @@ async fn dispatch(
     if crate::discovery::is_disabled(&cfg, &routed.spec) {
         return (Some(name), Refusal::disabled().answer(meta));
     }
-    let conn = Conn { raw, host: &host, client, peer, local, forwarded: hop.is_some() };
+    let hops = hop.as_ref().map_or(0, |h| h.hops);
+    let conn = Conn { raw, host: &host, client, peer, local, hops };
     (Some(name), to_tenant(st, *routed, req, body, &target, conn, meta).await)
 }
 
@@ -472,8 +473,8 @@ struct Conn<'a> {
     client: forwarded::Client,
     peer: SocketAddr,
     local: SocketAddr,
-    /// It came from another node of the cluster: never forward it again.
-    forwarded: bool,
+    /// Node-to-node hops it made to get here (0: straight from a client).
+    hops: u8,
 }
 
 async fn to_tenant(
@@ -512,7 +513,7 @@ async fn to_tenant(
     // request is in flight.
     let _claim = match st.cluster() {
         None => None,
-        Some(c) => match c.route(&routed.spec.name, conn.forwarded).await {
+        Some(c) => match c.route(&routed.spec.name, conn.hops).await {
             crate::cluster::Route::Serve(g) => Some(g),
             crate::cluster::Route::Forward { node, addr } => {
                 return relay(c, &routed, req, body_in, &conn, node, addr, meta).await
@@ -581,6 +582,7 @@ async fn relay(
         client_port: conn.peer.port(),
         https: conn.client.https,
         server_port: conn.local.port(),
+        hops: conn.hops + 1,
     };
     let s = &routed.spec.settings;
     // The owner may have to start the pool and queue the request first.

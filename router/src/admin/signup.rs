@@ -81,20 +81,30 @@ async fn create_tenant(ad: &Admin, req: &SignupRequest) -> Result<TenantSpec, Si
         Owner::PerSite => Some(super::siteuser::name_for(&sc.site_user, name)?),
         _ => None,
     };
-    let mut claim = Claim::take(&ad.claims, &sites, name)?;
-    if std::fs::symlink_metadata(sites.join(name)).is_ok() {
-        return Err(SignupError::Taken(name.into()));
-    }
-    // In a cluster the name must be free on every node: one etcd record per name.
+    // In a cluster the name must be free on every node: one etcd record per name, taken
+    // before anything is made in the shared sites directory (where another node's signup of
+    // the same name would otherwise meet this one's staging directory).
     let reserved = match ad.state.cluster() {
         None => None,
-        Some(c) => match c.reserve_tenant(name).await {
-            Ok(Some(record)) => Some((c.clone(), record)),
-            Ok(None) => return Err(SignupError::Taken(name.into())),
-            Err(e) => return Err(SignupError::Unavailable(format!("the cluster registry: {e}"))),
-        },
+        Some(c) => {
+            // A record whose site never appeared (a node that crashed mid-signup, a site
+            // removed by hand) stops blocking the name after this long.
+            let stale = sc.provision_timeout * 2 + std::time::Duration::from_secs(60);
+            let exists = std::fs::symlink_metadata(sites.join(name)).is_ok();
+            match c.reserve_tenant(name, stale, exists).await {
+                Ok(Some(record)) => Some((c.clone(), record)),
+                Ok(None) => return Err(SignupError::Taken(name.into())),
+                Err(e) => {
+                    return Err(SignupError::Unavailable(format!("the cluster registry: {e}")))
+                }
+            }
+        }
     };
     let made = async {
+        let mut claim = Claim::take(&ad.claims, &sites, name)?;
+        if std::fs::symlink_metadata(sites.join(name)).is_ok() {
+            return Err(SignupError::Taken(name.into()));
+        }
         let creds = match (owner, site_user) {
             (Owner::Shared(c), _) => Some(c),
             (_, Some(u)) => Some(claim.new_user(&u, sc.site_uids, &sites.join(name)).await?),

@@ -14,6 +14,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub const HEADER: HeaderName = HeaderName::from_static("paddock-hop");
 
+/// Most node-to-node hops a request makes. One is the rule; the second is for a tenant that
+/// changes hands while the request is on its way (the forwarding node's owner cache lagged a
+/// move or a drain by a few milliseconds): the node it reached knows the new owner and passes
+/// it on once more, instead of failing it. Two bounds every path: no request loops.
+pub const MAX_HOPS: u8 = 2;
+
 /// What the forwarding node knew about the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hop {
@@ -25,17 +31,20 @@ pub struct Hop {
     pub https: bool,
     /// The port the client connected to (`SERVER_PORT`).
     pub server_port: u16,
+    /// Node-to-node hops so far, this one included: 1 to [`MAX_HOPS`].
+    pub hops: u8,
 }
 
 impl Hop {
     pub fn value(&self) -> HeaderValue {
         let v = format!(
-            "node={};for={};port={};proto={};server-port={}",
+            "node={};for={};port={};proto={};server-port={};hops={}",
             self.node,
             self.client,
             self.client_port,
             if self.https { "https" } else { "http" },
-            self.server_port
+            self.server_port,
+            self.hops
         );
         // Node ids are DNS labels, the rest digits and address characters.
         HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("invalid"))
@@ -49,8 +58,8 @@ impl Hop {
             return Err("a forwarded request needs exactly one Paddock-Hop header");
         };
         let v = v.to_str().map_err(|_| "Paddock-Hop is not ASCII")?;
-        let (mut node, mut client, mut port, mut https, mut server_port) =
-            (None, None, None, None, None);
+        let (mut node, mut client, mut port, mut https, mut server_port, mut hops) =
+            (None, None, None, None, None, None);
         for pair in v.split(';') {
             let (k, val) = pair.split_once('=').ok_or("Paddock-Hop: a field without `=`")?;
             let slot_taken = match k {
@@ -68,6 +77,9 @@ impl Hop {
                         _ => return Err("Paddock-Hop: bad `proto`"),
                     })
                     .is_some(),
+                "hops" => hops
+                    .replace(val.parse::<u8>().map_err(|_| "Paddock-Hop: bad `hops`")?)
+                    .is_some(),
                 "server-port" => server_port
                     .replace(val.parse().map_err(|_| "Paddock-Hop: bad `server-port`")?)
                     .is_some(),
@@ -77,11 +89,16 @@ impl Hop {
                 return Err("Paddock-Hop: a field given twice");
             }
         }
-        match (node, client, port, https, server_port) {
-            (Some(node), Some(client), Some(client_port), Some(https), Some(server_port))
-                if paddock_config::cluster::node_id_problem(&node).is_none() =>
-            {
-                Ok(Hop { node, client, client_port, https, server_port })
+        match (node, client, port, https, server_port, hops) {
+            (
+                Some(node),
+                Some(client),
+                Some(client_port),
+                Some(https),
+                Some(server_port),
+                Some(hops @ 1..=MAX_HOPS),
+            ) if paddock_config::cluster::node_id_problem(&node).is_none() => {
+                Ok(Hop { node, client, client_port, https, server_port, hops })
             }
             _ => Err("Paddock-Hop: a field is missing or the node id is not valid"),
         }
@@ -109,6 +126,7 @@ mod tests {
             client_port: 51000,
             https: true,
             server_port: 443,
+            hops: 2,
         };
         let mut h = HeaderMap::new();
         h.insert(HEADER, hop.value());
@@ -117,13 +135,15 @@ mod tests {
         assert!(Hop::parse(&headers(&[&good, &good])).is_err(), "two headers");
         assert!(Hop::parse(&HeaderMap::new()).is_err(), "none");
         for bad in [
-            "node=n1;for=1.2.3.4;port=1;proto=http",
-            "node=N1;for=1.2.3.4;port=1;proto=http;server-port=80",
-            "node=n1;for=1.2.3.4;port=1;proto=ftp;server-port=80",
-            "node=n1;for=host;port=1;proto=http;server-port=80",
+            "node=n1;for=1.2.3.4;port=1;proto=http;server-port=80",
+            "node=n1;for=1.2.3.4;port=1;proto=http;server-port=80;hops=0",
+            "node=n1;for=1.2.3.4;port=1;proto=http;server-port=80;hops=3",
+            "node=N1;for=1.2.3.4;port=1;proto=http;server-port=80;hops=1",
+            "node=n1;for=1.2.3.4;port=1;proto=ftp;server-port=80;hops=1",
+            "node=n1;for=host;port=1;proto=http;server-port=80;hops=1",
             "node=n1;node=n2;for=1.2.3.4;port=1;proto=http;server-port=80",
-            "node=n1;for=1.2.3.4;port=99999;proto=http;server-port=80",
-            "node=n1;for=1.2.3.4;port=1;proto=http;server-port=80;x=1",
+            "node=n1;for=1.2.3.4;port=99999;proto=http;server-port=80;hops=1",
+            "node=n1;for=1.2.3.4;port=1;proto=http;server-port=80;hops=1;x=1",
             "",
         ] {
             assert!(Hop::parse(&headers(&[bad])).is_err(), "{bad}");

@@ -7,8 +7,8 @@
 //! 1. this node has no live lease: forward to T's owner if the cache knows another one, else
 //!    503;
 //! 2. this node owns T: serve;
-//! 3. another node owns T (owner cache): forward there once; a forwarded request is never
-//!    forwarded again (503 instead);
+//! 3. another node owns T (owner cache): forward there; a request forwarded already may
+//!    be forwarded once more ([`hop::MAX_HOPS`]: T changed hands on the way), then 503;
 //! 4. draining or at capacity: forward to the node rendezvous hashing picks;
 //! 5. else claim T in etcd (create-if-absent): won, serve; lost, forward to the winner.
 
@@ -176,13 +176,13 @@ impl Cluster {
         &self.settings
     }
 
-    /// Decide where a request for `tenant` goes. `forwarded`: it came from another node,
-    /// which must not see it come back.
-    pub async fn route(&self, tenant: &str, forwarded: bool) -> Route {
+    /// Decide where a request for `tenant` goes; `hops`: how many nodes forwarded it so far.
+    pub async fn route(&self, tenant: &str, hops: u8) -> Route {
+        let may_forward = hops < hop::MAX_HOPS;
         let deadline = tokio::time::Instant::now() + LEAVE_WAIT;
         loop {
             if !self.node.is_live() {
-                if !forwarded {
+                if may_forward {
                     if let Some(to) = self.cached_elsewhere(tenant) {
                         return to;
                     }
@@ -204,7 +204,7 @@ impl Cluster {
                 }
                 Enter::Absent => {}
             }
-            if !forwarded {
+            if may_forward {
                 if let Some(to) = self.cached_elsewhere(tenant) {
                     return to;
                 }
@@ -233,10 +233,10 @@ impl Cluster {
                             "{tenant} is still claimed by this node's previous lease"
                         ));
                     }
-                    if forwarded {
+                    if !may_forward {
                         self.metrics.forwards.with_label_values(&["refused"]).inc();
                         return Route::Unavailable(format!(
-                            "{tenant} is owned by {} and this request was already forwarded once",
+                            "{tenant} is owned by {} and this request was forwarded {hops} times already",
                             owner.node
                         ));
                     }
@@ -556,8 +556,15 @@ impl Cluster {
     }
 
     /// Reserve `name` cluster-wide for a signup: `Ok(None)` if the name is taken, else the
-    /// record written (to take it back with if the signup fails).
-    pub async fn reserve_tenant(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
+    /// record written (to take it back with if the signup fails). A record older than
+    /// `stale_after` while no site of that name `exists` is the remains of a signup that never
+    /// finished: it is replaced (only if unchanged since read).
+    pub async fn reserve_tenant(
+        &self,
+        name: &str,
+        stale_after: Duration,
+        exists: bool,
+    ) -> Result<Option<Vec<u8>>, ClusterError> {
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let record = serde_json::to_vec(&serde_json::json!({
@@ -567,7 +574,29 @@ impl Cluster {
             "nonce": format!("{}-{}", std::process::id(), now.as_nanos()),
         }))
         .unwrap_or_default();
-        Ok(self.node.create_tenant(name, &record).await?.then_some(record))
+        if self.node.create_tenant(name, &record).await? {
+            return Ok(Some(record));
+        }
+        let Some(old) = self.node.tenant(name).await? else {
+            // Deleted meanwhile: one more try.
+            return Ok(self.node.create_tenant(name, &record).await?.then_some(record));
+        };
+        let created = serde_json::from_slice::<serde_json::Value>(&old)
+            .ok()
+            .and_then(|v| v.get("created").and_then(serde_json::Value::as_u64));
+        let stale =
+            created.is_some_and(|c| now.as_secs() > c.saturating_add(stale_after.as_secs()));
+        if exists || !stale {
+            return Ok(None);
+        }
+        tracing::warn!(
+            tenant = name,
+            "cluster: replacing the record of a signup that never finished"
+        );
+        if self.node.delete_tenant(name, Some(&old)).await? {
+            return Ok(self.node.create_tenant(name, &record).await?.then_some(record));
+        }
+        Ok(None)
     }
 
     /// Take back a reservation ([`Cluster::reserve_tenant`]) whose signup failed, or with
