@@ -56,14 +56,8 @@ impl ClusterConfig {
                 return bad(format!("etcd endpoint `{e}` is empty or has blanks"));
             }
         }
-        if !self.prefix.starts_with('/')
-            || !self.prefix.ends_with('/')
-            || self.prefix.contains("//")
-        {
-            return bad(format!(
-                "prefix `{}` must start and end with `/` (e.g. `/paddock/`)",
-                self.prefix
-            ));
+        if let Some(m) = paddock_config::cluster::prefix_problem(&self.prefix) {
+            return bad(m);
         }
         check_node_id(&self.node_id)?;
         match self.internal_addr.rsplit_once(':') {
@@ -73,14 +67,8 @@ impl ClusterConfig {
         if self.capacity == 0 {
             return bad("capacity must be at least 1".into());
         }
-        if self.ttl < Duration::from_secs(3) || self.ttl.subsec_nanos() != 0 {
-            return bad(format!("ttl {:?} must be whole seconds, at least 3 s", self.ttl));
-        }
-        if self.ttl > Duration::from_secs(3600) {
-            return bad(format!(
-                "ttl {:?} is over an hour: a dead node would hold its tenants that long",
-                self.ttl
-            ));
+        if let Some(m) = paddock_config::cluster::ttl_problem(self.ttl) {
+            return bad(m);
         }
         if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
             return bad("timeouts must not be zero".into());
@@ -89,19 +77,12 @@ impl ClusterConfig {
     }
 }
 
-/// Node ids are lowercase DNS labels: 1-63 of `[a-z0-9-]`, no `-` at either end.
+/// Node ids are lowercase DNS labels (`paddock_config::cluster::node_id_problem`, the one
+/// place the rule is written).
 pub fn check_node_id(id: &str) -> Result<(), ClusterError> {
-    let ok = !id.is_empty()
-        && id.len() <= 63
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !id.starts_with('-')
-        && !id.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ClusterError::Config(format!(
-            "node id `{id}`: use a lowercase DNS label (1 to 63 of a-z, 0-9 and `-`, no `-` at either end)"
-        )))
+    match paddock_config::cluster::node_id_problem(id) {
+        None => Ok(()),
+        Some(m) => Err(ClusterError::Config(m)),
     }
 }
 

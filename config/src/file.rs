@@ -67,6 +67,8 @@ pub struct FileConfig {
     pub drain_timeout: Option<Spanned<String>>,
     /// The admin listener (API, signup page, `/metrics`); absent: no admin listener.
     pub admin: Option<AdminSection>,
+    /// Several nodes on one tenant registry (etcd); absent: this node alone, as always.
+    pub cluster: Option<crate::cluster::ClusterSection>,
     /// Pool settings for every tenant.
     pub defaults: Option<TenantSection>,
     /// Per-tenant settings, keyed by tenant name. (Not `Spanned`: toml cannot span tables that

@@ -6,6 +6,7 @@
 //! its per-tenant half in `settings.rs`).
 
 pub mod auth;
+pub mod cluster;
 mod file;
 pub mod limits;
 mod settings;
@@ -76,6 +77,8 @@ pub struct Config {
     pub drain_timeout: std::time::Duration,
     /// The admin listener, if any.
     pub admin: Option<AdminConfig>,
+    /// `[cluster]`: this node is one of several on etcd; `None`: a node alone.
+    pub cluster: Option<cluster::ClusterSettings>,
     /// Settings for discovered tenants.
     pub defaults: PoolSettings,
     /// Static files of discovered tenants. Kept out of [`PoolSettings`] so that changing
@@ -373,6 +376,20 @@ impl Validator<'_> {
         let max_workers_total = self.max_workers(&f);
         let database_servers = self.database_servers(&f);
         let admin = self.admin(&f, ov, &abs);
+        let cluster = f.cluster.as_ref().and_then(|c| {
+            let mut found = Vec::new();
+            let settings = cluster::validate(c, |span, m| found.push((span, m)));
+            // A missing key is reported at the section's header.
+            let header =
+                self.text.lines().position(|l| l.trim() == "[cluster]").map_or(0, |i| i + 1);
+            for (span, m) in found {
+                match span {
+                    Some(_) => self.err(span, m),
+                    None => self.err_at(header, m),
+                }
+            }
+            settings
+        });
         let front = self.front_limits(&f);
         let send_timeout = self.send_timeout(&f);
         let drain_timeout = self.drain_timeout(&f);
@@ -411,6 +428,7 @@ impl Validator<'_> {
             allow_root: ov.allow_root || f.allow_root.unwrap_or(false),
             max_workers_total,
             admin,
+            cluster,
             trusted_proxies: front.0,
             database_servers,
             header_read_timeout: front.1,

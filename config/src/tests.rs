@@ -342,3 +342,46 @@ fn database_servers_are_tcp_addresses() {
     assert!(m.iter().any(|x| x.starts_with("3: ") && x.contains("`db.example:5432`")), "{m:?}");
     assert!(m.iter().any(|x| x.starts_with("4: ") && x.contains("only TCP")), "{m:?}");
 }
+
+#[test]
+fn a_cluster_section_validates_with_defaults() {
+    let c = load_str(
+        "sites = \"/srv/sites\"\n[cluster]\netcd = [\"http://10.0.0.1:2379\"]\nnode_id = \"n1\"\n\
+         internal_listen = \"10.0.0.5:8081\"\npeers = [\"10.0.0.0/24\"]\n",
+    )
+    .expect("valid");
+    let k = c.cluster.expect("cluster");
+    assert_eq!(k.prefix, cluster::DEFAULT_PREFIX);
+    assert_eq!(k.internal_addr, k.internal_listen);
+    assert_eq!(k.capacity, cluster::DEFAULT_CAPACITY);
+    assert_eq!(k.ttl, cluster::DEFAULT_TTL);
+    assert!(k.is_peer("10.0.0.9".parse().expect("ip")));
+    assert!(k.is_peer("::ffff:10.0.0.9".parse().expect("ip")));
+    assert!(!k.is_peer("10.0.1.9".parse().expect("ip")));
+    assert!(load_str("sites = \"/srv/sites\"\n").expect("valid").cluster.is_none());
+}
+
+#[test]
+fn cluster_mistakes_name_their_line() {
+    let m = messages(load_str(
+        "sites = \"/srv/sites\"\n[cluster]\nnode_id = \"Node_1\"\nprefix = \"paddock\"\n\
+         internal_listen = \"0.0.0.0:8081\"\npeers = [\"10.0.0.0/24\", \"x\"]\nttl = \"2s\"\n\
+         capacity = 0\ncapacty = 3\n",
+    ));
+    let has = |line: usize, what: &str| {
+        m.iter().any(|x| x.starts_with(&format!("{line}: ")) && x.contains(what))
+    };
+    assert!(has(2, "needs `etcd`"), "{m:?}");
+    assert!(has(3, "node id `Node_1`"), "{m:?}");
+    assert!(has(4, "prefix `paddock`"), "{m:?}");
+    assert!(has(5, "unspecified"), "{m:?}");
+    assert!(has(6, "`x` is not an address"), "{m:?}");
+    assert!(has(7, "at least 3 s"), "{m:?}");
+    assert!(has(8, "`capacity` 0"), "{m:?}");
+    assert!(has(9, "capacty"), "{m:?}");
+    let m = messages(load_str(
+        "sites = \"/srv/sites\"\n[cluster]\netcd = [\"http://e:2379\"]\nnode_id = \"n1\"\n\
+         internal_listen = \"10.0.0.5:8081\"\npeers = [\"192.168.0.0/16\"]\n",
+    ));
+    assert!(m.iter().any(|x| x.starts_with("6: ") && x.contains("own `internal_addr`")), "{m:?}");
+}

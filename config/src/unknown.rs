@@ -137,6 +137,7 @@ fn known_keys(table: &[Seg]) -> &'static [&'static str] {
     match table {
         [] => fields_of::<FileConfig>(),
         [a] if key(a, "admin") => fields_of::<AdminSection>(),
+        [a] if key(a, "cluster") => fields_of::<crate::cluster::ClusterSection>(),
         [a] if key(a, "defaults") => fields_of::<TenantSection>(),
         [a, _] if key(a, "tenants") => fields_of::<TenantSection>(),
         [a, Seg::Index(_)] if key(a, "rules") => fields_of::<RuleEntry>(),
