@@ -127,6 +127,29 @@ impl Etcd {
         answer.contains("\"health\":\"true\"")
     }
 
+    /// How many keys are `key` (0 or 1), read through etcd's JSON gateway on the first member
+    /// that answers; None if none does.
+    pub fn key_count(&self, key: &str) -> Option<u64> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        let body = format!("{{\"key\":\"{b64}\"}}");
+        self.members.iter().filter(|m| m.child.is_some()).find_map(|m| {
+            let mut s = TcpStream::connect(("127.0.0.1", m.client_port)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            let req = format!(
+                "POST /v3/kv/range HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(req.as_bytes()).ok()?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).ok()?;
+            let json = answer.split_once("\r\n\r\n")?.1;
+            let v: serde_json::Value = serde_json::from_str(json).ok()?;
+            v.get("header")?;
+            Some(v["count"].as_str().and_then(|c| c.parse().ok()).unwrap_or(0))
+        })
+    }
+
     /// The last lines of member `i`'s log.
     pub fn log(&self, i: usize) -> String {
         let s = std::fs::read_to_string(self.members[i].dir.join("etcd.log")).unwrap_or_default();

@@ -7,10 +7,12 @@
 
 pub mod etcd;
 pub mod haproxy;
+pub mod load;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -55,7 +57,7 @@ pub struct Node {
     pub admin: SocketAddr,
     pub internal: SocketAddr,
     pub config: PathBuf,
-    stopped: bool,
+    stopped: AtomicBool,
 }
 
 pub struct Cluster {
@@ -78,12 +80,8 @@ impl Cluster {
             .expect("chmod");
         std::fs::create_dir_all(dir.path().join("sites")).expect("mkdir sites");
         write(&dir.path().join("tokens"), &format!("{TOKEN}\n"));
-        let mut c = Cluster {
-            nodes: Vec::new(),
-            etcd,
-            dir,
-            ttl: Duration::from_secs(opts.ttl_secs),
-        };
+        let mut c =
+            Cluster { nodes: Vec::new(), etcd, dir, ttl: Duration::from_secs(opts.ttl_secs) };
         for i in 0..opts.nodes {
             let node = c.start_node(i, &opts);
             c.nodes.push(node);
@@ -106,7 +104,7 @@ impl Cluster {
             assert!(Instant::now() < deadline, "{id}: no admin listener:\n{}", server.log_text());
             std::thread::sleep(Duration::from_millis(20));
         }
-        Node { id, server, admin, internal, config, stopped: false }
+        Node { id, server, admin, internal, config, stopped: AtomicBool::new(false) }
     }
 
     fn config_text(&self, id: &str, admin: SocketAddr, internal: SocketAddr, o: &Opts) -> String {
@@ -124,7 +122,7 @@ impl Cluster {
         format!(
             "sites = \"{sites}\"\nindex = false\n\
              [defaults]\nprocesses = 1\nthreads = 4\napp = \"testapps:application\"\n\
-             python_path = [\"{apps}\"]\nwatch_files = []\n\
+             python_path = [\"{apps}\"]\nwatch_files = []\ngraceful_timeout = \"5s\"\n\
              {cluster}\
              [admin]\nlisten = \"{admin}\"\ntokens_file = \"{dir}/tokens\"\n{extra}\n",
             sites = self.sites().display(),
@@ -151,7 +149,9 @@ impl Cluster {
         let ok = within(timeout, || {
             self.nodes.iter().filter(|n| n.alive()).all(|n| {
                 let (s, v) = n.api("GET", "/api/v1/cluster", None);
-                s == 200 && v["health"] == "live" && v["nodes"].as_array().map(Vec::len) == Some(want)
+                s == 200
+                    && v["health"] == "live"
+                    && v["nodes"].as_array().map(Vec::len) == Some(want)
             })
         });
         if ok.is_none() {
@@ -178,7 +178,19 @@ impl Cluster {
 
     /// `GET /trac/NAME/pid` through `addr`: the status and, on 200, which node served it.
     pub fn who_serves(&self, addr: SocketAddr, name: &str, timeout: Duration) -> Served {
-        match get(addr, &format!("/trac/{name}/pid"), timeout) {
+        self.who_serves_path(addr, name, "pid", timeout)
+    }
+
+    /// Like [`Cluster::who_serves`] for `/trac/NAME/PATH` (a test-app path answering the pid:
+    /// `pid`, `sleep?s=0.2`).
+    pub fn who_serves_path(
+        &self,
+        addr: SocketAddr,
+        name: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Served {
+        match get(addr, &format!("/trac/{name}/{path}"), timeout) {
             Ok(r) if r.status == 200 => {
                 let pid: Option<u32> = r.text().trim().parse().ok();
                 Served { status: 200, pid, node: pid.and_then(|p| self.node_of_pid(p)), err: None }
@@ -186,6 +198,32 @@ impl Cluster {
             Ok(r) => Served { status: r.status, pid: None, node: None, err: Some(r.text()) },
             Err(e) => Served { status: 0, pid: None, node: None, err: Some(e.to_string()) },
         }
+    }
+
+    /// The first request for `name` (made a site here) through node `i`: nobody owns it, so
+    /// node `i` claims it and serves it. The worker's pid.
+    pub fn start_on(&self, i: usize, name: &str) -> u32 {
+        self.add_site(name);
+        let s = self.who_serves(self.nodes[i].server.addr, name, Duration::from_secs(30));
+        if s.status != 200 || s.node != Some(i) {
+            self.dump(&format!("first request for {name} through {}: {s:?}", self.nodes[i].id));
+        }
+        s.pid.expect("pid")
+    }
+
+    /// Until every node in `on` names `want` as the owner of `name` (their caches may lag).
+    pub fn owner_agreed(&self, name: &str, on: &[usize], want: Option<&str>) {
+        let agree = || on.iter().all(|&i| self.nodes[i].owner(name).as_deref() == want);
+        if within(Duration::from_secs(10), agree).is_none() {
+            let seen: Vec<_> =
+                on.iter().map(|&i| (&self.nodes[i].id, self.nodes[i].owner(name))).collect();
+            self.dump(&format!("owner of {name}: want {want:?} on every node, saw {seen:?}"));
+        }
+    }
+
+    /// The metric `series` summed over the nodes in `on` (a missing sample counts 0).
+    pub fn sum(&self, on: &[usize], series: &str) -> f64 {
+        on.iter().map(|&i| self.nodes[i].metric(series).unwrap_or(0.0)).sum()
     }
 
     /// Index of the node `node.id`.
@@ -216,9 +254,8 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for n in &mut self.nodes {
             if n.alive() {
-                if n.stopped {
-                    signal(n.pid(), SIGCONT);
-                    n.stopped = false;
+                if n.stopped.load(Ordering::Relaxed) {
+                    n.sigcont();
                 }
                 signal(n.pid(), SIGTERM);
             }
@@ -251,19 +288,20 @@ impl Node {
         })
     }
 
-    pub fn kill9(&mut self) {
+    /// SIGKILL (reaped when the cluster is dropped).
+    pub fn kill9(&self) {
         signal(self.pid(), SIGKILL);
-        let _ = self.server.child.wait();
     }
 
-    pub fn sigstop(&mut self) {
+    /// SIGSTOP the router (its workers keep running); continued on drop at the latest.
+    pub fn sigstop(&self) {
         signal(self.pid(), SIGSTOP);
-        self.stopped = true;
+        self.stopped.store(true, Ordering::Relaxed);
     }
 
-    pub fn sigcont(&mut self) {
+    pub fn sigcont(&self) {
         signal(self.pid(), SIGCONT);
-        self.stopped = false;
+        self.stopped.store(false, Ordering::Relaxed);
     }
 
     /// One admin API call with the test token; the JSON answer (Null if none).
@@ -324,8 +362,9 @@ fn parent_of(pid: u32) -> Option<u32> {
 
 /// Whether process `pid` exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()) != Some("Z"))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()) != Some("Z")
+    })
 }
 
 /// `GET path` on a new connection, every step bounded by `timeout`.
