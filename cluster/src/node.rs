@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cache::{self, OwnerCache};
-use crate::config::{check_tenant, ClusterConfig};
+use crate::config::{check_node_id, check_tenant, ClusterConfig};
 use crate::error::{from_etcd, timed_out, ClusterError};
 use crate::fence::{after_check, after_renewal, Clock, Fence, Health};
 use crate::keys::{decode, encode, name_under, Keys, NodeInfo, NodeRecord, NodeState, Owner};
@@ -34,7 +34,7 @@ pub enum Claim {
 /// `leave` revokes the lease at once.
 pub struct Node {
     inner: Arc<Inner>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 struct Inner {
@@ -76,40 +76,7 @@ impl Node {
     /// that id: a crashed predecessor's record is waited out, at most ttl + request timeout)
     /// and starts the keep-alive and watchdog tasks. Needs a tokio runtime.
     pub async fn join(cfg: ClusterConfig) -> Result<Node, ClusterError> {
-        cfg.validate()?;
-        let endpoints = cfg.endpoints.join(",");
-        let opts = ConnectOptions::new()
-            .with_connect_timeout(cfg.connect_timeout)
-            .with_timeout(cfg.request_timeout)
-            // HTTP/2 pings, so a dead connection is noticed without waiting for TCP.
-            .with_keep_alive(Duration::from_secs(2), cfg.request_timeout)
-            .with_keep_alive_while_idle(true);
-        let connect = Client::connect(cfg.endpoints.clone(), Some(opts));
-        let client = match tokio::time::timeout(cfg.connect_timeout + cfg.request_timeout, connect)
-            .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(from_etcd(&endpoints, e)),
-            Err(_) => return Err(timed_out(&endpoints, cfg.connect_timeout + cfg.request_timeout)),
-        };
-        let (health, _) = watch::channel(Health::Lost);
-        let (stop, _) = watch::channel(false);
-        let inner = Arc::new(Inner {
-            keys: Keys::new(&cfg.prefix),
-            fence: Fence::new(cfg.ttl),
-            clock: Clock::new(),
-            endpoints,
-            client,
-            health,
-            last_ok: AtomicU64::new(0),
-            lease: AtomicI64::new(0),
-            state: Mutex::new(NodeState::Active),
-            held: Mutex::new(HashMap::new()),
-            suspended: AtomicBool::new(false),
-            stop,
-            owners: Arc::new(OwnerCache::default()),
-            cfg,
-        });
+        let inner = Inner::connect(cfg).await?;
         let waited = inner.cfg.ttl + inner.cfg.request_timeout;
         let until = tokio::time::Instant::now() + waited;
         loop {
@@ -124,6 +91,22 @@ impl Node {
                 Err(e) => return Err(e),
             }
         }
+        tracing::info!(node = %inner.cfg.node_id, lease = inner.lease_id(), "cluster: joined");
+        Ok(Node::start(inner))
+    }
+
+    /// Takes over the membership of the process this one replaces (a binary upgrade): the
+    /// same node id on the same `lease`, so the node's record and its claims stay where they
+    /// are (`held()` lists them). Refused unless `nodes/<id>` is on that lease and the lease is alive. Both
+    /// processes then renew it; the old one must neither release nor revoke anything.
+    pub async fn adopt(cfg: ClusterConfig, lease: i64) -> Result<Node, ClusterError> {
+        let inner = Inner::connect(cfg).await?;
+        inner.adopt(lease).await?;
+        tracing::info!(node = %inner.cfg.node_id, lease, "cluster: took over the lease");
+        Ok(Node::start(inner))
+    }
+
+    fn start(inner: Arc<Inner>) -> Node {
         let tasks = vec![
             tokio::spawn(keepalive(inner.clone(), inner.stop.subscribe())),
             tokio::spawn(watchdog(inner.clone(), inner.stop.subscribe())),
@@ -135,8 +118,18 @@ impl Node {
                 inner.stop.subscribe(),
             )),
         ];
-        tracing::info!(node = %inner.cfg.node_id, lease = inner.lease_id(), "cluster: joined");
-        Ok(Node { inner, tasks })
+        Node { inner, tasks: Mutex::new(tasks) }
+    }
+
+    /// Stops this process's tasks without touching etcd: the lease, the record and the claims
+    /// stay for the process that took them over ([`Node::adopt`]).
+    pub fn hand_off(&self) {
+        let _ = self.inner.stop.send(true);
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+        self.inner.health.send_replace(Health::Lost);
+        lock(&self.inner.held).clear();
     }
 
     pub fn id(&self) -> &str {
@@ -263,6 +256,46 @@ impl Node {
         Ok(resp.succeeded())
     }
 
+    /// Gives `tenant` to node `to` directly: its owner key, if still the one written at
+    /// `revision`, is rewritten to name `to` and put on `to`'s lease, in one transaction (so
+    /// there is no moment where a third node could claim it). `Ok(false)`: the key changed
+    /// meanwhile, or `to` is not a live node. Stop the tenant's workers first.
+    pub async fn hand_over(
+        &self,
+        tenant: &str,
+        revision: i64,
+        to: &str,
+    ) -> Result<bool, ClusterError> {
+        check_tenant(tenant)?;
+        check_node_id(to)?;
+        let inner = &self.inner;
+        let node_key = inner.keys.node(to);
+        let mut c = inner.client.clone();
+        let resp = inner.rpc(c.get(node_key.clone(), None)).await?;
+        let Some(kv) = resp.kvs().first() else { return Ok(false) };
+        let record: NodeRecord = decode(kv.key(), kv.value())?;
+        let (target_lease, target_rev) = (kv.lease(), kv.mod_revision());
+        let key = inner.keys.owner(tenant);
+        let owner = Owner { node: to.to_string(), addr: record.addr };
+        let txn = Txn::new()
+            .when([
+                Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
+                // The target's record (and so its lease) is still the one just read.
+                Compare::mod_revision(node_key, CompareOp::Equal, target_rev),
+            ])
+            .and_then([TxnOp::put(
+                key,
+                encode(&owner),
+                Some(PutOptions::new().with_lease(target_lease)),
+            )]);
+        let resp = inner.rpc(c.txn(txn)).await?;
+        let mut held = lock(&inner.held);
+        if held.get(tenant) == Some(&revision) {
+            held.remove(tenant);
+        }
+        Ok(resp.succeeded())
+    }
+
     /// Tenants this node won under its current lease, with their revisions (a snapshot).
     pub fn held(&self) -> Vec<(String, i64)> {
         let mut v: Vec<_> = lock(&self.inner.held).iter().map(|(t, r)| (t.clone(), *r)).collect();
@@ -341,6 +374,24 @@ impl Node {
         Ok(self.inner.rpc(c.txn(txn)).await?.succeeded())
     }
 
+    /// Deletes `tenants/<name>`: only if it still holds `record` (a signup that failed after
+    /// creating it), or whatever it holds with `None` (the tenant was deleted). True if gone.
+    pub async fn delete_tenant(
+        &self,
+        name: &str,
+        record: Option<&[u8]>,
+    ) -> Result<bool, ClusterError> {
+        check_tenant(name)?;
+        let key = self.inner.keys.tenant(name);
+        let when: Vec<Compare> = match record {
+            Some(r) => vec![Compare::value(key.clone(), CompareOp::Equal, r.to_vec())],
+            None => Vec::new(),
+        };
+        let txn = Txn::new().when(when).and_then([TxnOp::delete(key, None)]);
+        let mut c = self.inner.client.clone();
+        Ok(self.inner.rpc(c.txn(txn)).await?.succeeded())
+    }
+
     /// The record of `tenants/<name>`.
     pub async fn tenant(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
         check_tenant(name)?;
@@ -352,9 +403,10 @@ impl Node {
 
     /// Leaves the cluster: stops the tasks and revokes the lease, which deletes `nodes/<id>`
     /// and every owner key of this node at once. Stop the workers first.
-    pub async fn leave(mut self) -> Result<(), ClusterError> {
+    /// The node is of no further use after it, whatever the outcome.
+    pub async fn leave(&self) -> Result<(), ClusterError> {
         let _ = self.inner.stop.send(true);
-        for t in self.tasks.drain(..) {
+        for t in lock(&self.tasks).drain(..) {
             t.abort();
         }
         self.inner.health.send_replace(Health::Lost);
@@ -377,7 +429,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.inner.stop.send(true);
-        for t in &self.tasks {
+        for t in lock(&self.tasks).iter() {
             t.abort();
         }
     }
@@ -388,6 +440,84 @@ fn corrupt(key: &str, detail: &str) -> ClusterError {
 }
 
 impl Inner {
+    async fn connect(cfg: ClusterConfig) -> Result<Arc<Inner>, ClusterError> {
+        cfg.validate()?;
+        let endpoints = cfg.endpoints.join(",");
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(cfg.connect_timeout)
+            .with_timeout(cfg.request_timeout)
+            // HTTP/2 pings, so a dead connection is noticed without waiting for TCP.
+            .with_keep_alive(Duration::from_secs(2), cfg.request_timeout)
+            .with_keep_alive_while_idle(true);
+        let connect = Client::connect(cfg.endpoints.clone(), Some(opts));
+        let client = match tokio::time::timeout(cfg.connect_timeout + cfg.request_timeout, connect)
+            .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(from_etcd(&endpoints, e)),
+            Err(_) => return Err(timed_out(&endpoints, cfg.connect_timeout + cfg.request_timeout)),
+        };
+        let (health, _) = watch::channel(Health::Lost);
+        let (stop, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            keys: Keys::new(&cfg.prefix),
+            fence: Fence::new(cfg.ttl),
+            clock: Clock::new(),
+            endpoints,
+            client,
+            health,
+            last_ok: AtomicU64::new(0),
+            lease: AtomicI64::new(0),
+            state: Mutex::new(NodeState::Active),
+            held: Mutex::new(HashMap::new()),
+            suspended: AtomicBool::new(false),
+            stop,
+            owners: Arc::new(OwnerCache::default()),
+            cfg,
+        });
+        Ok(inner)
+    }
+
+    /// [`Node::adopt`]'s check: the node's record is on `lease`, which one renewal (whose
+    /// send time starts the fence window, as any renewal's) shows alive.
+    async fn adopt(&self, lease: i64) -> Result<(), ClusterError> {
+        let refused = || {
+            ClusterError::Config(format!(
+                "cannot take over lease {lease:x} of node {}: it is gone or not this node's",
+                self.cfg.node_id
+            ))
+        };
+        let mut c = self.client.clone();
+        let key = self.keys.node(&self.cfg.node_id);
+        let record = self.rpc(c.get(key.clone(), None)).await?;
+        if record.kvs().first().is_none_or(|kv| kv.lease() != lease) {
+            return Err(refused());
+        }
+        let sent = self.clock.now();
+        let mut stream = None;
+        if let Renewal::Gone = self.rpc(renew(&self.client, &mut stream, lease)).await? {
+            return Err(refused());
+        }
+        // The claims made under the lease are this process's too.
+        let owners = self.keys.owners();
+        let held = self.rpc(c.get(owners.clone(), Some(GetOptions::new().with_prefix()))).await?;
+        {
+            let mut mine = lock(&self.held);
+            for kv in held.kvs().iter().filter(|kv| kv.lease() == lease) {
+                mine.insert(name_under(&owners, kv.key())?.to_string(), kv.mod_revision());
+            }
+        }
+        self.lease.store(lease, Ordering::SeqCst);
+        self.last_ok.store(nanos(sent), Ordering::SeqCst);
+        let now = self.clock.now();
+        self.health.send_replace(if self.fence.live_at(sent, now) {
+            Health::Live
+        } else {
+            Health::Fenced
+        });
+        Ok(())
+    }
+
     fn lease_id(&self) -> i64 {
         self.lease.load(Ordering::SeqCst)
     }

@@ -346,3 +346,68 @@ async fn the_owner_cache_follows_claims_releases_and_expiry() {
     etcd.restart();
     assert!(wait_for(Duration::from_secs(20), || b.cached_owner("d").is_some()).await);
 }
+
+/// A move: the owner key goes to the target's lease in one step, no third node can take it
+/// between, a stale revision moves nothing, and the target's claim then answers `Won`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_gives_a_tenant_to_another_node_in_one_step() {
+    let etcd = Etcd::start();
+    let (a, b, c) =
+        (join(&etcd, "n1", 4).await, join(&etcd, "n2", 4).await, join(&etcd, "n3", 4).await);
+    let Claim::Won { revision } = a.claim("t").await.unwrap() else { panic!("a claims") };
+    assert!(!a.hand_over("t", revision - 1, "n2").await.unwrap(), "stale revision");
+    assert!(!a.hand_over("t", revision, "n9").await.unwrap(), "no such node");
+    assert!(a.hand_over("t", revision, "n2").await.unwrap());
+    assert!(a.held().is_empty());
+    let (owner, _) = a.owner("t").await.unwrap().expect("owned");
+    assert_eq!(owner.node, "n2");
+    assert!(
+        matches!(c.claim("t").await.unwrap(), Claim::OwnedBy { owner, .. } if owner.node == "n2")
+    );
+    let Claim::Won { revision: rb } = b.claim("t").await.unwrap() else { panic!("b owns it") };
+    assert_eq!(b.held(), vec![("t".to_string(), rb)]);
+    // It is on b's lease: b leaving frees it.
+    b.leave().await.unwrap();
+    assert!(a.owner("t").await.unwrap().is_none());
+}
+
+/// A failed signup takes back only its own record; a deleted tenant's goes whatever it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_record_is_deleted_only_by_its_creator_or_unconditionally() {
+    let etcd = Etcd::start();
+    let a = join(&etcd, "n1", 4).await;
+    assert!(a.create_tenant("s", b"mine").await.unwrap());
+    assert!(!a.delete_tenant("s", Some(b"theirs")).await.unwrap());
+    assert_eq!(a.tenant("s").await.unwrap().as_deref(), Some(&b"mine"[..]));
+    assert!(a.delete_tenant("s", Some(b"mine")).await.unwrap());
+    assert!(a.tenant("s").await.unwrap().is_none());
+    assert!(a.create_tenant("s", b"again").await.unwrap());
+    assert!(a.delete_tenant("s", None).await.unwrap());
+    assert!(a.create_tenant("s", b"third").await.unwrap());
+}
+
+/// A binary upgrade: the successor takes over the node's lease, record and claims; the old
+/// process hands off without revoking anything; a lease that is not the node's is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_adopts_the_lease_and_keeps_the_claims() {
+    let etcd = Etcd::start();
+    let old = join(&etcd, "n1", 4).await;
+    let other = join(&etcd, "n2", 4).await;
+    let Claim::Won { revision } = old.claim("t").await.unwrap() else { panic!("claim") };
+    assert!(Node::adopt(config(&etcd, "n1", 4), other.lease_id()).await.is_err(), "n2's lease");
+    let new = Node::adopt(config(&etcd, "n1", 4), old.lease_id()).await.unwrap();
+    assert_eq!(new.lease_id(), old.lease_id());
+    assert_eq!(new.held(), vec![("t".to_string(), revision)], "the claims come along");
+    assert!(wait_for(Duration::from_secs(3), || new.is_live()).await, "live on the adopted lease");
+    assert_eq!(new.claim("t").await.unwrap(), Claim::Won { revision });
+    old.hand_off();
+    assert!(!old.is_live());
+    // Past the ttl: the successor's renewals alone keep the lease and the claim.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(new.is_live());
+    assert!(
+        matches!(other.claim("t").await.unwrap(), Claim::OwnedBy { owner, .. } if owner.node == "n1")
+    );
+    new.leave().await.unwrap();
+    assert!(matches!(other.claim("t").await.unwrap(), Claim::Won { .. }));
+}

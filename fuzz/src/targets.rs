@@ -680,6 +680,27 @@ pub fn forwarded(data: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// hop: the `Paddock-Hop` marker between cluster nodes.
+
+/// Any `Paddock-Hop` headers: refused or parsed, never a panic; what parses writes back to a
+/// value that parses to the same hop, and is never a second header's doing.
+pub fn hop(data: &[u8]) {
+    use paddock_router::cluster::hop::{Hop, HEADER};
+    let mut h = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n').take(4) {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            h.append(HEADER, v);
+        }
+    }
+    if let Ok(hop) = Hop::parse(&h) {
+        assert_eq!(h.get_all(HEADER).iter().count(), 1, "a repeated marker was believed");
+        let mut again = HeaderMap::new();
+        again.insert(HEADER, hop.value());
+        assert_eq!(Hop::parse(&again), Ok(hop));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // config: the paddock.toml loader.
 
 /// Any text: a config or file:line diagnostics, never a panic; each diagnostic names the file.
@@ -714,6 +735,7 @@ pub const TARGETS: &[Target] = &[
     ("htpasswd", htpasswd),
     ("basic", basic),
     ("forwarded", forwarded),
+    ("hop", hop),
     ("config", config),
     ("apache_conf", apache_conf),
 ];

@@ -61,6 +61,8 @@ pub struct State {
     /// Asks for a binary upgrade (the admin API's `POST /upgrade`, as SIGUSR2).
     pub upgrade: crate::upgrade::Trigger,
     pub(crate) upgrade_requests: crate::upgrade::Requests,
+    /// This node's place in a cluster (`[cluster]`), set once it has joined.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl State {
@@ -97,7 +99,17 @@ impl State {
             overrides,
             registry,
             phases,
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The cluster this node has joined, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    pub(crate) fn set_cluster(&self, c: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(c);
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -163,6 +175,21 @@ const FRESH_SETTLE: Duration = Duration::from_secs(2);
 /// [`Phase::Draining`] open connections finish their current request, up to `drain_timeout`;
 /// then (or at once, in a fast stop) they are closed. Returns in [`Phase::Stopping`].
 pub async fn serve(listener: TcpListener, state: Arc<State>) {
+    serve_side(listener, state, Side::Public).await
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The front door: clients.
+    Public,
+    /// The node-to-node listener of a cluster: requests other nodes forward, from the
+    /// configured `peers` only, each with its [`crate::cluster::hop::Hop`] marker.
+    Internal,
+}
+
+/// [`serve`] for either listener.
+pub async fn serve_side(listener: TcpListener, state: Arc<State>, side: Side) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let fresh = Arc::new(fresh::Fresh::default());
     let send_timeouts = state.metrics.client_timeouts("send");
@@ -186,6 +213,12 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
             },
             _ = not_running() => break,
         };
+        if side == Side::Internal
+            && !state.cluster().is_some_and(|c| c.settings().is_peer(peer.ip()))
+        {
+            tracing::warn!(client = %peer, "internal listener: refused a connection from outside `peers`");
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
         let st = state.clone();
@@ -226,7 +259,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
                     st.metrics.no_tenant().record(resp.status().as_u16(), Duration::ZERO, &meta);
                     return Ok::<_, Infallible>(resp);
                 }
-                Ok::<_, Infallible>(handle(st, req, raw, peer, local).await)
+                Ok::<_, Infallible>(handle(st, req, raw, peer, local, side).await)
             }
             .instrument(span)
         });
@@ -288,6 +321,7 @@ async fn handle(
     raw: Option<Vec<u8>>,
     peer: SocketAddr,
     local: SocketAddr,
+    side: Side,
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
@@ -303,7 +337,8 @@ async fn handle(
     let expects_continue = parts.headers.contains_key(header::EXPECT);
     let req = Request::from_parts(parts, ());
     let mut body = Some(incoming);
-    let (tenant, mut resp) = dispatch(&st, req, &mut body, &raw, peer, local, &mut meta).await;
+    let (tenant, mut resp) =
+        dispatch(&st, req, &mut body, &raw, (peer, local, side), &mut meta).await;
     if let Some(unread) = body {
         // Answered before the body was read: drain it, or announce the close, so that the
         // client's next request on this connection is not lost.
@@ -357,14 +392,22 @@ async fn drain(mut body: Incoming) -> bool {
 /// Route and answer one request. `body` is taken only when the request goes to a worker.
 async fn dispatch(
     st: &State,
-    req: Request<()>,
+    mut req: Request<()>,
     body: &mut Option<Incoming>,
     raw: &[u8],
-    peer: SocketAddr,
-    local: SocketAddr,
+    (peer, local, side): (SocketAddr, SocketAddr, Side),
     meta: &mut RequestMeta,
 ) -> (Option<String>, Response<Body>) {
     let cfg = st.config();
+    // A hop marker is believed on the internal listener only, and never reaches an app.
+    let hop = match side {
+        Side::Internal => match crate::cluster::hop::Hop::parse(req.headers()) {
+            Ok(h) => Some(h),
+            Err(why) => return (None, Refusal::bad_request(why).answer(meta)),
+        },
+        Side::Public => None,
+    };
+    req.headers_mut().remove(crate::cluster::hop::HEADER);
     let target = match Target::parse(raw) {
         Ok(t) => t,
         Err(e) => return (None, Refusal::from(e).answer(meta)),
@@ -376,7 +419,15 @@ async fn dispatch(
         Ok(h) => h,
         Err(why) => return (None, Refusal::bad_request(why).answer(meta)),
     };
-    let client = forwarded::resolve(&cfg.trusted_proxies, peer.ip(), req.headers());
+    // A forwarded request: the client as the node it reached saw it.
+    let (client, peer, local) = match &hop {
+        Some(h) => (
+            forwarded::Client { addr: h.client, https: h.https },
+            SocketAddr::new(h.client, h.client_port),
+            SocketAddr::new(local.ip(), h.server_port),
+        ),
+        None => (forwarded::resolve(&cfg.trusted_proxies, peer.ip(), req.headers()), peer, local),
+    };
     let remote = client.addr.to_string();
     let server = server_name(&host, local);
     let info = RequestInfo {
@@ -408,7 +459,7 @@ async fn dispatch(
     if crate::discovery::is_disabled(&cfg, &routed.spec) {
         return (Some(name), Refusal::disabled().answer(meta));
     }
-    let conn = Conn { raw, host: &host, client, peer, local };
+    let conn = Conn { raw, host: &host, client, peer, local, forwarded: hop.is_some() };
     (Some(name), to_tenant(st, *routed, req, body, &target, conn, meta).await)
 }
 
@@ -421,6 +472,8 @@ struct Conn<'a> {
     client: forwarded::Client,
     peer: SocketAddr,
     local: SocketAddr,
+    /// It came from another node of the cluster: never forward it again.
+    forwarded: bool,
 }
 
 async fn to_tenant(
@@ -455,6 +508,24 @@ async fn to_tenant(
         st.metrics.static_response(resp.status().as_u16());
         return resp;
     }
+    // In a cluster, only the tenant's owner serves it; the guard keeps the claim while the
+    // request is in flight.
+    let _claim = match st.cluster() {
+        None => None,
+        Some(c) => match c.route(&routed.spec.name, conn.forwarded).await {
+            crate::cluster::Route::Serve(g) => Some(g),
+            crate::cluster::Route::Forward { node, addr } => {
+                return relay(c, &routed, req, body_in, &conn, node, addr, meta).await
+            }
+            crate::cluster::Route::Unavailable(why) => {
+                tracing::warn!("cluster: {why}");
+                return Refusal::cluster(
+                    "The site cannot be served at the moment; try again shortly.",
+                )
+                .answer(meta);
+            }
+        },
+    };
     let (pool, permit) = match admit(st, &routed.spec, meta).await {
         Ok(x) => x,
         Err(refusal) => return refusal.answer(meta),
@@ -477,6 +548,63 @@ async fn to_tenant(
                 _ => tracing::warn!("{e}"),
             }
             forward_failed(&e, body).answer(meta)
+        }
+    }
+}
+
+/// Forward the request to `node`, which owns its tenant.
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    c: &crate::cluster::Cluster,
+    routed: &Routed,
+    req: Request<()>,
+    body_in: &mut Option<Incoming>,
+    conn: &Conn<'_>,
+    node: String,
+    addr: SocketAddr,
+    meta: &mut RequestMeta,
+) -> Response<Body> {
+    let Some(incoming) = body_in.take() else {
+        return Refusal::internal("The request body is gone.").answer(meta);
+    };
+    let (parts, ()) = req.into_parts();
+    // The target as the client sent it, where it is a valid URI (8-bit bytes are not: then
+    // hyper's escaped form).
+    let raw = std::str::from_utf8(conn.raw).ok().filter(|t| t.parse::<http::Uri>().is_ok());
+    let path = match raw {
+        Some(t) => t.to_string(),
+        None => parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.to_string()),
+    };
+    let hop = crate::cluster::hop::Hop {
+        node: c.node_id().to_string(),
+        client: conn.client.addr,
+        client_port: conn.peer.port(),
+        https: conn.client.https,
+        server_port: conn.local.port(),
+    };
+    let s = &routed.spec.settings;
+    // The owner may have to start the pool and queue the request first.
+    let head_timeout = s.process.startup_timeout
+        + s.admission.queue_timeout
+        + s.request.request_timeout
+        + Duration::from_secs(5);
+    match c.relay.forward(addr, parts, &path, incoming, &hop, head_timeout).await {
+        Ok(r) => {
+            c.metrics.forwards.with_label_values(&["ok"]).inc();
+            r
+        }
+        Err(e) => {
+            c.metrics.forwards.with_label_values(&["error"]).inc();
+            tracing::warn!(to = %node, "cluster: {e}");
+            let refusal = match e {
+                crate::cluster::RelayError::Timeout { .. } => {
+                    Refusal::from(&forward::ForwardError::Timeout(head_timeout))
+                }
+                _ => Refusal::cluster(
+                    "The server that runs this site cannot be reached; try again shortly.",
+                ),
+            };
+            refusal.closing().answer(meta)
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod clientio;
+pub mod cluster;
 pub mod discovery;
 pub mod eightbit;
 pub mod filestamp;
@@ -43,6 +44,8 @@ pub enum StartError {
     RuntimeDir { dir: PathBuf, source: std::io::Error },
     #[error("worker binary {0} not found; build it (cargo build) or set `worker_bin`")]
     WorkerMissing(PathBuf),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(paddock_cluster::ClusterError),
 }
 
 /// Serve until `phases` is asked to stop ([`Phases::request`]), then drain or close the
@@ -83,6 +86,11 @@ pub async fn run(
     ));
     let state = Arc::new(front::State::new(config, overrides, registry.clone(), phases.clone()));
     let closing = || phase::reached(phases.subscribe(), Phase::closing);
+    let internal = match state.config().cluster.clone() {
+        Some(settings) => Some(join_cluster(&state, settings, &mut inherited).await?),
+        None => None,
+    };
+    let internal_fd = internal.as_ref().and_then(dup);
     let monitor = monitor::spawn(registry, state.served(), closing());
     let reloader = tokio::spawn(reload_on_sighup(state.clone()));
     let mut admin_fd = None;
@@ -101,7 +109,12 @@ pub async fn run(
     };
     // The upgrade task holds its own copies of the listeners, to hand them over.
     let upgrader = dup(&listener).map(|front| {
-        let sockets = upgrade::Sockets { front, admin: admin_fd };
+        let sockets = upgrade::Sockets {
+            front,
+            admin: admin_fd,
+            internal: internal_fd,
+            cluster: state.cluster().cloned(),
+        };
         let st = state.clone();
         tokio::spawn(
             async move { upgrade::run(sockets, &st.upgrade_requests, st.phases.clone()).await },
@@ -115,8 +128,13 @@ pub async fn run(
     } else {
         notify::ready(&format!("serving on {addr}"));
     }
+    let internal =
+        internal.map(|l| tokio::spawn(front::serve_side(l, state.clone(), front::Side::Internal)));
     front::serve(listener, state.clone()).await;
     // `serve` returns in `Stopping`; the tasks above end on seeing it.
+    if let Some(i) = internal {
+        let _ = i.await;
+    }
     if let Some(a) = admin {
         let _ = a.await;
     }
@@ -128,9 +146,48 @@ pub async fn run(
     let fast = matches!(phases.get(), Phase::Stopping { fast: true });
     tracing::info!(fast, "stopping worker pools");
     state.registry.stop_all(fast).await;
+    if let Some(c) = state.cluster() {
+        // The workers are stopped: the claims may go, all at once.
+        c.leave().await;
+    }
     cgroup::shutdown();
     phases.advance(Phase::Stopped);
     Ok(())
+}
+
+/// Join the cluster, start the tasks that follow its health and release idle claims, and
+/// bind the node-to-node listener.
+async fn join_cluster(
+    state: &Arc<front::State>,
+    settings: config::cluster::ClusterSettings,
+    inherited: &mut upgrade::Inherited,
+) -> Result<tokio::net::TcpListener, StartError> {
+    let at = settings.internal_listen;
+    let l = inherited
+        .listener("internal", at)
+        .await
+        .map_err(|source| StartError::Listen { addr: at, source })?;
+    tracing::info!(node = %settings.node_id, etcd = ?settings.endpoints, "cluster: joining");
+    // A successor takes over the lease; the claims count as in use while the process it
+    // replaces drains.
+    let adopt = inherited.cluster_lease.map(|l| (l, state.config().drain_timeout));
+    let c = cluster::Cluster::join(settings, state.metrics.cluster(), adopt)
+        .await
+        .map_err(StartError::Cluster)?;
+    let c = Arc::new(c);
+    state.set_cluster(c.clone());
+    let closing = || phase::reached(state.phases.subscribe(), Phase::closing);
+    tokio::spawn(c.clone().follow_health(state.registry.clone(), closing()));
+    let st = state.clone();
+    let idle = move |name: &str| {
+        let cfg = st.config();
+        cfg.tenants
+            .get(name)
+            .map_or(cfg.defaults.admission.idle_timeout, |t| t.settings.admission.idle_timeout)
+    };
+    tokio::spawn(c.clone().reap(state.registry.clone(), idle, closing()));
+    tracing::info!(addr = %l.local_addr().unwrap_or(at), "cluster: internal listener");
+    Ok(l)
 }
 
 /// A duplicate of a listener's descriptor, for the upgrade hand-over; `None` (logged) if the

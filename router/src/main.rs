@@ -46,6 +46,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::TenantsCmd,
     },
+    /// A cluster node's view: nodes, owners, drain, move (through its admin API).
+    Cluster {
+        #[command(flatten)]
+        target: cli::Target,
+        #[command(subcommand)]
+        cmd: cli::ClusterCmd,
+    },
     /// Re-read a running server's configuration (as SIGHUP), reporting a refused file.
     Reload {
         #[command(flatten)]
@@ -140,6 +147,7 @@ fn main() -> ExitCode {
         }
         Cmd::Serve(args) => serve(args, inherited),
         Cmd::Tenants { target, cmd } => admin_command(cli::tenants(&target, &cmd)),
+        Cmd::Cluster { target, cmd } => admin_command(cli::cluster(&target, &cmd)),
         Cmd::Reload { target } => admin_command(cli::reload(&target)),
         Cmd::Upgrade { target } => admin_command(cli::upgrade(&target)),
         Cmd::Backup { config, tenant, dest, timeout } => backup(&config, &tenant, &dest, &timeout),

@@ -197,6 +197,17 @@ struct Scrape {
     known: Option<(Instant, usize)>,
 }
 
+/// The cluster's figures ([`Metrics::cluster`]).
+pub struct ClusterMetrics {
+    pub live: IntGauge,
+    pub nodes: IntGauge,
+    pub owned: IntGauge,
+    pub forwards: IntCounterVec,
+    pub claims: IntCounterVec,
+    pub releases: IntCounterVec,
+    pub fences: IntCounterVec,
+}
+
 /// Every metric, in one Prometheus registry.
 pub struct Metrics {
     prom: PromRegistry,
@@ -544,6 +555,54 @@ impl Metrics {
     }
 
     /// Count a response of the static-file server (200, 206, 304, 404, 405, 416).
+    /// Register the cluster's families (a node with `[cluster]` only) and hand out their
+    /// handles; every label value is present at zero from the start.
+    pub fn cluster(&self) -> ClusterMetrics {
+        let p = &self.prom;
+        let m = ClusterMetrics {
+            live: gauge(p, "paddock_cluster_live", "1 while this node holds a live lease (serves its tenants), else 0."),
+            nodes: gauge(p, "paddock_cluster_nodes", "Nodes with a live lease, as last read from etcd."),
+            owned: gauge(p, "paddock_cluster_owned_tenants", "Tenants this node owns now."),
+            forwards: counter_vec(
+                p,
+                "paddock_cluster_forwards_total",
+                "Requests for tenants of other nodes, by result (ok: forwarded and answered;                  error: the owner could not be reached; refused: a forwarded request for a tenant                  this node does not own, answered 503).",
+                &["result"],
+            ),
+            claims: counter_vec(
+                p,
+                "paddock_cluster_claims_total",
+                "Ownership claims made before starting a tenant, by result (won; lost: another                  node owns it; error: etcd did not answer or this node has no live lease).",
+                &["result"],
+            ),
+            releases: counter_vec(
+                p,
+                "paddock_cluster_releases_total",
+                "Claims given up after the tenant's pool stopped, by cause (idle, drain, move).",
+                &["cause"],
+            ),
+            fences: counter_vec(
+                p,
+                "paddock_cluster_fence_events_total",
+                "Changes of this node's health, by the health entered (fenced: no renewal in                  time, its pools stopped; lost: the lease is gone, its claims forgotten; live).",
+                &["health"],
+            ),
+        };
+        for r in ["ok", "error", "refused"] {
+            m.forwards.with_label_values(&[r]);
+        }
+        for r in ["won", "lost", "error"] {
+            m.claims.with_label_values(&[r]);
+        }
+        for c in ["idle", "drain", "move"] {
+            m.releases.with_label_values(&[c]);
+        }
+        for h in ["fenced", "lost", "live"] {
+            m.fences.with_label_values(&[h]);
+        }
+        m
+    }
+
     pub fn static_response(&self, status: u16) {
         self.static_files.with_label_values(&[&status.to_string()]).inc();
     }

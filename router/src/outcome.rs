@@ -30,10 +30,13 @@ pub enum Reject {
     QueueTimeout,
     /// 503: the site is disabled by its host.
     Disabled,
+    /// 503: in a cluster, no node may serve the site now (this node has no live lease, etcd
+    /// cannot be reached, or a forwarded request reached a node that does not own the site).
+    Cluster,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 10] = [
+    pub const ALL: [Reject; 11] = [
         Reject::BadRequest,
         Reject::Unauthorized,
         Reject::BodyTooLarge,
@@ -44,6 +47,7 @@ impl Reject {
         Reject::QueueFull,
         Reject::QueueTimeout,
         Reject::Disabled,
+        Reject::Cluster,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +62,7 @@ impl Reject {
             Reject::QueueFull => "queue_full",
             Reject::QueueTimeout => "queue_timeout",
             Reject::Disabled => "disabled",
+            Reject::Cluster => "cluster",
         }
     }
 }

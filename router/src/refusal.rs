@@ -89,6 +89,11 @@ impl Refusal {
         Refusal::new(StatusCode::SERVICE_UNAVAILABLE, Some(Reject::Unavailable), why)
     }
 
+    /// 503 in a cluster: no node may serve the site at the moment; `why` is for the client.
+    pub fn cluster(why: &'static str) -> Self {
+        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, Some(Reject::Cluster), why)
+    }
+
     pub fn not_found() -> Self {
         Refusal::new(StatusCode::NOT_FOUND, None, "There is no site at this address.")
     }

@@ -8,9 +8,11 @@
 //! not start, no word within [`READY_TIMEOUT`]) the old one goes on serving and reports why.
 //!
 //! The hand-over, in the new process's environment (removed at once, so tenant processes
-//! never see it): `PADDOCK_LISTEN_FDS=front:3,admin:4` (the admin listener only when it has
-//! one) and `PADDOCK_UPGRADE_FD=5`, the pipe's write end. A listener whose address the new
-//! configuration changed is not used: the new process binds the new address instead.
+//! never see it): `PADDOCK_LISTEN_FDS=front:3,admin:4,internal:6` (the admin and the
+//! cluster's internal listener only when it has them) and `PADDOCK_UPGRADE_FD=5`, the pipe's
+//! write end; a cluster node adds `PADDOCK_CLUSTER_LEASE`, its etcd lease, which the new
+//! process takes over with the node's claims (`docs/cluster.md`). A listener whose address
+//! the new configuration changed is not used: the new process binds the new address instead.
 
 use std::io;
 use std::net::SocketAddr;
@@ -26,6 +28,7 @@ use crate::phase::{self, Phases, Stop};
 
 const LISTEN_FDS: &str = "PADDOCK_LISTEN_FDS";
 const UPGRADE_FD: &str = "PADDOCK_UPGRADE_FD";
+const CLUSTER_LEASE: &str = "PADDOCK_CLUSTER_LEASE";
 
 /// How long the new process may take to load its configuration and listen.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -43,6 +46,9 @@ static ORIGIN: OnceLock<Origin> = OnceLock::new();
 pub struct Inherited {
     pub front: Option<std::net::TcpListener>,
     pub admin: Option<std::net::TcpListener>,
+    pub internal: Option<std::net::TcpListener>,
+    /// The cluster lease of the process this one replaces.
+    pub cluster_lease: Option<i64>,
     ready: Option<std::fs::File>,
 }
 
@@ -58,9 +64,17 @@ pub fn take_inherited() -> io::Result<Inherited> {
     });
     let fds = std::env::var(LISTEN_FDS).ok();
     let ready = std::env::var(UPGRADE_FD).ok();
+    let lease = std::env::var(CLUSTER_LEASE).ok();
     std::env::remove_var(LISTEN_FDS);
     std::env::remove_var(UPGRADE_FD);
+    std::env::remove_var(CLUSTER_LEASE);
     let mut inherited = Inherited::default();
+    if let Some(l) = lease {
+        let id = l
+            .parse::<i64>()
+            .map_err(|_| io::Error::other(format!("{CLUSTER_LEASE}: not a lease id: {l}")))?;
+        inherited.cluster_lease = Some(id);
+    }
     if let Some(list) = fds {
         for item in list.split(',').filter(|s| !s.is_empty()) {
             let (name, fd) = parse_item(item)?;
@@ -69,6 +83,7 @@ pub fn take_inherited() -> io::Result<Inherited> {
             match name {
                 "front" => inherited.front = Some(l),
                 "admin" => inherited.admin = Some(l),
+                "internal" => inherited.internal = Some(l),
                 _ => return Err(io::Error::other(format!("{LISTEN_FDS}: unknown socket {name}"))),
             }
         }
@@ -98,10 +113,12 @@ impl Inherited {
         want: SocketAddr,
     ) -> io::Result<tokio::net::TcpListener> {
         let slot = match name {
-            "admin" => &mut self.admin,
-            _ => &mut self.front,
+            "admin" => Some(&mut self.admin),
+            "front" => Some(&mut self.front),
+            "internal" => Some(&mut self.internal),
+            _ => None,
         };
-        if let Some(l) = slot.take() {
+        if let Some(l) = slot.and_then(Option::take) {
             match l.local_addr() {
                 Ok(have) if same_address(have, want) => {
                     tracing::info!(%have, "{name} listener taken over from the previous process");
@@ -200,6 +217,9 @@ impl Trigger {
 pub struct Sockets {
     pub front: OwnedFd,
     pub admin: Option<OwnedFd>,
+    pub internal: Option<OwnedFd>,
+    /// A cluster node hands its lease over too; no claim is released meanwhile.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Serve upgrade requests (SIGUSR2, [`Trigger`]) until the server closes. After a successful
@@ -226,7 +246,16 @@ pub async fn run(sockets: Sockets, requests: &Requests, phases: Arc<Phases>) {
             Some(r) = rx.recv() => Some(r),
             _ = &mut closing => return,
         };
+        if let Some(c) = &sockets.cluster {
+            c.pause_releases(true);
+        }
         let outcome = hand_over(&sockets).await;
+        if let Some(c) = &sockets.cluster {
+            match &outcome {
+                Ok(_) => c.handed_off(),
+                Err(_) => c.pause_releases(false),
+            }
+        }
         match &outcome {
             Ok(pid) => {
                 tracing::info!(pid, "upgrade: the new process serves; draining this one");
@@ -268,14 +297,25 @@ async fn hand_over(sockets: &Sockets) -> Result<u32, UpgradeError> {
     }
     let pipe_fd = paddock_sys::dup_high(write_end.as_raw_fd())?;
     fds.push((pipe_fd.as_raw_fd(), 5));
+    let internal = match &sockets.internal {
+        Some(i) => Some(paddock_sys::dup_high(i.as_raw_fd())?),
+        None => None,
+    };
+    if let Some(i) = &internal {
+        fds.push((i.as_raw_fd(), 6));
+        list.push_str(",internal:6");
+    }
     let mut cmd = std::process::Command::new(exe);
     cmd.args(&origin.args).env(LISTEN_FDS, &list).env(UPGRADE_FD, "5");
+    if let Some(c) = &sockets.cluster {
+        cmd.env(CLUSTER_LEASE, c.lease_id().to_string());
+    }
     paddock_sys::pass_fds(&mut cmd, fds);
     let mut child = tokio::process::Command::from(cmd)
         .spawn()
         .map_err(|source| UpgradeError::Spawn { exe: exe.display().to_string(), source })?;
     // Only the child holds the write end now: EOF means it is gone or gave up.
-    drop((front, admin, pipe_fd, write_end));
+    drop((front, admin, internal, pipe_fd, write_end));
     let pid = child.id().unwrap_or(0);
     tracing::info!(pid, exe = %exe.display(), "upgrade: new process started");
     let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)?;

@@ -101,6 +101,7 @@ async fn route(
                 &format!("upgrade failed, the running process serves on: {}", r.why),
             ),
         },
+        (["cluster", ..], m) => cluster(st, req, &segs[1..], m).await,
         (["tenants"], _) => not_allowed("GET, POST"),
         (["tenants", _], _) => not_allowed("GET, DELETE"),
         (["tenants", _, "disable" | "enable" | "restart"] | ["reload"] | ["upgrade"], _) => {
@@ -108,6 +109,67 @@ async fn route(
         }
         _ => error(StatusCode::NOT_FOUND, "no such API resource"),
     }
+}
+
+/// `/api/v1/cluster...`: this node's view of the cluster, a tenant's owner, drain, move.
+async fn cluster(st: &State, req: Request<Incoming>, segs: &[&str], m: Method) -> Response<Body> {
+    let Some(c) = st.cluster() else {
+        return error(StatusCode::NOT_FOUND, "this node is not part of a cluster (no [cluster])");
+    };
+    match (segs, m) {
+        ([], Method::GET) => ok(json!(c.status())),
+        (["tenants", name], Method::GET) => match c.owner(name).await {
+            Ok(owner) => ok(json!({
+                "tenant": name,
+                "owner": owner.map(|o| json!({ "node": o.node, "addr": o.addr })),
+            })),
+            Err(e) => cluster_error(&e),
+        },
+        (["tenants", name, "move"], Method::POST) => {
+            #[derive(serde::Deserialize)]
+            struct Move {
+                to: String,
+            }
+            let to = match read_json::<Move>(req).await {
+                Ok(m) => m.to,
+                Err(e) => return *e,
+            };
+            match c.move_tenant(&st.registry, name, &to).await {
+                Ok(()) => ok(json!({ "tenant": name, "owner": to })),
+                Err(crate::cluster::MoveError::NotOwner(_)) => {
+                    let owner = c.owner(name).await.ok().flatten().map(|o| o.node);
+                    let why = match owner {
+                        Some(o) => format!("{name} is owned by {o}: ask that node's admin API"),
+                        None => format!("{name} is owned by no node; its next request starts it"),
+                    };
+                    error(StatusCode::CONFLICT, &why)
+                }
+                Err(crate::cluster::MoveError::Refused(why)) => error(StatusCode::CONFLICT, &why),
+                Err(crate::cluster::MoveError::Cluster(e)) => cluster_error(&e),
+            }
+        }
+        (["drain"], Method::POST) => match c.drain(&st.registry).await {
+            Ok(n) => ok(json!({ "released": n })),
+            Err(e) => cluster_error(&e),
+        },
+        (["activate"], Method::POST) => match c.activate().await {
+            Ok(()) => ok(json!({ "state": "active" })),
+            Err(e) => cluster_error(&e),
+        },
+        ([], _) | (["tenants", _], _) => not_allowed("GET"),
+        (["tenants", _, "move"] | ["drain"] | ["activate"], _) => not_allowed("POST"),
+        _ => error(StatusCode::NOT_FOUND, "no such API resource"),
+    }
+}
+
+/// 503 when etcd cannot be reached or this node has no live lease, else 500.
+fn cluster_error(e: &paddock_cluster::ClusterError) -> Response<Body> {
+    let status = if e.is_unavailable() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    error(status, &e.to_string())
 }
 
 fn list(st: &State, cfg: &Config) -> Response<Body> {

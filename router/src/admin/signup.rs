@@ -85,29 +85,48 @@ async fn create_tenant(ad: &Admin, req: &SignupRequest) -> Result<TenantSpec, Si
     if std::fs::symlink_metadata(sites.join(name)).is_ok() {
         return Err(SignupError::Taken(name.into()));
     }
-    let creds = match (owner, site_user) {
-        (Owner::Shared(c), _) => Some(c),
-        (_, Some(u)) => Some(claim.new_user(&u, sc.site_uids, &sites.join(name)).await?),
-        _ => None,
+    // In a cluster the name must be free on every node: one etcd record per name.
+    let reserved = match ad.state.cluster() {
+        None => None,
+        Some(c) => match c.reserve_tenant(name).await {
+            Ok(Some(record)) => Some((c.clone(), record)),
+            Ok(None) => return Err(SignupError::Taken(name.into())),
+            Err(e) => return Err(SignupError::Unavailable(format!("the cluster registry: {e}"))),
+        },
     };
-    if let Some(c) = &creds {
-        claim.hand_over(c)?;
+    let made = async {
+        let creds = match (owner, site_user) {
+            (Owner::Shared(c), _) => Some(c),
+            (_, Some(u)) => Some(claim.new_user(&u, sc.site_uids, &sites.join(name)).await?),
+            _ => None,
+        };
+        if let Some(c) = &creds {
+            claim.hand_over(c)?;
+        }
+        let _permit =
+            ad.provisioning.acquire().await.map_err(|_| internal("shutting down".into()))?;
+        let vars = Vars::new(&cfg, sc, &claim.dir, &sites, req);
+        provision(sc, &vars, &claim.dir, creds.clone()).await.inspect_err(|e| {
+            tracing::error!(tenant = %name, "signup: {e}");
+        })?;
+        if !claim.has_file(&cfg.marker) {
+            let m = cfg.marker.display();
+            return Err(SignupError::Provision(format!("the commands did not create {m}")));
+        }
+        let entry = htpasswd_entry(&req.admin_user, &req.password).await?;
+        claim
+            .write_new("htpasswd", &entry, creds.as_ref())
+            .map_err(|e| internal(format!("cannot write {}/htpasswd: {e}", claim.dir.display())))?;
+        claim.commit(&sites.join(name))?;
+        let spec =
+            cfg.tenant(name).ok_or_else(|| internal(format!("`{name}` does not resolve")))?;
+        Ok(spec)
     }
-    let _permit = ad.provisioning.acquire().await.map_err(|_| internal("shutting down".into()))?;
-    let vars = Vars::new(&cfg, sc, &claim.dir, &sites, req);
-    provision(sc, &vars, &claim.dir, creds.clone()).await.inspect_err(|e| {
-        tracing::error!(tenant = %name, "signup: {e}");
-    })?;
-    if !claim.has_file(&cfg.marker) {
-        let m = cfg.marker.display();
-        return Err(SignupError::Provision(format!("the commands did not create {m}")));
+    .await;
+    if let (Err(_), Some((c, record))) = (&made, &reserved) {
+        c.unreserve_tenant(name, Some(record)).await;
     }
-    let entry = htpasswd_entry(&req.admin_user, &req.password).await?;
-    claim
-        .write_new("htpasswd", &entry, creds.as_ref())
-        .map_err(|e| internal(format!("cannot write {}/htpasswd: {e}", claim.dir.display())))?;
-    claim.commit(&sites.join(name))?;
-    let spec = cfg.tenant(name).ok_or_else(|| internal(format!("`{name}` does not resolve")))?;
+    let spec = made?;
     tracing::info!(tenant = %name, admin_user = %req.admin_user, "signup: tenant created");
     Ok(spec)
 }

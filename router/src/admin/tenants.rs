@@ -57,6 +57,11 @@ pub async fn delete(st: &State, cfg: &Config, name: &str) -> Response<Body> {
             }
             tracing::info!(tenant = %name, archived_to = %to.display(), "tenant deleted (archived)");
             lock_site_user(cfg, name, owner).await;
+            // The name is free again across the cluster (the owner's pool stops when its
+            // discovery sees the directory gone).
+            if let Some(c) = st.cluster() {
+                c.unreserve_tenant(name, None).await;
+            }
             ok(json!({ "name": name, "archived_to": to.display().to_string() }))
         }
         Err(e) => {

@@ -71,6 +71,97 @@ pub enum TenantsCmd {
     Restart { name: String },
 }
 
+/// `paddock cluster ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// This node's health and state, the live nodes, and the tenants this node owns.
+    Status,
+    /// Which node owns a tenant now.
+    Owner { name: String },
+    /// Give a tenant this node owns to another node (its pool stops here first).
+    Move {
+        name: String,
+        /// The node to take it.
+        #[arg(long)]
+        to: String,
+    },
+    /// Stop taking tenants and move this node's tenants away one by one, with no failed
+    /// request; returns when none is left.
+    Drain,
+    /// Take tenants again after a drain.
+    Activate,
+}
+
+/// Run `paddock cluster CMD`; the text to print on success.
+pub async fn cluster(target: &Target, cmd: &ClusterCmd) -> Result<String, CliError> {
+    let client = connect(target)?;
+    let (v, render): (Value, fn(&Value) -> String) = match cmd {
+        ClusterCmd::Status => (client.call(Method::GET, "/api/v1/cluster", None).await?, status),
+        ClusterCmd::Owner { name } => {
+            let path = format!("/api/v1/cluster/tenants/{}", encode(name));
+            (client.call(Method::GET, &path, None).await?, owner)
+        }
+        ClusterCmd::Move { name, to } => {
+            let path = format!("/api/v1/cluster/tenants/{}/move", encode(name));
+            let body = json!({ "to": to });
+            (client.call(Method::POST, &path, Some(&body)).await?, owner)
+        }
+        ClusterCmd::Drain => {
+            (client.call(Method::POST, "/api/v1/cluster/drain", None).await?, |v| {
+                format!("drained: {} tenants moved away\n", text(v, "released"))
+            })
+        }
+        ClusterCmd::Activate => {
+            (client.call(Method::POST, "/api/v1/cluster/activate", None).await?, |_| {
+                "active: this node takes tenants again\n".to_string()
+            })
+        }
+    };
+    Ok(if target.json { pretty(&v) } else { render(&v) })
+}
+
+fn status(v: &Value) -> String {
+    let empty = Vec::new();
+    let owned = v.get("owned").and_then(Value::as_array).unwrap_or(&empty);
+    let names: Vec<&str> = owned.iter().filter_map(Value::as_str).collect();
+    let mut out = table::fields(&[
+        ("node", text(v, "node")),
+        ("health", text(v, "health")),
+        ("state", text(v, "state")),
+        ("owns", format!("{} ({})", names.len(), names.join(", "))),
+    ]);
+    out.push('\n');
+    let nodes = v.get("nodes").and_then(Value::as_array).unwrap_or(&empty);
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                text(n, "id"),
+                text(n, "addr"),
+                text(n, "state"),
+                format!("{}/{}", text(n, "owned"), text(n, "capacity")),
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(&["NODE", "ADDRESS", "STATE", "OWNED/CAPACITY"], &rows));
+    out
+}
+
+fn owner(v: &Value) -> String {
+    let name = text(v, "tenant");
+    match v.get("owner") {
+        Some(Value::Object(o)) => {
+            let node = o.get("node").and_then(Value::as_str).unwrap_or("-");
+            match o.get("addr").and_then(Value::as_str) {
+                Some(addr) => format!("{name}: owned by {node} ({addr})\n"),
+                None => format!("{name}: owned by {node}\n"),
+            }
+        }
+        Some(Value::String(node)) => format!("{name}: moved to {node}\n"),
+        _ => format!("{name}: owned by no node (its next request starts it)\n"),
+    }
+}
+
 /// Why an administration command failed, for the user.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -351,6 +442,20 @@ mod tests {
         assert!(lines[4].starts_with("d     idle"), "{out}");
         let c = show(&v["tenants"][2]);
         assert!(c.contains("cannot start:  no user `x` (2026-12-03T10:00:00Z)"), "{c}");
+    }
+
+    #[test]
+    fn cluster_status_and_owners_read_as_text() {
+        let v = json!({"node": "n1", "health": "live", "state": "active", "owned": ["a", "b"],
+            "nodes": [{"id": "n1", "addr": "10.0.0.1:8081", "state": "active", "capacity": 100, "owned": 2},
+                      {"id": "n2", "addr": "10.0.0.2:8081", "state": "draining", "capacity": 100, "owned": 0}]});
+        let out = status(&v);
+        assert!(out.contains("owns:    2 (a, b)"), "{out}");
+        assert!(out.contains("n2    10.0.0.2:8081  draining  0/100"), "{out}");
+        let o = owner(&json!({"tenant": "a", "owner": {"node": "n2", "addr": "10.0.0.2:8081"}}));
+        assert_eq!(o, "a: owned by n2 (10.0.0.2:8081)\n");
+        assert!(owner(&json!({"tenant": "a", "owner": null})).contains("no node"));
+        assert_eq!(owner(&json!({"tenant": "a", "owner": "n3"})), "a: moved to n3\n");
     }
 
     #[test]
