@@ -158,10 +158,14 @@ fn requests_through_any_node_reach_the_owner() {
         assert_eq!(st["nodes"].as_array().map(Vec::len), Some(3), "{st}");
     }
     // A forwarded request (one that arrives on the internal listener) for a tenant another
-    // node owns is refused, not forwarded again.
-    let r = clusterkit::get(c.nodes[1].internal, "/trac/t0/pid", T).expect("internal answer");
+    // node (its `Paddock-Hop` marker names the forwarder) is refused, not forwarded again.
+    let hop = "Paddock-Hop: node=n3;for=127.0.0.1;port=5555;proto=http;server-port=80";
+    let raw = format!("GET /trac/t0/pid HTTP/1.1\r\nHost: x\r\n{hop}\r\nConnection: close\r\n\r\n");
+    let r = clusterkit::http(c.nodes[1].internal, raw.as_bytes(), T).expect("internal answer");
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+    let refused = c.nodes[1].metric("paddock_cluster_forwards_total{result=\"refused\"}");
+    assert!(refused >= Some(1.0), "refusal not counted: {refused:?}");
 
     // The command line says the same.
     let (code, out, err) = cli(&c, 2, &["cluster", "owner", "t0", "--json"]);
@@ -240,11 +244,18 @@ fn a_stopped_owner_serves_nothing_until_it_holds_a_lease_again() {
     assert!(old_workers.contains(&old_pid), "{old_pid} not among {old_workers:?}");
     c.nodes[0].sigstop();
     let stopped = Instant::now();
+    // Measured, not asserted: what a request n2 forwards to the stopped owner gets, and when.
+    let n2 = c.nodes[1].server.addr;
+    let probe = std::thread::spawn(move || {
+        let r = clusterkit::get(n2, "/trac/paused/pid", Duration::from_secs(40));
+        (stopped.elapsed(), r.map(|r| r.status).map_err(|e| e.to_string()))
+    });
     // The others take it over once n1's lease has expired.
     let bound = c.ttl + Duration::from_secs(15);
     let mut new_owner = None;
     let took = within(bound, || {
-        let a = c.who_serves(c.nodes[1].server.addr, "paused", Duration::from_secs(3));
+        // Short: a request forwarded to the stopped node hangs.
+        let a = c.who_serves(c.nodes[1].server.addr, "paused", Duration::from_secs(1));
         new_owner = a.node.filter(|&i| i > 0 && a.status == 200);
         new_owner.is_some()
     });
@@ -264,13 +275,17 @@ fn a_stopped_owner_serves_nothing_until_it_holds_a_lease_again() {
     };
     let n1 = c.nodes[0].server.addr;
     // Requests already in n1's accept queue when it resumes, and requests right after.
-    let (queued, after) = std::thread::scope(|s| {
+    let old_gone = || old_workers.iter().all(|&p| !pid_alive(p));
+    assert!(!old_gone(), "n1's workers died while n1 was stopped: {old_workers:?}");
+    let (queued, after, gone) = std::thread::scope(|s| {
         let hs: Vec<_> = (0..3)
             .map(|_| s.spawn(|| c.who_serves(n1, "paused", Duration::from_secs(20))))
             .collect();
         std::thread::sleep(Duration::from_millis(300));
         c.nodes[0].sigcont();
         let resumed = Instant::now();
+        // Its old workers stop once it runs again (fenced: busy workers killed at once).
+        let gone = s.spawn(|| within(Duration::from_secs(15), old_gone));
         let mut after = Vec::new();
         for _ in 0..40 {
             after.push((
@@ -284,7 +299,7 @@ fn a_stopped_owner_serves_nothing_until_it_holds_a_lease_again() {
         }
         let queued: Vec<Served> =
             hs.into_iter().map(|h| h.join().expect("queued request")).collect();
-        (queued, after)
+        (queued, after, gone.join().expect("watcher thread"))
     });
     println!(
         "queued during the pause: {:?}",
@@ -299,17 +314,16 @@ fn a_stopped_owner_serves_nothing_until_it_holds_a_lease_again() {
     if !bad.is_empty() {
         c.dump(&format!("n1 answered after SIGCONT with neither 503 nor the new owner's worker: {bad:?} (old workers {old_workers:?})"));
     }
-    // Its old workers stop (graceful_timeout 5 s), and it is live again, owning nothing.
-    let gone = within(Duration::from_secs(15), || old_workers.iter().all(|&p| !pid_alive(p)));
-    assert!(
-        gone.is_some(),
-        "n1's old workers still run: {old_workers:?}\n{}",
-        c.nodes[0].server.log_text()
-    );
+    let Some(gone) = gone else {
+        c.dump(&format!("n1's old workers still run 15 s after SIGCONT: {old_workers:?}"));
+    };
+    println!("old workers gone {:.2} s after SIGCONT", gone.as_secs_f64());
+    let (after, got) = probe.join().expect("probe thread");
     println!(
-        "old workers gone {:.2} s after SIGCONT",
-        gone.map(|d| d.as_secs_f64()).unwrap_or(0.0)
+        "a request forwarded to the stopped owner: {got:?} after {:.2} s",
+        after.as_secs_f64()
     );
+    // Live again, owning nothing.
     c.wait_converged(Duration::from_secs(c.ttl.as_secs() + 20));
     let st = c.nodes[0].status();
     assert_eq!(st["owned"], json!([]), "{st}");
@@ -349,10 +363,14 @@ fn drain_moves_every_tenant_with_no_failed_request() {
     });
     println!("drain: {status} {body} in {:.2} s; load: {}", took.as_secs_f64(), tally.summary());
     assert_eq!(status, 200, "{body}\n{}", c.nodes[0].server.log_text());
-    assert_eq!(body["released"], json!(3), "{body}");
     let failed = tally.failures();
-    if !failed.is_empty() {
-        c.dump(&format!("{} failed requests during the drain: {failed:?}", failed.len()));
+    // More than 3 if a tenant came back during the drain (a request forwarded by a node
+    // whose owner cache lagged) and was moved again.
+    if !failed.is_empty() || body["released"].as_u64().is_none_or(|n| n < 3) {
+        let n = failed.len();
+        c.dump(&format!(
+            "drain answered {body} (want >= 3 released); {n} failed requests: {failed:?}"
+        ));
     }
     let st = c.nodes[0].status();
     assert_eq!((&st["owned"], &st["state"]), (&json!([]), &json!("draining")), "{st}");

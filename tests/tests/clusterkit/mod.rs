@@ -231,14 +231,34 @@ impl Cluster {
         self.nodes.iter().position(|n| n.id == id)
     }
 
-    /// Every node's log (the last lines), then panic with `why`.
+    /// Every node's log (its last lines apart from the access log), then panic with `why`.
+    /// With `PADDOCK_TEST_LOG_DIR` set, the whole logs are copied there too.
     pub fn dump(&self, why: &str) -> ! {
+        let keep = std::env::var_os("PADDOCK_TEST_LOG_DIR").map(PathBuf::from);
         let mut text = String::new();
         for n in &self.nodes {
             let log = n.server.log_text();
-            let last: Vec<&str> = log.lines().rev().take(60).collect();
-            let last: Vec<&str> = last.into_iter().rev().collect();
-            text.push_str(&format!("--- {} log (last lines):\n{}\n", n.id, last.join("\n")));
+            if let Some(d) = &keep {
+                let _ = std::fs::create_dir_all(d);
+                let _ = std::fs::write(d.join(format!("{}.log", n.id)), &log);
+            }
+            let mut last: Vec<&str> =
+                log.lines().rev().filter(|l| !l.contains("paddock::access")).take(40).collect();
+            last.reverse();
+            // The harness signals SIGTERM only when the cluster is dropped, after this.
+            if log.contains("SIGTERM: shutting down") {
+                text.push_str(&format!(
+                    "NOTE: {} got a SIGTERM this test did not send (another process on this machine?)\n",
+                    n.id
+                ));
+            }
+            let (public, internal) = (n.server.addr, n.internal);
+            text.push_str(&format!(
+                "--- {} (public {public}, internal {internal}, pid {}), last lines but access:\n{}\n",
+                n.id,
+                n.pid(),
+                last.join("\n")
+            ));
         }
         panic!("{why}\n{text}");
     }
