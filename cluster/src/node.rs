@@ -507,14 +507,7 @@ impl Inner {
                 mine.insert(name_under(&owners, kv.key())?.to_string(), kv.mod_revision());
             }
         }
-        self.lease.store(lease, Ordering::SeqCst);
-        self.last_ok.store(nanos(sent), Ordering::SeqCst);
-        let now = self.clock.now();
-        self.health.send_replace(if self.fence.live_at(sent, now) {
-            Health::Live
-        } else {
-            Health::Fenced
-        });
+        self.took(lease, sent);
         Ok(())
     }
 
@@ -534,6 +527,18 @@ impl Inner {
     /// The health with the clock applied (what `is_live` sees), for error messages.
     fn health_now(&self) -> Health {
         after_check(&self.fence, *self.health.borrow(), self.last_ok(), self.clock.now())
+    }
+
+    /// This process serves on `lease` now, renewed (as far as it knows) at `sent`.
+    fn took(&self, lease: i64, sent: Duration) {
+        self.lease.store(lease, Ordering::SeqCst);
+        self.last_ok.store(nanos(sent), Ordering::SeqCst);
+        let now = self.clock.now();
+        self.health.send_replace(if self.fence.live_at(sent, now) {
+            Health::Live
+        } else {
+            Health::Fenced
+        });
     }
 
     async fn rpc<T>(
@@ -581,14 +586,7 @@ impl Inner {
             });
         }
         lock(&self.held).clear();
-        self.lease.store(lease, Ordering::SeqCst);
-        self.last_ok.store(nanos(sent), Ordering::SeqCst);
-        let now = self.clock.now();
-        self.health.send_replace(if self.fence.live_at(sent, now) {
-            Health::Live
-        } else {
-            Health::Fenced
-        });
+        self.took(lease, sent);
         Ok(())
     }
 

@@ -75,6 +75,11 @@ pub async fn run(config: &Config, import: bool) -> Report {
             ));
         }
     }
+    if let Some(c) = &config.cluster {
+        if let Some(w) = etcd_unreachable(&c.endpoints).await {
+            r.warnings.push(format!("{file}: warning: [cluster] {w}"));
+        }
+    }
     let tenants = config.all_tenants();
     r.tenants = tenants.len();
     let needs_version = tenants.iter().any(|t| t.settings.process.virtualenv.is_some());
@@ -103,6 +108,23 @@ pub async fn run(config: &Config, import: bool) -> Report {
         r.errors.push(format!("{file}: tenant {name}: {problem}"));
     }
     r
+}
+
+/// Why none of the etcd endpoints accepts a TCP connection within a second, if none does
+/// (the node would refuse to start).
+async fn etcd_unreachable(endpoints: &[String]) -> Option<String> {
+    let mut why = Vec::new();
+    for e in endpoints {
+        let hostport = e.split_once("://").map_or(e.as_str(), |(_, r)| r);
+        let hostport = hostport.split('/').next().unwrap_or(hostport);
+        let connect = tokio::net::TcpStream::connect(hostport);
+        match tokio::time::timeout(Duration::from_secs(1), connect).await {
+            Ok(Ok(_)) => return None,
+            Ok(Err(err)) => why.push(format!("{e}: {err}")),
+            Err(_) => why.push(format!("{e}: no answer within 1 s")),
+        }
+    }
+    Some(format!("no etcd endpoint answers ({}); the node would not start", why.join("; ")))
 }
 
 fn as_whom(root: bool) -> &'static str {
@@ -413,6 +435,18 @@ mod tests {
         let mut errs = Vec::new();
         check_venv(v, py, &mut errs);
         errs
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_etcd_is_named() {
+        let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let up = format!("http://{}", open.local_addr().expect("addr"));
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let down = format!("http://{}/", closed.local_addr().expect("addr"));
+        drop(closed);
+        assert_eq!(etcd_unreachable(&[down.clone(), up]).await, None, "one answers");
+        let w = etcd_unreachable(std::slice::from_ref(&down)).await.expect("none answers");
+        assert!(w.contains(&down) && w.contains("would not start"), "{w}");
     }
 
     #[test]

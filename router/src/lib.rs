@@ -186,8 +186,32 @@ async fn join_cluster(
             .map_or(cfg.defaults.admission.idle_timeout, |t| t.settings.admission.idle_timeout)
     };
     tokio::spawn(c.clone().reap(state.registry.clone(), idle, closing()));
+    // SIGTERM moves the tenants to other nodes before the connections drain.
+    state.phases.leave_first(true);
+    tokio::spawn(leave_on_stop(c.clone(), state.clone()));
     tracing::info!(addr = %l.local_addr().unwrap_or(at), "cluster: internal listener");
     Ok(l)
+}
+
+/// In [`Phase::Leaving`]: move every tenant to other nodes (at most `drain_timeout`), still
+/// serving, then start the connection drain.
+async fn leave_on_stop(c: Arc<cluster::Cluster>, state: Arc<front::State>) {
+    phase::reached(state.phases.subscribe(), |p| p != Phase::Running).await;
+    if state.phases.get() != Phase::Leaving {
+        return;
+    }
+    let limit = state.config().drain_timeout;
+    let drained = tokio::select! {
+        r = tokio::time::timeout(limit, c.drain(&state.registry)) => r,
+        // A second signal: on to the drain (or a fast stop) at once.
+        _ = phase::reached(state.phases.subscribe(), |p| p != Phase::Leaving) => return,
+    };
+    match drained {
+        Ok(Ok(n)) => tracing::info!(moved = n, "cluster: tenants handed to other nodes"),
+        Ok(Err(e)) => tracing::warn!("cluster: cannot hand the tenants over: {e}"),
+        Err(_) => tracing::warn!("cluster: tenants still here after {limit:?} (drain_timeout)"),
+    }
+    state.phases.advance(Phase::Draining);
 }
 
 /// A duplicate of a listener's descriptor, for the upgrade hand-over; `None` (logged) if the

@@ -1,11 +1,15 @@
 //! The server's shutdown phases, published on a `watch` that every task stops from.
 //!
 //! ```text
-//! Running --Stop::Graceful--> Draining --drained--> Stopping { fast: false } --> Stopped
+//! Running --Stop::Graceful--> [Leaving -->] Draining --drained--> Stopping { fast: false } --> Stopped
 //!    |                           |  (drain_timeout passed, or a second stop request)
 //!    |                           +--------------------> Stopping { fast: true }  --> Stopped
 //!    +------------Stop::Fast----------------------------^
 //! ```
+//!
+//! `Leaving` (a cluster node only, [`Phases::leave_first`]): the node still accepts and
+//! serves while it hands its tenants to other nodes; then `Draining`. A second SIGTERM skips
+//! the rest of it.
 //!
 //! `Draining`: the front door accepts no more connections and open ones finish their current
 //! request (up to `drain_timeout`). `Stopping`: open client connections are closed, the admin
@@ -19,6 +23,8 @@ use tokio::sync::watch;
 pub enum Phase {
     /// Accepting and serving.
     Running,
+    /// Accepting and serving, while a cluster node moves its tenants to other nodes.
+    Leaving,
     /// No new connections; open ones finish what they are doing (SIGTERM).
     Draining,
     /// Client connections closed; pools stopping (`fast`: busy workers are killed).
@@ -31,20 +37,26 @@ impl Phase {
     fn rank(self) -> u8 {
         match self {
             Phase::Running => 0,
-            Phase::Draining => 1,
-            Phase::Stopping { .. } => 2,
-            Phase::Stopped => 3,
+            Phase::Leaving => 1,
+            Phase::Draining => 2,
+            Phase::Stopping { .. } => 3,
+            Phase::Stopped => 4,
         }
     }
 
     /// Whether new connections are accepted.
     pub fn accepting(self) -> bool {
-        self == Phase::Running
+        matches!(self, Phase::Running | Phase::Leaving)
+    }
+
+    /// Whether this process is on its way out (a binary upgrade must not start then).
+    pub fn stopping(self) -> bool {
+        self != Phase::Running
     }
 
     /// Whether open client connections must close now (`Stopping` or later).
     pub fn closing(self) -> bool {
-        self.rank() >= 2
+        self.rank() >= 3
     }
 }
 
@@ -61,6 +73,8 @@ pub enum Stop {
 #[derive(Debug)]
 pub struct Phases {
     tx: watch::Sender<Phase>,
+    /// A graceful stop hands the tenants over first ([`Phase::Leaving`]).
+    leave_first: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Phases {
@@ -71,7 +85,10 @@ impl Default for Phases {
 
 impl Phases {
     pub fn new() -> Self {
-        Phases { tx: watch::Sender::new(Phase::Running) }
+        Phases {
+            tx: watch::Sender::new(Phase::Running),
+            leave_first: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     pub fn get(&self) -> Phase {
@@ -82,12 +99,23 @@ impl Phases {
         self.tx.subscribe()
     }
 
-    /// Ask the server to stop. While running, `Graceful` starts the drain and `Fast` skips
-    /// it; any request during the drain escalates to a fast stop; later ones change nothing.
+    /// Whether a graceful stop goes through [`Phase::Leaving`] (set by a cluster node; unset
+    /// when a binary upgrade hands the node to its successor).
+    pub fn leave_first(&self, yes: bool) {
+        self.leave_first.store(yes, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Ask the server to stop. While running, `Graceful` starts the drain (a cluster node
+    /// leaves first) and `Fast` skips it; a graceful request while leaving starts the drain;
+    /// any other request during the drain escalates to a fast stop; later ones change nothing.
     pub fn request(&self, stop: Stop) {
+        let leave = self.leave_first.load(std::sync::atomic::Ordering::SeqCst);
         let next = match (self.get(), stop) {
-            (Phase::Running, Stop::Graceful) => Phase::Draining,
-            (Phase::Running, Stop::Fast) | (Phase::Draining, _) => Phase::Stopping { fast: true },
+            (Phase::Running, Stop::Graceful) if leave => Phase::Leaving,
+            (Phase::Running | Phase::Leaving, Stop::Graceful) => Phase::Draining,
+            (Phase::Running | Phase::Leaving, Stop::Fast) | (Phase::Draining, _) => {
+                Phase::Stopping { fast: true }
+            }
             _ => return,
         };
         self.advance(next);
@@ -105,6 +133,13 @@ impl Phases {
         if moved {
             match next {
                 Phase::Running => {}
+                Phase::Leaving => {
+                    crate::notify::stopping("moving this node's tenants to other nodes");
+                    tracing::info!(
+                        phase = "leaving",
+                        "shutdown: moving this node's tenants to other nodes, still serving"
+                    )
+                }
                 Phase::Draining => {
                     crate::notify::stopping("draining open connections");
                     tracing::info!(
@@ -169,6 +204,27 @@ mod tests {
         assert!(p.advance(Phase::Stopped));
         assert!(!p.advance(Phase::Running));
         assert_eq!(p.get(), Phase::Stopped);
+    }
+
+    #[test]
+    fn a_cluster_node_leaves_before_it_drains() {
+        let p = Phases::new();
+        p.leave_first(true);
+        p.request(Stop::Graceful);
+        assert_eq!(p.get(), Phase::Leaving);
+        assert!(p.get().accepting() && p.get().stopping() && !p.get().closing());
+        p.request(Stop::Graceful);
+        assert_eq!(p.get(), Phase::Draining, "a second SIGTERM skips the rest of the hand-over");
+        let p = Phases::new();
+        p.leave_first(true);
+        p.request(Stop::Graceful);
+        p.request(Stop::Fast);
+        assert_eq!(p.get(), Phase::Stopping { fast: true });
+        let p = Phases::new();
+        p.leave_first(true);
+        p.leave_first(false);
+        p.request(Stop::Graceful);
+        assert_eq!(p.get(), Phase::Draining, "handed to a successor: no hand-over");
     }
 
     #[tokio::test]

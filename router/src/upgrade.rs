@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::phase::{self, Phases, Stop};
+use crate::phase::{self, Phase, Phases, Stop};
 
 const LISTEN_FDS: &str = "PADDOCK_LISTEN_FDS";
 const UPGRADE_FD: &str = "PADDOCK_UPGRADE_FD";
@@ -235,7 +235,7 @@ pub async fn run(sockets: Sockets, requests: &Requests, phases: Arc<Phases>) {
             None
         }
     };
-    let closing = phase::reached(phases.subscribe(), |p| !p.accepting());
+    let closing = phase::reached(phases.subscribe(), Phase::stopping);
     tokio::pin!(closing);
     loop {
         let reply = tokio::select! {
@@ -260,6 +260,8 @@ pub async fn run(sockets: Sockets, requests: &Requests, phases: Arc<Phases>) {
             Ok(pid) => {
                 tracing::info!(pid, "upgrade: the new process serves; draining this one");
                 crate::notify::hand_over(*pid);
+                // The successor is this node: nothing is handed to other nodes.
+                phases.leave_first(false);
                 phases.request(Stop::Graceful);
             }
             Err(e) => tracing::error!("upgrade failed, this process serves on: {e}"),
@@ -283,28 +285,26 @@ async fn hand_over(sockets: &Sockets) -> Result<u32, UpgradeError> {
     let exe = origin.exe.as_ref().ok_or(UpgradeError::NoExe)?;
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| UpgradeError::Io(e.into()))?;
-    // Sources above 10, targets 3, 4, 5: no dup2 overwrites a source it still needs.
-    let front = paddock_sys::dup_high(sockets.front.as_raw_fd())?;
-    let mut fds = vec![(front.as_raw_fd(), 3)];
-    let mut list = String::from("front:3");
-    let admin = match &sockets.admin {
-        Some(a) => Some(paddock_sys::dup_high(a.as_raw_fd())?),
-        None => None,
-    };
-    if let Some(a) = &admin {
-        fds.push((a.as_raw_fd(), 4));
-        list.push_str(",admin:4");
+    // Sources above 10, targets 3 to 6: no dup2 overwrites a source it still needs.
+    let mut fds = Vec::new();
+    let mut names = Vec::new();
+    let mut keep = Vec::new();
+    // The ready pipe is 5.
+    let listeners = [
+        ("front", Some(&sockets.front), 3),
+        ("admin", sockets.admin.as_ref(), 4),
+        ("internal", sockets.internal.as_ref(), 6),
+    ];
+    for (name, fd, target) in listeners {
+        let Some(fd) = fd else { continue };
+        let high = paddock_sys::dup_high(fd.as_raw_fd())?;
+        fds.push((high.as_raw_fd(), target));
+        names.push(format!("{name}:{target}"));
+        keep.push(high);
     }
+    let list = names.join(",");
     let pipe_fd = paddock_sys::dup_high(write_end.as_raw_fd())?;
     fds.push((pipe_fd.as_raw_fd(), 5));
-    let internal = match &sockets.internal {
-        Some(i) => Some(paddock_sys::dup_high(i.as_raw_fd())?),
-        None => None,
-    };
-    if let Some(i) = &internal {
-        fds.push((i.as_raw_fd(), 6));
-        list.push_str(",internal:6");
-    }
     let mut cmd = std::process::Command::new(exe);
     cmd.args(&origin.args).env(LISTEN_FDS, &list).env(UPGRADE_FD, "5");
     if let Some(c) = &sockets.cluster {
@@ -315,7 +315,7 @@ async fn hand_over(sockets: &Sockets) -> Result<u32, UpgradeError> {
         .spawn()
         .map_err(|source| UpgradeError::Spawn { exe: exe.display().to_string(), source })?;
     // Only the child holds the write end now: EOF means it is gone or gave up.
-    drop((front, admin, internal, pipe_fd, write_end));
+    drop((keep, pipe_fd, write_end));
     let pid = child.id().unwrap_or(0);
     tracing::info!(pid, exe = %exe.display(), "upgrade: new process started");
     let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)?;

@@ -96,6 +96,8 @@ pub struct Pool {
     pub(crate) cgroup: Option<PoolGroup>,
     /// How its slots start their workers.
     pub(crate) starter: Arc<dyn Starter>,
+    /// Shared by every pool of a registry: how many workers may be starting at once.
+    pub(crate) starts: Arc<Semaphore>,
 }
 
 #[derive(Default)]
@@ -116,10 +118,12 @@ impl Pool {
         worker_bin: PathBuf,
         counters: Arc<Counters>,
     ) -> std::io::Result<Arc<Pool>> {
-        Pool::start_with(spec, identity, runtime_dir, worker_bin, counters, Arc::new(Spawn))
+        let starts = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
+        Pool::start_with(spec, identity, runtime_dir, worker_bin, counters, Arc::new(Spawn), starts)
     }
 
-    /// [`Pool::start`], its slots getting their workers from `starter`.
+    /// [`Pool::start`], its slots getting their workers from `starter`, each start holding a
+    /// permit of `starts` until its worker is ready (or failed).
     pub fn start_with(
         spec: TenantSpec,
         identity: Identity,
@@ -127,6 +131,7 @@ impl Pool {
         worker_bin: PathBuf,
         counters: Arc<Counters>,
         starter: Arc<dyn Starter>,
+        starts: Arc<Semaphore>,
     ) -> std::io::Result<Arc<Pool>> {
         // Unique per pool instance: a replaced pool's cleanup must not remove its successor's.
         static SERIAL: AtomicU64 = AtomicU64::new(0);
@@ -179,6 +184,7 @@ impl Pool {
             conns_open: Arc::new(AtomicUsize::new(0)),
             cgroup,
             starter,
+            starts,
         });
         let tasks = receivers
             .into_iter()

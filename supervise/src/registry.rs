@@ -55,6 +55,16 @@ pub struct Registry {
     max_workers_total: usize,
     /// How the pools' slots start their workers.
     starter: Arc<dyn Starter>,
+    /// Workers starting at once, across every pool ([`max_starting`]).
+    starts: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many workers may be starting (from spawn to ready) at once across all pools: twice
+/// the CPUs. A start is mostly the app's imports, on one CPU; more at once only makes every
+/// one of them later, and a node that takes over a crashed node's tenants, or a host
+/// restarted under load, would otherwise fork hundreds together.
+pub fn max_starting() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2).max(2)
 }
 
 impl Registry {
@@ -74,6 +84,7 @@ impl Registry {
             allow_root,
             max_workers_total,
             starter: Arc::new(Spawn),
+            starts: Arc::new(tokio::sync::Semaphore::new(max_starting())),
         }
     }
 
@@ -151,7 +162,8 @@ impl Registry {
         let name = spec.name.clone();
         let counters = self.counters.entry(name.clone()).or_default().clone();
         let (dir, bin) = (&self.runtime_dir, self.worker_bin.clone());
-        Pool::start_with(spec, identity, dir, bin, counters, self.starter.clone())
+        let (starter, starts) = (self.starter.clone(), self.starts.clone());
+        Pool::start_with(spec, identity, dir, bin, counters, starter, starts)
             .map_err(|source| StartError::Socket { tenant: name, source })
     }
 

@@ -480,7 +480,8 @@ pub fn identity() -> Identity {
 pub fn pool(spec: TenantSpec, dir: &Path, fakes: &Arc<Fakes>) -> Arc<Pool> {
     let bin = "/nonexistent/paddock-worker".into();
     let counters = Arc::new(Counters::default());
-    let pool = Pool::start_with(spec, identity(), dir, bin, counters, fakes.clone())
+    let starts = Arc::new(tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS));
+    let pool = Pool::start_with(spec, identity(), dir, bin, counters, fakes.clone(), starts)
         .expect("the pool's socket");
     fakes.observe(&pool);
     pool

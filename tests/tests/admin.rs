@@ -387,6 +387,13 @@ fn check_openapi(a: &Admin) {
     a.call("GET", "/api/v1/tenants", None, None);
     a.call("GET", "/api/v1/tenants", Some("wrong"), None);
     a.api("POST", "/api/v1/reload", None);
+    // Not a cluster node: the cluster resources answer 404 (their 200s are checked in
+    // cluster_nodes.rs).
+    a.api("GET", "/api/v1/cluster", None);
+    a.api("GET", "/api/v1/cluster/tenants/shop", None);
+    a.api("POST", "/api/v1/cluster/tenants/shop/move", Some(r#"{"to": "n2"}"#));
+    a.api("POST", "/api/v1/cluster/drain", None);
+    a.api("POST", "/api/v1/cluster/activate", None);
     let text = std::fs::read_to_string(&a.config).expect("config");
     write(&a.config, &format!("{text}\nbogus_key = 1\n"));
     a.api("POST", "/api/v1/reload", None);

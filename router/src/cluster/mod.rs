@@ -250,6 +250,47 @@ impl Cluster {
         }
     }
 
+    /// Forward a request for `tenant` to `node` at `addr` ([`Relay::forward`]), giving up
+    /// with [`RelayError::OwnerGone`] as soon as etcd says `node` no longer owns it: a node
+    /// paused or cut off with the request would otherwise hold it for `head_timeout`. (The
+    /// request is not sent again: the old owner's worker may have run it.)
+    #[allow(clippy::too_many_arguments)]
+    pub async fn forward(
+        &self,
+        tenant: &str,
+        node: &str,
+        addr: SocketAddr,
+        parts: http::request::Parts,
+        path: &str,
+        body: hyper::body::Incoming,
+        hop: &hop::Hop,
+        head_timeout: Duration,
+    ) -> Result<http::Response<crate::respond::Body>, RelayError> {
+        let sent = self.relay.forward(addr, parts, path, body, hop, head_timeout);
+        // Another node owns it now, or nobody after `node` did (a forward chosen by placement
+        // goes to a node that has not claimed it yet).
+        let gone = async {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut seen = false;
+            loop {
+                tick.tick().await;
+                if !self.node.owner_cache_synced() {
+                    continue;
+                }
+                match self.node.cached_owner(tenant) {
+                    Some((o, _)) if o.node == node => seen = true,
+                    Some(_) => return,
+                    None if seen => return,
+                    None => {}
+                }
+            }
+        };
+        tokio::select! {
+            r = sent => r,
+            () = gone => Err(RelayError::OwnerGone { node: node.to_string() }),
+        }
+    }
+
     /// The owner cache names another node.
     fn cached_elsewhere(&self, tenant: &str) -> Option<Route> {
         let (owner, _) = self.node.cached_owner(tenant)?;
@@ -389,6 +430,10 @@ impl Cluster {
     /// tenant wait, those in flight finish, its pool stops, its claim is released, and the
     /// waiting requests go to the node rendezvous hashing picks. Returns how many went.
     pub async fn drain(&self, registry: &Registry) -> Result<usize, ClusterError> {
+        if self.handed_off.load(Ordering::SeqCst) {
+            // The claims belong to the process that replaced this one.
+            return Ok(0);
+        }
         self.node.set_state(NodeState::Draining).await?;
         self.refresh_nodes().await;
         let mut n = 0;

@@ -31,6 +31,8 @@ pub enum RelayError {
     Timeout { addr: SocketAddr, after: Duration },
     #[error("bad request target for forwarding: {0}")]
     Target(String),
+    #[error("{node} lost the tenant before it answered (its lease expired)")]
+    OwnerGone { node: String },
 }
 
 impl RelayError {

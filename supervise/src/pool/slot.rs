@@ -254,6 +254,12 @@ async fn start_ready(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Worker>, StartError> {
     let name = &pool.spec.name;
+    // Held until the worker is ready or failed: a node that takes over a crashed node's
+    // tenants starts them a few at a time rather than all at once.
+    let _starting = tokio::select! {
+        p = pool.starts.clone().acquire_owned() => p.ok(),
+        _ = stop.changed() => return Ok(None),
+    };
     let (mut child, mut control) = pool
         .starter
         .start(&pool.launch(), slot)

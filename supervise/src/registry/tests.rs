@@ -164,3 +164,40 @@ async fn start_errors_tell_their_causes_apart() {
     assert!(matches!(&r, Err(StartError::Socket { .. })), "{:?}", r.map(|_| ()));
     assert!(s.fakes.workers().is_empty(), "no worker was started for any of them");
 }
+
+/// A crowd of tenants starting together (a node taking over a crashed one's) starts
+/// `max_starting()` workers at a time: each start holds its permit until its worker is ready.
+#[tokio::test(start_paused = true)]
+async fn workers_start_a_few_at_a_time() {
+    let s = setup(0);
+    s.fakes.set_default(crate::testkit::Plan::start(crate::testkit::Start::ReadyAfter(
+        Duration::from_secs(1),
+    )));
+    let gate = max_starting();
+    let n = gate * 3;
+    let t0 = tokio::time::Instant::now();
+    let specs: Vec<TenantSpec> = (0..n).map(|i| s.tenant(&format!("t{i}"), Q)).collect();
+    let pools = start_all(&s, &specs).await;
+    for p in &pools {
+        until_status(p, |st| *st == Status::Ready).await;
+    }
+    let mut ready: Vec<Duration> = s
+        .fakes
+        .workers()
+        .iter()
+        .filter_map(|f| f.record().ready_at.map(|t| t.duration_since(t0)))
+        .collect();
+    ready.sort();
+    assert_eq!(ready.len(), n);
+    let first_second = ready.iter().filter(|d| **d < Duration::from_millis(1500)).count();
+    assert_eq!(first_second, gate, "{ready:?}");
+    assert!(ready[n - 1] >= Duration::from_secs(3), "three rounds: {ready:?}");
+}
+
+async fn start_all(s: &Setup, specs: &[TenantSpec]) -> Vec<Arc<Pool>> {
+    let mut out = Vec::new();
+    for sp in specs {
+        out.push(within("get_or_start", s.reg.get_or_start(sp.clone())).await.expect("a pool"));
+    }
+    out
+}
