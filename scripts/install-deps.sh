@@ -5,7 +5,9 @@
 # locales an example config names with localedef), Prometheus (tests/tests/metrics.rs) and
 # PostgreSQL's server (tests/tests/postgres.rs runs its own cluster in a temp directory on a
 # free port; the Debian cluster the package may start is not used) and etcd's server
-# (cluster/tests/ start their own etcd on free loopback ports). Needs root; skips what is
+# (cluster/tests/ start their own etcd on free loopback ports) and HAProxy (tests/tests/
+# cluster_nodes.rs puts its own, in the foreground on a free loopback port, in front of the
+# nodes; the Debian service the package may start is not used). Needs root; skips what is
 # there.
 #   install-deps.sh            everything the tests need (also prometheus, postgresql, a browser)
 #   install-deps.sh --runtime  only what building and serving need (deploy/demo.sh)
@@ -38,7 +40,7 @@ if [[ ${1:-} == --runtime ]]; then
   install_missing "${runtime[@]}"
   exit 0
 fi
-install_missing "${runtime[@]}" prometheus postgresql etcd-server
+install_missing "${runtime[@]}" prometheus postgresql etcd-server haproxy
 # Headless Chromium and its WebDriver, for the signup page's browser test
 # (tests/tests/signup_browser.rs). Without recommends: no desktop services come along.
 install_missing --no-install-recommends chromium chromium-driver
