@@ -590,8 +590,7 @@ async fn relay(
         + s.admission.queue_timeout
         + s.request.request_timeout
         + Duration::from_secs(5);
-    let tenant = &routed.spec.name;
-    match c.forward(tenant, &node, addr, parts, &path, incoming, &hop, head_timeout).await {
+    match c.forward(&node, addr, parts, &path, incoming, &hop, head_timeout).await {
         Ok(r) => {
             c.metrics.forwards.with_label_values(&["ok"]).inc();
             r

@@ -157,9 +157,9 @@ fn requests_through_any_node_reach_the_owner() {
         assert_eq!((&st["health"], &st["state"]), (&json!("live"), &json!("active")), "{st}");
         assert_eq!(st["nodes"].as_array().map(Vec::len), Some(3), "{st}");
     }
-    // A forwarded request (one that arrives on the internal listener) for a tenant another
-    // node (its `Paddock-Hop` marker names the forwarder) is refused, not forwarded again.
-    let hop = "Paddock-Hop: node=n3;for=127.0.0.1;port=5555;proto=http;server-port=80";
+    // A request on its last hop (its `Paddock-Hop` marker says two) for a tenant another
+    // node owns is refused, not forwarded again.
+    let hop = "Paddock-Hop: node=n3;for=127.0.0.1;port=5555;proto=http;server-port=80;hops=2";
     let raw = format!("GET /trac/t0/pid HTTP/1.1\r\nHost: x\r\n{hop}\r\nConnection: close\r\n\r\n");
     let r = clusterkit::http(c.nodes[1].internal, raw.as_bytes(), T).expect("internal answer");
     assert_eq!(r.status, 503, "{}", r.text());

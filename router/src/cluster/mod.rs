@@ -250,14 +250,13 @@ impl Cluster {
         }
     }
 
-    /// Forward a request for `tenant` to `node` at `addr` ([`Relay::forward`]), giving up
-    /// with [`RelayError::OwnerGone`] as soon as etcd says `node` no longer owns it: a node
-    /// paused or cut off with the request would otherwise hold it for `head_timeout`. (The
-    /// request is not sent again: the old owner's worker may have run it.)
+    /// Forward a request to `node` at `addr` ([`Relay::forward`]), giving up
+    /// with [`RelayError::OwnerGone`] as soon as `node`'s lease is gone: a node paused or cut
+    /// off with the request would otherwise hold it for `head_timeout`. (The request is not
+    /// sent again: the old owner's worker may have run it.)
     #[allow(clippy::too_many_arguments)]
     pub async fn forward(
         &self,
-        tenant: &str,
         node: &str,
         addr: SocketAddr,
         parts: http::request::Parts,
@@ -267,21 +266,16 @@ impl Cluster {
         head_timeout: Duration,
     ) -> Result<http::Response<crate::respond::Body>, RelayError> {
         let sent = self.relay.forward(addr, parts, path, body, hop, head_timeout);
-        // Another node owns it now, or nobody after `node` did (a forward chosen by placement
-        // goes to a node that has not claimed it yet).
+        // `node`'s record gone from the node list (read every second): its lease expired.
+        // (Not its claim: a node that gives the tenant up in a drain or a move still answers,
+        // passing the request on to the new owner.)
         let gone = async {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
-            let mut seen = false;
             loop {
                 tick.tick().await;
-                if !self.node.owner_cache_synced() {
-                    continue;
-                }
-                match self.node.cached_owner(tenant) {
-                    Some((o, _)) if o.node == node => seen = true,
-                    Some(_) => return,
-                    None if seen => return,
-                    None => {}
+                let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+                if !nodes.is_empty() && !nodes.iter().any(|n| n.id == node) {
+                    return;
                 }
             }
         };

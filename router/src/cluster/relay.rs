@@ -31,7 +31,7 @@ pub enum RelayError {
     Timeout { addr: SocketAddr, after: Duration },
     #[error("bad request target for forwarding: {0}")]
     Target(String),
-    #[error("{node} lost the tenant before it answered (its lease expired)")]
+    #[error("{node} left the cluster before it answered (its lease expired)")]
     OwnerGone { node: String },
 }
 
