@@ -20,6 +20,8 @@ use serde_json::Value;
 use crate::common::{free_port, private, repo_root, signal, stop_child, write, Response, Server};
 
 pub use etcd::Etcd;
+// Not every test file that includes the kit starts a balancer.
+#[allow(unused_imports)]
 pub use haproxy::Haproxy;
 
 pub const TOKEN: &str = "cluster-test-token";
