@@ -8,14 +8,21 @@
 //! every running pool once a second and stops those whose tenant is gone or disabled.
 //!
 //! A disabled tenant keeps its directory and gets a file `<state_dir>/disabled/<name>`: the
-//! flag survives restarts, needs no database, and costs one more `stat` per request. It lives
+//! flag survives restarts and needs no database. The directory's names are kept in memory
+//! and read again when its mtime changed, looked at no more than once a second ([`RECHECK`])
+//! and at once after this process changed it: a request costs no system call for it, and a
+//! change made elsewhere (another node on the shared file system, an operator's `rm`) counts
+//! within a second. It lives
 //! in the router's `state_dir` (mode 0700), never in the tenant directory, where the tenant
 //! could delete it to re-enable itself, or plant a symlink for root to write through. (A
 //! `.paddock-disabled` file in a tenant directory, the old place, means nothing any more.)
 
+use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::{Duration, Instant, SystemTime};
 
 use paddock_config::tenant::TenantSpec;
 use paddock_config::Config;
@@ -26,11 +33,65 @@ const DISABLED: &str = "disabled";
 /// Why a tenant cannot be disabled without `sites` or `state_dir`.
 pub const NO_STATE_DIR: &str = "no state_dir is configured (it defaults to <sites>/.paddock, and there is no sites directory): set `state_dir` to be able to disable tenants";
 
-/// The tenant is disabled: one `lstat` in the operator's `state_dir`.
+/// How old the in-memory view of `<state_dir>/disabled/` may be before its mtime is looked at.
+pub const RECHECK: Duration = Duration::from_secs(1);
+
+/// `<state_dir>/disabled/` as last read.
+struct Seen {
+    state_dir: PathBuf,
+    checked: Instant,
+    mtime: Option<SystemTime>,
+    names: HashSet<String>,
+}
+
+/// One view for the process (there is one `state_dir`; a different one, as in tests, is
+/// simply read afresh).
+static SEEN: RwLock<Option<Seen>> = RwLock::new(None);
+
+/// The tenant is disabled (a file `<state_dir>/disabled/<name>`, as of at most [`RECHECK`]
+/// ago, or of this process's last change).
 pub fn is_disabled(cfg: &Config, spec: &TenantSpec) -> bool {
-    cfg.state_dir
-        .as_ref()
-        .is_some_and(|d| std::fs::symlink_metadata(d.join(DISABLED).join(&spec.name)).is_ok())
+    let Some(state) = cfg.state_dir.as_deref() else { return false };
+    {
+        let seen = SEEN.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = seen.as_ref() {
+            if s.state_dir == state && s.checked.elapsed() < RECHECK {
+                return s.names.contains(&spec.name);
+            }
+        }
+    }
+    let mut seen = SEEN.write().unwrap_or_else(|p| p.into_inner());
+    let dir = state.join(DISABLED);
+    // The directory is the router's own (0700), but `lstat`: never follow a link there.
+    let mtime = std::fs::symlink_metadata(&dir).and_then(|m| m.modified()).ok();
+    // An mtime is only as fine as the file system's clock tick: one that recent may hide a
+    // second change made in the same tick, so the names are read again.
+    let settled = mtime
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .is_some_and(|age| age > Duration::from_secs(2));
+    let unchanged =
+        settled && seen.as_ref().is_some_and(|s| s.state_dir == state && s.mtime == mtime);
+    if unchanged {
+        if let Some(s) = seen.as_mut() {
+            s.checked = Instant::now();
+            return s.names.contains(&spec.name);
+        }
+    }
+    let names = read_names(&dir);
+    let hit = names.contains(&spec.name);
+    *seen = Some(Seen { state_dir: state.to_path_buf(), checked: Instant::now(), mtime, names });
+    hit
+}
+
+/// The file names in `dir` (none if it cannot be read: nothing was ever disabled).
+fn read_names(dir: &Path) -> HashSet<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return HashSet::new() };
+    entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect()
+}
+
+/// Forget the in-memory view: this process has just changed the directory.
+fn forget() {
+    *SEEN.write().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
 /// Disable (with `note` as the file's text) or enable `name`; the state directories are made
@@ -44,6 +105,7 @@ pub fn set_disabled(cfg: &Config, name: &str, note: Option<&str>) -> io::Result<
         };
     };
     let file = state.join(DISABLED).join(name);
+    let _forget = Forget;
     let Some(note) = note else {
         return match std::fs::remove_file(&file) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(file),
@@ -61,6 +123,15 @@ pub fn set_disabled(cfg: &Config, name: &str, note: Option<&str>) -> io::Result<
         .open(&file)?;
     io::Write::write_all(&mut f, note.as_bytes())?;
     Ok(file)
+}
+
+/// Forgets the view when dropped: after a change, whichever way it ended.
+struct Forget;
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        forget();
+    }
 }
 
 /// Make `dir` (mode 0700) or make an existing one 0700; a symlink is refused.
@@ -111,6 +182,28 @@ mod tests {
         std::fs::remove_dir_all(&site).expect("rm");
         assert!(!still_served(&cfg, "one"));
         assert!(!still_served(&cfg, "bare"));
+    }
+
+    #[test]
+    fn a_change_made_elsewhere_counts_within_a_second() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("one/conf")).expect("mkdir");
+        std::fs::write(dir.path().join("one/conf/trac.ini"), "").expect("write");
+        let ov = Overrides { sites: Some(dir.path().to_path_buf()), ..Overrides::default() };
+        let cfg = Config::from_overrides(&ov).expect("config");
+        set_disabled(&cfg, "one", Some("off")).expect("disable");
+        assert!(!still_served(&cfg, "one"));
+        // Another node (or an operator) enables it by removing the file.
+        std::fs::remove_file(dir.path().join(".paddock/disabled/one")).expect("rm");
+        let deadline = Instant::now() + RECHECK * 3;
+        while !still_served(&cfg, "one") {
+            assert!(
+                Instant::now() < deadline,
+                "still disabled {:?} after the file went",
+                RECHECK * 3
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     #[test]
