@@ -460,7 +460,8 @@ async fn dispatch(
         return (Some(name), Refusal::disabled().answer(meta));
     }
     let hops = hop.as_ref().map_or(0, |h| h.hops);
-    let conn = Conn { raw, host: &host, client, peer, local, hops };
+    let from = hop.as_ref().map(|h| h.node.as_str());
+    let conn = Conn { raw, host: &host, client, peer, local, hops, from };
     (Some(name), to_tenant(st, *routed, req, body, &target, conn, meta).await)
 }
 
@@ -475,6 +476,8 @@ struct Conn<'a> {
     local: SocketAddr,
     /// Node-to-node hops it made to get here (0: straight from a client).
     hops: u8,
+    /// The node that forwarded it here, if one did.
+    from: Option<&'a str>,
 }
 
 async fn to_tenant(
@@ -513,7 +516,7 @@ async fn to_tenant(
     // request is in flight.
     let _claim = match st.cluster() {
         None => None,
-        Some(c) => match c.route(&routed.spec.name, conn.hops).await {
+        Some(c) => match c.route(&routed.spec.name, conn.hops, conn.from).await {
             crate::cluster::Route::Serve(g) => Some(g),
             crate::cluster::Route::Forward { node, addr } => {
                 return relay(c, &routed, req, body_in, &conn, node, addr, meta).await

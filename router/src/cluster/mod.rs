@@ -93,6 +93,16 @@ pub struct NodeView {
     pub owned: u32,
 }
 
+/// Whether a request forwarded here `from` a node (or from a client: `None`) is to be sent
+/// on to `owner`, the node the owner cache names. Not to this node itself, and not back to
+/// the node that forwarded it: a node forwards only a tenant it does not own, so a cache that
+/// names the sender lags etcd (the sender gave the tenant up a moment ago, in a drain or a
+/// move). Sending it back would spend the request's last hop on a node that passes it on
+/// again, and answer 503; the claim in etcd tells the truth instead.
+fn believe_cached_owner(owner: &str, me: &str, from: Option<&str>) -> bool {
+    owner != me && Some(owner) != from
+}
+
 fn health_str(h: Health) -> &'static str {
     match h {
         Health::Live => "live",
@@ -176,14 +186,15 @@ impl Cluster {
         &self.settings
     }
 
-    /// Decide where a request for `tenant` goes; `hops`: how many nodes forwarded it so far.
-    pub async fn route(&self, tenant: &str, hops: u8) -> Route {
+    /// Decide where a request for `tenant` goes; `hops`: how many nodes forwarded it so far,
+    /// `from`: the node that forwarded it here, if one did.
+    pub async fn route(&self, tenant: &str, hops: u8, from: Option<&str>) -> Route {
         let may_forward = hops < hop::MAX_HOPS;
         let deadline = tokio::time::Instant::now() + LEAVE_WAIT;
         loop {
             if !self.node.is_live() {
                 if may_forward {
-                    if let Some(to) = self.cached_elsewhere(tenant) {
+                    if let Some(to) = self.cached_elsewhere(tenant, from) {
                         return to;
                     }
                 }
@@ -205,7 +216,7 @@ impl Cluster {
                 Enter::Absent => {}
             }
             if may_forward {
-                if let Some(to) = self.cached_elsewhere(tenant) {
+                if let Some(to) = self.cached_elsewhere(tenant, from) {
                     return to;
                 }
                 if let Some(to) = self.placed_elsewhere(tenant) {
@@ -285,10 +296,11 @@ impl Cluster {
         }
     }
 
-    /// The owner cache names another node.
-    fn cached_elsewhere(&self, tenant: &str) -> Option<Route> {
+    /// The owner cache names another node, and it is to be believed
+    /// ([`believe_cached_owner`]).
+    fn cached_elsewhere(&self, tenant: &str, from: Option<&str>) -> Option<Route> {
         let (owner, _) = self.node.cached_owner(tenant)?;
-        (owner.node != self.node.id()).then(|| self.forward_to(&owner))
+        believe_cached_owner(&owner.node, self.node.id(), from).then(|| self.forward_to(&owner))
     }
 
     /// Draining, or at capacity: the node rendezvous hashing picks, if it is another.
@@ -599,5 +611,21 @@ impl Cluster {
         if let Err(e) = self.node.delete_tenant(name, record).await {
             tracing::warn!(tenant = name, "cluster: cannot delete the tenant's record: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::believe_cached_owner;
+
+    #[test]
+    fn a_forwarded_request_is_not_sent_back_to_its_sender_on_the_caches_word() {
+        // The drain's 503: n1 gave d0 up and passed a request to n2, whose cache still named
+        // n1; n2 sent it back, and n1, out of hops, refused it.
+        assert!(!believe_cached_owner("n1", "n2", Some("n1")));
+        assert!(believe_cached_owner("n3", "n2", Some("n1")));
+        assert!(believe_cached_owner("n1", "n2", None));
+        assert!(!believe_cached_owner("n2", "n2", None));
+        assert!(!believe_cached_owner("n2", "n2", Some("n1")));
     }
 }
