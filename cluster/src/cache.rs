@@ -14,6 +14,10 @@ use tokio::sync::watch;
 
 use crate::keys::{decode, name_under, Owner};
 
+/// Pauses between listings while the watch keeps failing.
+const RELIST_MIN: Duration = Duration::from_millis(50);
+const RELIST_MAX: Duration = Duration::from_millis(500);
+
 #[derive(Default)]
 pub(crate) struct OwnerCache {
     map: RwLock<HashMap<String, (Owner, i64)>>,
@@ -68,16 +72,18 @@ pub(crate) async fn run(
     cache: std::sync::Arc<OwnerCache>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut first = true;
+    // Listing again at once after a watch that ran (its member went away: another may
+    // answer), then after a growing pause while it keeps failing.
+    let mut pause: Option<Duration> = None;
     loop {
-        if !first {
+        if let Some(p) = pause {
             cache.reset();
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tokio::time::sleep(p) => {}
                 r = stop.changed() => if r.is_err() || *stop.borrow() { return },
             }
         }
-        first = false;
+        pause = Some(pause.map_or(Duration::ZERO, |p| (p * 2).clamp(RELIST_MIN, RELIST_MAX)));
         let mut c = client.clone();
         let listed = tokio::time::timeout(
             request_timeout,
@@ -103,6 +109,7 @@ pub(crate) async fn run(
             continue;
         };
         cache.synced.store(true, Ordering::SeqCst);
+        pause = Some(Duration::ZERO);
         loop {
             tokio::select! {
                 m = stream.message() => match m {

@@ -186,8 +186,7 @@ impl Node {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key.clone(), None)]);
-        let mut c = inner.client.clone();
-        let resp = inner.rpc(c.txn(txn)).await?;
+        let resp = inner.txn(txn).await?;
         if resp.succeeded() {
             let revision =
                 resp.header().map(|h| h.revision()).ok_or_else(|| corrupt(&key, "no header"))?;
@@ -217,8 +216,7 @@ impl Node {
     pub async fn owner(&self, tenant: &str) -> Result<Option<(Owner, i64)>, ClusterError> {
         check_tenant(tenant)?;
         let key = self.inner.keys.owner(tenant);
-        let mut c = self.inner.client.clone();
-        let resp = self.inner.rpc(c.get(key, None)).await?;
+        let resp = self.inner.get(key, None).await?;
         match resp.kvs().first() {
             Some(kv) => Ok(Some((decode(kv.key(), kv.value())?, kv.mod_revision()))),
             None => Ok(None),
@@ -247,8 +245,7 @@ impl Node {
         let txn = Txn::new()
             .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
             .and_then([TxnOp::delete(key, None)]);
-        let mut c = inner.client.clone();
-        let resp = inner.rpc(c.txn(txn)).await?;
+        let resp = inner.txn(txn).await?;
         let mut held = lock(&inner.held);
         if held.get(tenant) == Some(&revision) {
             held.remove(tenant);
@@ -270,8 +267,7 @@ impl Node {
         check_node_id(to)?;
         let inner = &self.inner;
         let node_key = inner.keys.node(to);
-        let mut c = inner.client.clone();
-        let resp = inner.rpc(c.get(node_key.clone(), None)).await?;
+        let resp = inner.get(node_key.clone(), None).await?;
         let Some(kv) = resp.kvs().first() else { return Ok(false) };
         let record: NodeRecord = decode(kv.key(), kv.value())?;
         let (target_lease, target_rev) = (kv.lease(), kv.mod_revision());
@@ -288,7 +284,7 @@ impl Node {
                 encode(&owner),
                 Some(PutOptions::new().with_lease(target_lease)),
             )]);
-        let resp = inner.rpc(c.txn(txn)).await?;
+        let resp = inner.txn(txn).await?;
         let mut held = lock(&inner.held);
         if held.get(tenant) == Some(&revision) {
             held.remove(tenant);
@@ -336,8 +332,7 @@ impl Node {
             TxnOp::get(nodes_dir.clone(), Some(GetOptions::new().with_prefix())),
             TxnOp::get(owners_dir.clone(), Some(GetOptions::new().with_prefix())),
         ]);
-        let mut c = inner.client.clone();
-        let resp = inner.rpc(c.txn(txn)).await?;
+        let resp = inner.txn(txn).await?;
         let mut gets = resp.op_responses().into_iter().filter_map(|r| match r {
             TxnOpResponse::Get(g) => Some(g),
             _ => None,
@@ -363,15 +358,25 @@ impl Node {
     }
 
     /// Creates the persistent record `tenants/<name>` only if it is absent: true if this call
-    /// created it. Signup names are unique across the cluster through this.
+    /// created it. Signup names are unique across the cluster through this. (A record that
+    /// holds exactly `record` already counts as this call's: the call may have been made
+    /// twice, its first answer lost; records name their signup, so two never match.)
     pub async fn create_tenant(&self, name: &str, record: &[u8]) -> Result<bool, ClusterError> {
         check_tenant(name)?;
         let key = self.inner.keys.tenant(name);
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, record.to_vec(), None)]);
-        let mut c = self.inner.client.clone();
-        Ok(self.inner.rpc(c.txn(txn)).await?.succeeded())
+            .and_then([TxnOp::put(key.clone(), record.to_vec(), None)])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.inner.txn(txn).await?;
+        if resp.succeeded() {
+            return Ok(true);
+        }
+        let held = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+            _ => None,
+        });
+        Ok(held.as_deref() == Some(record))
     }
 
     /// Deletes `tenants/<name>`: only if it still holds `record` (a signup that failed after
@@ -388,16 +393,14 @@ impl Node {
             None => Vec::new(),
         };
         let txn = Txn::new().when(when).and_then([TxnOp::delete(key, None)]);
-        let mut c = self.inner.client.clone();
-        Ok(self.inner.rpc(c.txn(txn)).await?.succeeded())
+        Ok(self.inner.txn(txn).await?.succeeded())
     }
 
     /// The record of `tenants/<name>`.
     pub async fn tenant(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
         check_tenant(name)?;
         let key = self.inner.keys.tenant(name);
-        let mut c = self.inner.client.clone();
-        let resp = self.inner.rpc(c.get(key, None)).await?;
+        let resp = self.inner.get(key, None).await?;
         Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
@@ -412,8 +415,7 @@ impl Node {
         self.inner.health.send_replace(Health::Lost);
         lock(&self.inner.held).clear();
         let lease = self.inner.lease_id();
-        let mut c = self.inner.client.clone();
-        self.inner.rpc(c.lease_revoke(lease)).await?;
+        self.inner.lease_revoke(lease).await?;
         tracing::info!(node = %self.inner.cfg.node_id, "cluster: left");
         Ok(())
     }
@@ -432,6 +434,26 @@ impl Drop for Node {
         for t in lock(&self.tasks).iter() {
             t.abort();
         }
+    }
+}
+
+/// The first pause before an etcd call that never reached a member is made again; doubled
+/// each time up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+const RETRY_MAX: Duration = Duration::from_millis(200);
+
+/// Whether `e` says the call never reached an etcd member (the connection to the endpoint
+/// the client picked failed), so that making it again cannot apply it twice. etcd's own
+/// `Unavailable` answers ("etcdserver: leader changed", "request timed out") come from a
+/// member that may have applied the call, and are not retried here.
+fn never_reached(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        // UNAVAILABLE from the client's own transport, not from a member.
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() as i32 == 14 && !s.message().starts_with("etcdserver:")
+        }
+        _ => false,
     }
 }
 
@@ -487,20 +509,19 @@ impl Inner {
                 self.cfg.node_id
             ))
         };
-        let mut c = self.client.clone();
         let key = self.keys.node(&self.cfg.node_id);
-        let record = self.rpc(c.get(key.clone(), None)).await?;
+        let record = self.get(key.clone(), None).await?;
         if record.kvs().first().is_none_or(|kv| kv.lease() != lease) {
             return Err(refused());
         }
         let sent = self.clock.now();
         let mut stream = None;
-        if let Renewal::Gone = self.rpc(renew(&self.client, &mut stream, lease)).await? {
+        if let Renewal::Gone = self.once(renew(&self.client, &mut stream, lease)).await? {
             return Err(refused());
         }
         // The claims made under the lease are this process's too.
         let owners = self.keys.owners();
-        let held = self.rpc(c.get(owners.clone(), Some(GetOptions::new().with_prefix()))).await?;
+        let held = self.get(owners.clone(), Some(GetOptions::new().with_prefix())).await?;
         {
             let mut mine = lock(&self.held);
             for kv in held.kvs().iter().filter(|kv| kv.lease() == lease) {
@@ -541,7 +562,9 @@ impl Inner {
         });
     }
 
-    async fn rpc<T>(
+    /// One call, bounded by `request_timeout`, not repeated (for a call that holds state,
+    /// such as a keep-alive stream).
+    async fn once<T>(
         &self,
         f: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, ClusterError> {
@@ -550,6 +573,69 @@ impl Inner {
             Ok(Err(e)) => Err(from_etcd(&self.endpoints, e)),
             Err(_) => Err(timed_out(&self.endpoints, self.cfg.request_timeout)),
         }
+    }
+
+    /// A call `call(client)`, within `request_timeout` in all, made again while it fails
+    /// without having reached a member ([`never_reached`]) and another configured member may
+    /// answer: the client balances over every endpoint, and with one member of three down a
+    /// share of the calls would otherwise fail with that member's connection error although
+    /// the cluster has quorum.
+    async fn rpc<T, F, Fut>(&self, mut call: F) -> Result<T, ClusterError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout;
+        let mut pause = RETRY_FIRST;
+        loop {
+            match tokio::time::timeout_at(deadline, call(self.client.clone())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e))
+                    if self.cfg.endpoints.len() > 1
+                        && never_reached(&e)
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(
+                        "cluster: etcd call failed before reaching a member, again: {e}"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+                Ok(Err(e)) => return Err(from_etcd(&self.endpoints, e)),
+                Err(_) => return Err(timed_out(&self.endpoints, self.cfg.request_timeout)),
+            }
+        }
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, ClusterError> {
+        self.rpc(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    }
+
+    async fn get(
+        &self,
+        key: String,
+        opts: Option<GetOptions>,
+    ) -> Result<etcd_client::GetResponse, ClusterError> {
+        self.rpc(|mut c| {
+            let (key, opts) = (key.clone(), opts.clone());
+            async move { c.get(key, opts).await }
+        })
+        .await
+    }
+
+    async fn lease_grant(&self, ttl: i64) -> Result<etcd_client::LeaseGrantResponse, ClusterError> {
+        self.rpc(|mut c| async move { c.lease_grant(ttl, None).await }).await
+    }
+
+    async fn lease_revoke(
+        &self,
+        lease: i64,
+    ) -> Result<etcd_client::LeaseRevokeResponse, ClusterError> {
+        self.rpc(|mut c| async move { c.lease_revoke(lease).await }).await
     }
 
     fn record(&self) -> Vec<u8> {
@@ -565,21 +651,20 @@ impl Inner {
     async fn register(&self) -> Result<(), ClusterError> {
         let sent = self.clock.now();
         let ttl = i64::try_from(self.cfg.ttl.as_secs()).unwrap_or(i64::MAX);
-        let mut c = self.client.clone();
-        let lease = self.rpc(c.lease_grant(ttl, None)).await?.id();
+        let lease = self.lease_grant(ttl).await?.id();
         let key = self.keys.node(&self.cfg.node_id);
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, self.record(), Some(PutOptions::new().with_lease(lease)))]);
-        let created = match self.rpc(c.txn(txn)).await {
+        let created = match self.txn(txn).await {
             Ok(r) => r.succeeded(),
             Err(e) => {
-                let _ = self.rpc(c.lease_revoke(lease)).await;
+                let _ = self.lease_revoke(lease).await;
                 return Err(e);
             }
         };
         if !created {
-            let _ = self.rpc(c.lease_revoke(lease)).await;
+            let _ = self.lease_revoke(lease).await;
             return Err(ClusterError::DuplicateNode {
                 id: self.cfg.node_id.clone(),
                 waited: Duration::ZERO,
@@ -597,8 +682,7 @@ impl Inner {
         let txn = Txn::new()
             .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
             .and_then([TxnOp::put(key, self.record(), Some(PutOptions::new().with_lease(lease)))]);
-        let mut c = self.client.clone();
-        if self.rpc(c.txn(txn)).await?.succeeded() {
+        if self.txn(txn).await?.succeeded() {
             Ok(())
         } else {
             Err(ClusterError::NotLive(Health::Lost))
@@ -685,8 +769,12 @@ async fn keepalive(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let mut failing = false;
     let interval = inner.fence.interval();
     loop {
+        // After a failed renewal, again soon: the fence window is about two intervals, and
+        // waiting a whole one after a failure (one etcd member of several down, the
+        // connection to it refused) could fence a node the cluster would have renewed.
+        let wait = if failing { RETRY_MAX } else { interval };
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
         }
         if inner.suspended.load(Ordering::SeqCst) {
