@@ -9,7 +9,8 @@
 //! [`Frame::Request`] + zero or more [`Frame::Body`] + [`Frame::End`]. From the worker:
 //! [`Frame::Hello`], then per request [`Frame::Response`] + [`Frame::Body`]* + [`Frame::End`],
 //! or [`Frame::Abort`] when the application failed before it produced a response head.
-//! The worker's control pipe carries [`Frame::Ready`], later perhaps one [`Frame::Retire`].
+//! The worker's control pipe carries [`Frame::Ready`], later perhaps a [`Frame::Retire`] (two with
+//! `--retire-lead`: the first asks for the successor ahead of time).
 //!
 //! See `docs/protocol.md` for the byte layout of each payload.
 

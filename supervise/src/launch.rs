@@ -17,4 +17,7 @@ pub struct Launch<'a> {
     pub worker_bin: &'a std::path::Path,
     pub counters: &'a Arc<Counters>,
     pub cgroup: Option<&'a PoolGroup>,
+    /// `--retire-lead` for this start (with `max_requests`; 0: none): how many requests ahead
+    /// of its limit the worker asks for its successor ([`crate::pool`]'s slot estimates it).
+    pub retire_lead: u64,
 }

@@ -11,7 +11,7 @@
 
 mod admission;
 mod idle;
-mod slot;
+pub(crate) mod slot;
 
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -369,8 +369,9 @@ impl Pool {
     }
 
     /// What this pool's workers are started from.
-    pub(crate) fn launch(&self) -> crate::launch::Launch<'_> {
+    pub(crate) fn launch(&self, retire_lead: u64) -> crate::launch::Launch<'_> {
         crate::launch::Launch {
+            retire_lead,
             spec: &self.spec,
             identity: &self.identity,
             listener: &self.listener,

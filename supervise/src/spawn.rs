@@ -278,6 +278,7 @@ async fn spawn_forked(
     let leaf = new_leaf(pool);
     let creds = pool.identity.creds();
     let mut args = worker_args(spec);
+    args.extend(lead_args(pool));
     args.extend(forked_limit_args(&limits(&spec.settings.process.limits, creds.as_ref())));
     if let Some(l) = &leaf {
         args.extend(["--cgroup-procs".into(), l.procs_path().into()]);
@@ -348,6 +349,14 @@ fn sealed_setup(setup: &WorkerSetup) -> std::io::Result<OwnedFd> {
 
 /// The worker's command line after the program name; the same for both ways of starting it
 /// (and for `paddock check`'s trial import, `appcheck.rs`).
+/// `--retire-lead`, when this start has one (it needs `--max-requests`).
+fn lead_args(pool: &Launch<'_>) -> Vec<OsString> {
+    match (pool.spec.settings.process.max_requests, pool.retire_lead) {
+        (0, _) | (_, 0) => Vec::new(),
+        (_, lead) => vec!["--retire-lead".into(), lead.to_string().into()],
+    }
+}
+
 pub(crate) fn worker_args(spec: &TenantSpec) -> Vec<OsString> {
     let s = &spec.settings;
     let mut a: Vec<OsString> = Vec::new();
@@ -446,6 +455,7 @@ fn spawn_direct(pool: &Launch<'_>, slot: usize) -> std::io::Result<(Proc, Contro
     let fds = vec![(listen_fd.as_raw_fd(), 3), (ctl_fd.as_raw_fd(), 4)];
     let cgroup_procs = leaf.as_ref().map(|l| l.procs_fd().as_raw_fd());
     let mut cmd = worker_command(spec, pool.identity, pool.worker_bin, fds, cgroup_procs);
+    cmd.args(lead_args(pool));
     let mut child = cmd.spawn()?;
     drop((listen_fd, ctl_fd));
     let pid = child.id().unwrap_or(0);

@@ -61,7 +61,8 @@ pub enum Start {
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     pub start: Start,
-    /// Send `Retire` once it has answered this many requests (`--max-requests`).
+    /// Send `Retire` once it has answered this many requests (`--max-requests`), and with
+    /// a `--retire-lead` (the pool's), an early one that many requests before.
     pub retire_after: Option<u64>,
 }
 
@@ -112,6 +113,8 @@ pub struct Record {
     pub accepted: usize,
     /// `Retire` frames sent.
     pub retires: usize,
+    /// The `--retire-lead` it was started with.
+    pub lead: u64,
     /// `Goodbye` frames sent.
     pub goodbyes: usize,
 }
@@ -259,7 +262,7 @@ impl Fakes {
             slot,
             cmds: cmd_tx,
             conns: Mutex::new(Vec::new()),
-            record: Mutex::new(Record::default()),
+            record: Mutex::new(Record { lead: launch.retire_lead, ..Record::default() }),
             ended: watch::channel(None).0,
         });
         st.workers.push(fake.clone());
@@ -349,7 +352,10 @@ impl Life {
                         r.requests += 1;
                         requests = r.requests;
                     });
-                    if self.plan.retire_after == Some(requests) && self.send_retire(requests).await.is_err() {
+                    let lead = self.fake.record().lead;
+                    let early = self.plan.retire_after.filter(|_| lead > 0).map(|max| max.saturating_sub(lead).max(1));
+                    let due = self.plan.retire_after == Some(requests) || early == Some(requests);
+                    if due && self.send_retire(requests).await.is_err() {
                         return Ending::Exited(1);
                     }
                 }

@@ -85,6 +85,10 @@ pub struct Config {
     /// control pipe; the worker keeps serving until SIGTERM). 0: never.
     #[arg(long, default_value_t = 0)]
     pub max_requests: u64,
+    /// With `--max-requests`: send a first `Retire` this many requests before it, so the
+    /// router can start the successor ahead of time. 0: only the one at `--max-requests`.
+    #[arg(long, default_value_t = 0)]
+    pub retire_lead: u64,
     /// Seconds to wait for the router's bytes inside a request before failing it.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub read_timeout: u64,
@@ -195,7 +199,7 @@ fn run_with(cfg: Config, setup_python: bool) -> Exit {
         Python::attach(app::gc_freeze);
     }
     let read_timeout = Duration::from_secs(cfg.read_timeout);
-    let control = control::Control::new(control, cfg.max_requests);
+    let control = control::Control::new(control, cfg.max_requests, cfg.retire_lead);
     let shared = Arc::new(serve::Shared {
         app,
         statics,

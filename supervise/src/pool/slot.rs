@@ -3,7 +3,12 @@
 //! A slot keeps one ready process. To replace it (max_requests, request timeout, memory limit,
 //! reload, changed script) the slot starts the successor first and waits for its `Ready`; only
 //! then is the old process told to finish its requests and exit, so even `processes = 1`
-//! never pauses. A process that dies is restarted with jittered exponential back-off; a slot
+//! never pauses. For `max_requests` the successor is started ahead of time: the worker says
+//! when it is [`Lead`] requests short of its limit, the successor starts and, once ready,
+//! shares the listener with it, and the old process is retired when it reaches its limit. So
+//! a process serves `max_requests` plus what it accepted before it was told to stop, unless
+//! the successor's start takes longer than the lead foresaw (then it serves on until that
+//! successor is ready, as without a lead). A process that dies is restarted with jittered exponential back-off; a slot
 //! whose processes fail at start-up marks the pool failing, so requests get 503 at once
 //! instead of causing a spawn storm.
 
@@ -80,6 +85,101 @@ struct Worker {
     control: Control,
     /// Started directly while its zygote was away: replaced once it is back.
     rejoin: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The `--retire-lead` it was started with (0: it sends only the last `Retire`).
+    lead: u64,
+    /// `Retire` frames it sent so far.
+    retires: u32,
+    /// From its start to its `Ready`.
+    took: Duration,
+    ready_at: Instant,
+}
+
+/// How many requests ahead of `max_requests` a slot's next process asks for its successor:
+/// what the last process served per second, times the slowest of the last [`STARTS_KEPT`]
+/// start-ups, half as much again, plus one; a quarter of `max_requests` before anything was
+/// measured. At least 1 and below `max_requests` (0 without one, or with
+/// `max_requests = 1`). Too long a lead costs only an earlier overlap of two processes; too
+/// short, a process serving on past its limit.
+#[derive(Debug, Clone)]
+pub(crate) struct Lead {
+    max: u64,
+    startups: std::collections::VecDeque<Duration>,
+    per_sec: Option<f64>,
+}
+
+/// Start-up times a [`Lead`] looks at.
+const STARTS_KEPT: usize = 4;
+
+impl Lead {
+    pub(crate) fn new(max_requests: u64) -> Lead {
+        Lead { max: max_requests, startups: Default::default(), per_sec: None }
+    }
+
+    pub(crate) fn value(&self) -> u64 {
+        if self.max < 2 {
+            return 0;
+        }
+        let slowest = self.startups.iter().max();
+        let guess = match (slowest, self.per_sec) {
+            (Some(s), Some(r)) => {
+                (r * s.as_secs_f64() * 1.5).ceil().min(u64::MAX as f64) as u64 + 1
+            }
+            _ => self.max / 4,
+        };
+        guess.clamp(1, self.max - 1)
+    }
+
+    /// A process started in `took`.
+    pub(crate) fn started(&mut self, took: Duration) {
+        if self.startups.len() == STARTS_KEPT {
+            self.startups.pop_front();
+        }
+        self.startups.push_back(took);
+    }
+
+    /// A process served `requests` in `over` from its `Ready`.
+    pub(crate) fn served(&mut self, requests: u64, over: Duration) {
+        if requests > 0 && !over.is_zero() {
+            self.per_sec = Some(requests as f64 / over.as_secs_f64());
+        }
+    }
+}
+
+/// A successor being started ahead of time (see [`serve`]): its own task-free future, with its
+/// own view of the pool's stop.
+type Successor =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Worker>, StartError>> + Send>>;
+
+fn successor(pool: &Arc<Pool>, slot: usize, lead: u64) -> Successor {
+    let pool = pool.clone();
+    Box::pin(async move {
+        let mut stop = pool.stop_tx.subscribe();
+        start_ready(&pool, slot, &mut stop, lead).await
+    })
+}
+
+/// Wait for a successor being started, if there is one; pends forever otherwise.
+async fn next_ready(next: &mut Option<Successor>) -> Result<Option<Worker>, StartError> {
+    match next.as_mut() {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Wait for an early successor to end, if there is one; pends forever otherwise.
+async fn early_ended(early: &mut Option<Worker>) {
+    match early.as_mut() {
+        Some(e) => {
+            let _ = e.child.wait().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a process started before an order to replace (`reason`) may stand for the
+/// replacement: not if the order is for new code or a new configuration.
+fn may_take_over(reason: Reason) -> bool {
+    matches!(reason, Reason::MaxRequests | Reason::Timeout | Reason::Memory)
 }
 
 /// Keep one worker process running for `slot` until the pool stops.
@@ -88,14 +188,18 @@ pub async fn run_slot(pool: Arc<Pool>, slot: usize, cmds: mpsc::UnboundedReceive
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut stop = pool.stop_tx.subscribe();
     let mut parked = false;
+    let mut lead = Lead::new(pool.spec.settings.process.max_requests);
     while !pool.is_stopping() {
         if parked {
             parked = wait_unpark(&mut cmds, &mut stop).await;
             continue;
         }
         let started = Instant::now();
-        let worker = match start_ready(&pool, slot, &mut stop).await {
-            Ok(Some(w)) => w,
+        let worker = match start_ready(&pool, slot, &mut stop, lead.value()).await {
+            Ok(Some(w)) => {
+                lead.started(w.took);
+                w
+            }
             Ok(None) => break,
             // Its zygote died while it started: no fault of the tenant's, start again at once
             // (directly, while the zygote is away).
@@ -111,7 +215,7 @@ pub async fn run_slot(pool: Arc<Pool>, slot: usize, cmds: mpsc::UnboundedReceive
                 continue;
             }
         };
-        match serve(&pool, slot, worker, &mut cmds, &mut stop).await {
+        match serve(&pool, slot, worker, &mut cmds, &mut stop, &mut lead).await {
             Ended::Parked => parked = true,
             Ended::Stopped => break,
             // Not the tenant's crash: no back-off (the zygote has its own).
@@ -141,26 +245,101 @@ async fn serve(
     mut w: Worker,
     cmds: &mut Cmds,
     stop: &mut watch::Receiver<bool>,
+    lead: &mut Lead,
 ) -> Ended {
     pool.worker_ready(slot, w.pid);
+    // The successor `w` asked for ahead of its limit: starting, then ready and serving beside
+    // `w` until `w` reaches its limit.
+    let mut next: Option<Successor> = None;
+    let mut early: Option<Worker> = None;
+    // `w` reached its limit while its successor was still starting.
+    let mut due = false;
     loop {
         let reason = tokio::select! {
             status = w.child.wait() => {
                 pool.worker_gone(w.pid);
-                if w.child.orphaned() {
+                let orphaned = w.child.orphaned();
+                if orphaned {
                     pool.counters.zygote_died();
                     tracing::info!(tenant = %pool.spec.name, slot, pid = w.pid, "worker ended with its zygote; restarting it");
-                    return Ended::Orphaned;
-                }
-                if !pool.is_stopping() {
+                } else if !pool.is_stopping() {
                     pool.counters.crashed();
                     let status = status.map(describe).unwrap_or_else(|e| e.to_string());
                     tracing::warn!(tenant = %pool.spec.name, slot, pid = w.pid, "worker {status}; restarting it");
                 }
-                return Ended::Died;
+                if let Some(e) = early.take() {
+                    // Its successor serves already: it takes over.
+                    w = e;
+                    due = false;
+                    continue;
+                }
+                if let Some(n) = next.take() {
+                    // Its successor was starting: it takes over once ready.
+                    match n.await {
+                        Ok(Some(e)) => {
+                            lead.started(e.took);
+                            pool.worker_ready(slot, e.pid);
+                            w = e;
+                            due = false;
+                            continue;
+                        }
+                        Ok(None) => return Ended::Stopped,
+                        Err(why) => tracing::error!(tenant = %pool.spec.name, slot, "successor failed: {}", why.text),
+                    }
+                }
+                return if orphaned { Ended::Orphaned } else { Ended::Died };
+            }
+            () = early_ended(&mut early) => {
+                if let Some(e) = early.take() {
+                    pool.worker_gone(e.pid);
+                    pool.counters.crashed();
+                    tracing::warn!(tenant = %pool.spec.name, slot, pid = e.pid, "the successor started ahead of time ended; the old process serves on");
+                }
+                continue;
+            }
+            fresh = next_ready(&mut next) => {
+                next = None;
+                match fresh {
+                    Ok(Some(f)) => {
+                        lead.started(f.took);
+                        pool.worker_ready(slot, f.pid);
+                        early = Some(f);
+                        if !due {
+                            continue;
+                        }
+                        Reason::MaxRequests
+                    }
+                    Ok(None) => {
+                        pool.worker_gone(w.pid);
+                        retire(pool, w, Reason::Reload).await;
+                        return Ended::Stopped;
+                    }
+                    Err(why) => {
+                        tracing::error!(tenant = %pool.spec.name, slot, "successor failed, keeping pid {}: {}", w.pid, why.text);
+                        if !due {
+                            continue;
+                        }
+                        // Once more, now that the limit is reached.
+                        Reason::MaxRequests
+                    }
+                }
             }
             frame = w.control.next() => match frame {
-                Some(Frame::Retire(_)) => Reason::MaxRequests,
+                Some(Frame::Retire(r)) => {
+                    w.retires += 1;
+                    if w.lead > 0 && w.retires == 1 {
+                        if next.is_none() && early.is_none() {
+                            next = Some(successor(pool, slot, lead.value()));
+                        }
+                        continue;
+                    }
+                    lead.served(r.requests, w.ready_at.elapsed());
+                    if next.is_some() {
+                        due = true;
+                        continue;
+                    }
+                    Reason::MaxRequests
+                }
                 _ => continue,
             },
             _ = zygote_back(&mut w.rejoin) => Reason::ZygoteBack,
@@ -174,41 +353,93 @@ async fn serve(
                     r
                 }
                 Some(SlotCmd::Park) => {
-                    pool.worker_gone(w.pid);
-                    retire(pool, w, Reason::Idle).await;
+                    retire_all(pool, w, early, next, Reason::Idle).await;
                     return Ended::Parked;
                 }
                 Some(SlotCmd::Unpark) => continue,
                 None => {
-                    pool.worker_gone(w.pid);
-                    retire(pool, w, Reason::Idle).await;
+                    retire_all(pool, w, early, next, Reason::Idle).await;
                     return Ended::Stopped;
                 }
             },
             _ = stop.changed() => {
-                pool.worker_gone(w.pid);
-                retire(pool, w, Reason::Reload).await;
+                retire_all(pool, w, early, next, Reason::Reload).await;
                 return Ended::Stopped;
             }
         };
-        match start_ready(pool, slot, stop).await {
-            Ok(Some(fresh)) => {
-                pool.worker_ready(slot, fresh.pid);
-                pool.worker_gone(w.pid);
-                let old = std::mem::replace(&mut w, fresh);
-                tracing::info!(tenant = %pool.spec.name, slot, old = old.pid, new = w.pid, reason = reason.as_str(), "worker recycled");
-                let p = pool.clone();
-                tokio::spawn(async move { retire(&p, old, reason).await });
+        due = false;
+        // The process that takes over: the one started ahead of time if it may, else a new one
+        // (a successor still starting is waited for first: it is no use for new code).
+        if let Some(n) = next.take() {
+            match n.await {
+                Ok(Some(f)) => {
+                    lead.started(f.took);
+                    pool.worker_ready(slot, f.pid);
+                    early = Some(f);
+                }
+                Ok(None) => {
+                    retire_all(pool, w, early, None, Reason::Reload).await;
+                    return Ended::Stopped;
+                }
+                Err(why) => {
+                    tracing::error!(tenant = %pool.spec.name, slot, "successor failed: {}", why.text)
+                }
             }
-            Ok(None) => {
-                pool.worker_gone(w.pid);
-                retire(pool, w, Reason::Reload).await;
-                return Ended::Stopped;
+        }
+        let fresh = match early.take() {
+            Some(e) if may_take_over(reason) => e,
+            stale => {
+                if let Some(e) = stale {
+                    pool.worker_gone(e.pid);
+                    let p = pool.clone();
+                    tokio::spawn(async move { retire(&p, e, reason).await });
+                }
+                match start_ready(pool, slot, stop, lead.value()).await {
+                    Ok(Some(f)) => {
+                        lead.started(f.took);
+                        pool.worker_ready(slot, f.pid);
+                        f
+                    }
+                    Ok(None) => {
+                        pool.worker_gone(w.pid);
+                        retire(pool, w, Reason::Reload).await;
+                        return Ended::Stopped;
+                    }
+                    // The old process keeps serving; the next Retire or command tries again.
+                    Err(why) => {
+                        tracing::error!(tenant = %pool.spec.name, slot, "replacement failed, keeping pid {}: {}", w.pid, why.text);
+                        continue;
+                    }
+                }
             }
-            // The old process keeps serving; the next Retire or command tries again.
-            Err(why) => {
-                tracing::error!(tenant = %pool.spec.name, slot, "replacement failed, keeping pid {}: {}", w.pid, why.text)
-            }
+        };
+        pool.worker_gone(w.pid);
+        let old = std::mem::replace(&mut w, fresh);
+        tracing::info!(tenant = %pool.spec.name, slot, old = old.pid, new = w.pid, reason = reason.as_str(), "worker recycled");
+        let p = pool.clone();
+        tokio::spawn(async move { retire(&p, old, reason).await });
+    }
+}
+
+/// Stop `w`, a successor started ahead of time and one still starting (the pool stopped or
+/// the slot is parked).
+async fn retire_all(
+    pool: &Arc<Pool>,
+    w: Worker,
+    early: Option<Worker>,
+    next: Option<Successor>,
+    reason: Reason,
+) {
+    pool.worker_gone(w.pid);
+    if let Some(e) = early {
+        pool.worker_gone(e.pid);
+        retire(pool, e, reason).await;
+    }
+    retire(pool, w, reason).await;
+    if let Some(n) = next {
+        // It sees the pool's stop itself; parked, it is retired once ready.
+        if let Ok(Some(e)) = n.await {
+            retire(pool, e, reason).await;
         }
     }
 }
@@ -252,6 +483,7 @@ async fn start_ready(
     pool: &Arc<Pool>,
     slot: usize,
     stop: &mut watch::Receiver<bool>,
+    lead: u64,
 ) -> Result<Option<Worker>, StartError> {
     let name = &pool.spec.name;
     // Held until the worker is ready or failed: a node that takes over a crashed node's
@@ -262,10 +494,11 @@ async fn start_ready(
     };
     let (mut child, mut control) = pool
         .starter
-        .start(&pool.launch(), slot)
+        .start(&pool.launch(lead), slot)
         .await
         .map_err(|e| format!("cannot start a worker for tenant `{name}`: {e}"))?;
     let pid = child.id();
+    let began = Instant::now();
     pool.counters.spawned();
     let timeout = pool.spec.settings.process.startup_timeout;
     tokio::select! {
@@ -273,7 +506,9 @@ async fn start_ready(
             Ok(()) => {
                 tracing::info!(tenant = %name, slot, pid, "worker ready");
                 let rejoin = child.take_rejoin();
-                Ok(Some(Worker { child, pid, control, rejoin }))
+                let ready_at = Instant::now();
+                let took = ready_at - began;
+                Ok(Some(Worker { child, pid, control, rejoin, lead, retires: 0, took, ready_at }))
             }
             Err(e) => {
                 let status = child.wait().await.map(describe).unwrap_or_else(|e| e.to_string());

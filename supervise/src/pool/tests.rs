@@ -315,6 +315,85 @@ async fn a_retiring_worker_is_terminated_only_once_its_successor_is_ready() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_successor_starts_ahead_and_the_old_process_serves_exactly_max_requests() {
+    let fakes = Fakes::ready();
+    let slow = Duration::from_secs(5);
+    fakes.then(Plan { start: Start::Ready, retire_after: Some(8) });
+    fakes.then(Plan { start: Start::ReadyAfter(slow), retire_after: Some(8) });
+    let (p, _dir) = ready_pool(&fakes, 1, 1, |s| s.process.max_requests = 8).await;
+    let old = fakes.workers()[0].clone();
+    // Nothing measured yet: a quarter of max_requests.
+    assert_eq!(old.record().lead, 2);
+    let mut c = connect(&p).await;
+    for _ in 0..6 {
+        request(&mut c).await;
+    }
+    until("the early Retire", || old.record().retires == 1).await;
+    until("the successor started", || fakes.workers().len() == 2).await;
+    let new = fakes.workers()[1].clone();
+    // While it starts, the old one serves on; once ready, both take requests.
+    tokio::time::sleep(slow + Duration::from_secs(1)).await;
+    let mut both = p.ready_pids();
+    both.sort_unstable();
+    assert_eq!(both, vec![old.pid, new.pid], "the successor serves beside the old process");
+    assert_eq!(old.record().ending, None, "retired before its limit");
+    request(&mut c).await;
+    assert_eq!(old.record().ending, None, "retired before its limit");
+    request(&mut c).await;
+    assert_eq!(old.ended().await, Ending::Terminated);
+    let (o, n) = (old.record(), new.record());
+    assert_eq!(o.requests, 8, "the old process served max_requests, no more, no fewer");
+    assert_eq!(o.ready_pids_at_stop, Some(vec![new.pid]), "no moment without a ready process");
+    assert!(n.ready_at.expect("ready") < o.stopped_at.expect("stopped"));
+    assert_eq!(Counters::get(&p.counters.recycles_max_requests), 1);
+    // Started before the old process's rate was known: a quarter of max_requests again.
+    assert_eq!(n.lead, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limit_reached_before_the_successor_is_ready_waits_for_it() {
+    let fakes = Fakes::ready();
+    let slow = Duration::from_secs(5);
+    fakes.then(Plan { start: Start::Ready, retire_after: Some(4) });
+    fakes.then(Plan::start(Start::ReadyAfter(slow)));
+    let (p, _dir) = ready_pool(&fakes, 1, 1, |s| s.process.max_requests = 4).await;
+    let old = fakes.workers()[0].clone();
+    let mut c = connect(&p).await;
+    for _ in 0..6 {
+        request(&mut c).await;
+    }
+    until("both Retire frames", || old.record().retires == 2).await;
+    assert_eq!(fakes.workers().len(), 2, "one successor, started at the early Retire");
+    assert_eq!(p.ready_pids(), vec![old.pid], "the old process serves on meanwhile");
+    let new = fakes.workers()[1].clone();
+    assert_eq!(old.ended().await, Ending::Terminated);
+    assert_eq!(old.record().ready_pids_at_stop, Some(vec![new.pid]));
+    assert_eq!(p.ready_pids(), vec![new.pid]);
+}
+
+#[test]
+fn the_lead_is_what_one_start_up_takes_at_the_last_rate() {
+    use crate::pool::slot::Lead;
+    let mut l = Lead::new(1000);
+    assert_eq!(l.value(), 250);
+    l.started(Duration::from_millis(200));
+    l.served(1000, Duration::from_secs(10));
+    // 100/s x 0.2 s x 1.5 + 1
+    assert_eq!(l.value(), 31);
+    // The slowest of the last four start-ups counts.
+    l.started(Duration::from_millis(100));
+    assert_eq!(l.value(), 31);
+    for _ in 0..3 {
+        l.started(Duration::from_millis(100));
+    }
+    assert_eq!(l.value(), 16);
+    l.served(1000, Duration::from_millis(100));
+    assert_eq!(l.value(), 999, "below max_requests");
+    assert_eq!(Lead::new(1).value(), 0);
+    assert_eq!(Lead::new(0).value(), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn recycle_orders_for_a_process_already_replaced_are_ignored() {
     let fakes = Fakes::ready();
     let slow = Duration::from_secs(2);
