@@ -152,6 +152,32 @@ pub fn still_served(cfg: &Config, name: &str) -> bool {
     cfg.tenant(name).is_some_and(|t| !is_disabled(cfg, &t))
 }
 
+/// Tenants whose Python configuration is known before any request: every configured one,
+/// and for the sites directory, the defaults when they do not name the tenant (a
+/// `{tenant}` in the virtualenv or python path makes a configuration per tenant: those
+/// zygotes start with their first request).
+pub fn zygote_specs(cfg: &Config) -> Vec<TenantSpec> {
+    let mut specs: Vec<TenantSpec> = cfg.tenants.keys().filter_map(|n| cfg.tenant(n)).collect();
+    if let Some(sites) = &cfg.sites {
+        let spec = |name: &str| {
+            let dir = sites.join(name);
+            let settings = cfg.defaults.expand(name, &dir, Some(sites));
+            TenantSpec { name: name.to_string(), mount: String::new(), dir, settings }
+        };
+        let (a, b) = (spec("a"), spec("b"));
+        let (pa, pb) = (&a.settings.process, &b.settings.process);
+        let same = pa.app == pb.app
+            && pa.virtualenv == pb.virtualenv
+            && pa.python_path == pb.python_path
+            && pa.lang == pb.lang
+            && pa.preload == pb.preload;
+        if same {
+            specs.push(a);
+        }
+    }
+    specs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +230,24 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    #[test]
+    fn zygotes_are_known_for_the_defaults_unless_they_name_the_tenant() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let load = |defaults: &str| {
+            let text = format!(
+                "sites = \"{d}/sites\"\n[defaults]\n{defaults}\n[tenants.x]\ndir = \"{d}/x\"\n",
+                d = dir.path().display()
+            );
+            let path = dir.path().join("paddock.toml");
+            std::fs::write(&path, text).expect("write");
+            Config::load(&path, &Overrides::default()).expect("config")
+        };
+        let names =
+            |cfg: &Config| zygote_specs(cfg).into_iter().map(|s| s.name).collect::<Vec<_>>();
+        assert_eq!(names(&load("virtualenv = \"/srv/venv\"")), ["x", "a"]);
+        assert_eq!(names(&load("virtualenv = \"/srv/venv/{tenant}\"")), ["x"]);
     }
 
     #[test]

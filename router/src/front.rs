@@ -133,6 +133,13 @@ impl State {
         done
     }
 
+    /// Start the zygote of every Python configuration the tenants are known to use before any
+    /// of them is asked for ([`crate::discovery::zygote_specs`]), so that a first request waits only for its
+    /// fork. In the background; at boot and on reload.
+    pub fn warm_zygotes(&self) {
+        self.registry.warm_zygotes(&crate::discovery::zygote_specs(&self.config()));
+    }
+
     fn reload_config(&self) -> Result<(), Diagnostics> {
         let old = self.config();
         let new = match &old.source {
@@ -145,6 +152,7 @@ impl State {
         *self.probe.write().unwrap_or_else(|e| e.into_inner()) = probe;
         self.connections.resize(new.max_connections);
         self.admin_connections.resize(admin_max(&new));
+        self.warm_zygotes();
         for pool in self.registry.pools() {
             match new.tenant(&pool.spec.name) {
                 None => self.registry.remove(&pool.spec.name),

@@ -85,6 +85,7 @@ pub async fn run(
         config.max_workers_total,
     ));
     let state = Arc::new(front::State::new(config, overrides, registry.clone(), phases.clone()));
+    state.warm_zygotes();
     let closing = || phase::reached(phases.subscribe(), Phase::closing);
     let internal = match state.config().cluster.clone() {
         Some(settings) => Some(join_cluster(&state, settings, &mut inherited).await?),

@@ -88,6 +88,20 @@ impl Registry {
         }
     }
 
+    /// Start, in the background, the zygote of each Python configuration `specs` use (one
+    /// per configuration; none for an app with nothing to preload), unless it runs already.
+    pub fn warm_zygotes<'a>(&self, specs: impl IntoIterator<Item = &'a TenantSpec>) {
+        let mut keys: Vec<crate::zygote::Key> = Vec::new();
+        for spec in specs {
+            if let Some(k) = crate::zygote::key_of(spec, &self.worker_bin) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        keys.into_iter().for_each(crate::zygote::warm);
+    }
+
     /// The pools started from now on get their workers from `starter` (fakes, in tests).
     pub fn with_starter(mut self, starter: Arc<dyn Starter>) -> Self {
         self.starter = starter;

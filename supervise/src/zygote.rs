@@ -35,6 +35,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::launch::Launch;
 use crate::logrelay::Source;
+use paddock_config::tenant::TenantSpec;
 use paddock_sys::{self as sys, ChildSetup};
 
 /// What Trac's default app preloads: its request dispatcher and the modules of Trac 1.6's
@@ -104,10 +105,15 @@ pub struct Key {
 
 /// The zygote key of `pool`, or `None` when the pool has no preload list.
 pub fn key(pool: &Launch<'_>) -> Option<Key> {
-    let s = &pool.spec.settings;
+    key_of(pool.spec, pool.worker_bin)
+}
+
+/// The zygote key of tenant `spec`'s workers started from `worker_bin`.
+pub fn key_of(spec: &TenantSpec, worker_bin: &Path) -> Option<Key> {
+    let s = &spec.settings;
     let preload = preload_list(&s.process.app, s.process.preload.as_deref());
     (!preload.is_empty()).then(|| Key {
-        worker_bin: pool.worker_bin.to_path_buf(),
+        worker_bin: worker_bin.to_path_buf(),
         virtualenv: s.process.virtualenv.clone(),
         python_path: s.process.python_path.clone(),
         lang: s.process.lang.clone(),
@@ -217,13 +223,32 @@ pub async fn route(pool: &Launch<'_>) -> Route {
     }
 }
 
+/// Start the zygote of `key` now, in the background, unless one runs or its key is waiting
+/// out a failure: at boot and on reload, for every Python configuration the tenants use, so
+/// that a tenant's first request waits only for its fork, not for Python and the preload.
+/// (One zygote per configuration, never per tenant: it holds nothing of any tenant's.)
+pub fn warm(key: Key) {
+    {
+        let map = lock();
+        if let Some(e) = map.get(&key) {
+            let running = e.running.as_ref().is_some_and(|z| !z.is_dead());
+            if running || e.retry_at.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
+        }
+    }
+    tracing::info!(preload = key.preload.len(), virtualenv = ?key.virtualenv, "starting a zygote ahead of the first request");
+    restart_after(key, Duration::ZERO);
+}
+
 /// Start the zygote of `key` after `delay` unless one runs by then: the replacement of one
-/// that died after serving (its tenants' workers rejoin it when it is warm).
+/// that died after serving (its tenants' workers rejoin it when it is warm), or [`warm`]'s.
 fn restart_after(key: Key, delay: Duration) {
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         if let Err(why) = trusted(&key) {
-            tracing::warn!("no new zygote: {why}");
+            tracing::warn!("no zygote, starting workers directly: {why}");
+            lock().entry(key).or_default().retry_at = Some(Instant::now() + RETRY_AFTER);
             return;
         }
         let mut map = lock();

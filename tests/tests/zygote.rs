@@ -1,7 +1,7 @@
 //! Workers forked by a zygote (`docs/zygote.md`): they run as their tenant's uid/gid with only
 //! their own environment, tenants of different users share one zygote, a killed zygote is
 //! replaced without losing the tenants, an untrusted python path gets no zygote, and a real
-//! Trac site is served through one.
+//! Trac site is served through one, started at boot.
 
 mod common;
 
@@ -208,6 +208,11 @@ fn a_trac_site_is_served_through_a_zygote() {
         false,
         &[],
     );
+    // Started at boot, before any request: the first one waits only for its fork.
+    eventually("the zygote warm with no request made", WAIT, || {
+        server.log_text().contains("zygote warm")
+    });
+    assert!(server.worker_pids().is_empty(), "a worker started before any request");
     let r = server.get("/trac/zt/wiki/WikiStart");
     assert_eq!(r.status, 200, "{}", server.log_text());
     assert!(r.text().contains("Welcome to Trac"), "{}", r.text());
