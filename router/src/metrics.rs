@@ -152,7 +152,12 @@ struct CounterSums {
     /// In the order of [`EXIT_REASONS`].
     exits: [u64; 9],
     log_dropped: u64,
+    /// Shrinks, stops: in the order of [`EVICTION_KINDS`].
+    evictions: [u64; 2],
 }
+
+/// `paddock_pool_evictions_total{kind}` values.
+const EVICTION_KINDS: [&str; 2] = ["shrink", "stop"];
 
 /// `paddock_worker_exits_total{reason}` values.
 const EXIT_REASONS: [&str; 9] = [
@@ -187,6 +192,8 @@ impl CounterSums {
             *sum += g(c);
         }
         self.log_dropped += g(&c.log_lines_dropped);
+        self.evictions[0] += g(&c.budget_shrinks);
+        self.evictions[1] += g(&c.budget_stops);
     }
 }
 
@@ -231,6 +238,7 @@ pub struct Metrics {
     connects: IntCounterVec,
     exits: IntCounterVec,
     log_dropped: IntCounterVec,
+    evictions: IntCounterVec,
     tenants_known: IntGauge,
     tenants_active: IntGauge,
     tenants_labelled: IntGauge,
@@ -420,6 +428,12 @@ impl Metrics {
                 "Worker stderr lines not logged because the tenant logged over its rate, by tenant.",
                 &["tenant"],
             ),
+            evictions: counter_vec(
+                p,
+                "paddock_pool_evictions_total",
+                "Pools shrunk to one process or stopped to make room in max_workers_total, by tenant and kind.",
+                &["tenant", "kind"],
+            ),
             tenants_known: gauge(
                 p,
                 "paddock_tenants_known",
@@ -456,6 +470,9 @@ impl Metrics {
         m.log_dropped.with_label_values(&[OTHER]);
         for reason in EXIT_REASONS {
             m.exits.with_label_values(&[OTHER, reason]);
+        }
+        for kind in EVICTION_KINDS {
+            m.evictions.with_label_values(&[OTHER, kind]);
         }
         m
     }
@@ -507,6 +524,9 @@ impl Metrics {
         }
         for reason in EXIT_REASONS {
             let _ = self.exits.remove_label_values(&[name, reason]);
+        }
+        for kind in EVICTION_KINDS {
+            let _ = self.evictions.remove_label_values(&[name, kind]);
         }
         let _ = self.duration.remove_label_values(&[name]);
         let _ = self.queue_wait.remove_label_values(&[name]);
@@ -700,6 +720,9 @@ impl Metrics {
                 raise(&self.exits.with_label_values(&[l, reason]), n);
             }
             raise(&self.log_dropped.with_label_values(&[l]), s.log_dropped);
+            for (kind, n) in EVICTION_KINDS.iter().zip(s.evictions) {
+                raise(&self.evictions.with_label_values(&[l, kind]), n);
+            }
         }
     }
 }

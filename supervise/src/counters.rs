@@ -58,6 +58,10 @@ pub struct Counters {
     pub connects: AtomicU64,
     /// Worker stderr lines not logged: over the tenant's log rate (`logrelay.rs`).
     pub log_lines_dropped: AtomicU64,
+    /// Times its pool was shrunk to one process to make room in `max_workers_total`.
+    pub budget_shrinks: AtomicU64,
+    /// Times its pool was stopped to make room in `max_workers_total`.
+    pub budget_stops: AtomicU64,
     /// The log rate of all the tenant's workers together.
     log_bucket: Mutex<Bucket>,
 }
@@ -82,6 +86,14 @@ impl Counters {
             Reason::ZygoteBack => &self.recycles_zygote_back,
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn shrunk(&self) {
+        self.budget_shrinks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn evicted(&self) {
+        self.budget_stops.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn zygote_died(&self) {

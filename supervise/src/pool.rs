@@ -89,6 +89,9 @@ pub struct Pool {
     inner: Mutex<Inner>,
     epoch: Instant,
     last_used_ms: AtomicU64,
+    /// Since when (ms after `epoch`) its processes run as they do now: its start, or its
+    /// last unpark ([`Pool::resident_for`]).
+    resident_ms: AtomicU64,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Open connections to the workers, idle or carrying a request (at most one per thread).
     conns_open: Arc<AtomicUsize>,
@@ -180,6 +183,7 @@ impl Pool {
             inner: Mutex::new(Inner::default()),
             epoch: Instant::now(),
             last_used_ms: AtomicU64::new(0),
+            resident_ms: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
             conns_open: Arc::new(AtomicUsize::new(0)),
             cgroup,
@@ -214,6 +218,13 @@ impl Pool {
     pub fn idle_for(&self) -> Duration {
         let last = Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed));
         self.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// How long its processes have run as they do now (since its start or its last unpark):
+    /// a pool is not evicted to make room before [`crate::registry::MIN_RESIDENCY`].
+    pub fn resident_for(&self) -> Duration {
+        let since = Duration::from_millis(self.resident_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(since)
     }
 
     /// Requests in flight right now.
@@ -298,13 +309,39 @@ impl Pool {
         self.park(0);
     }
 
+    /// Stop all processes but one (to make room for another pool: a pool shrinks before a
+    /// whole pool goes); what they are serving finishes first.
+    pub fn shrink_to_one(&self) {
+        self.park(1);
+    }
+
+    /// Run no more than `keep` processes; an already parked pool may only go lower.
     fn park(&self, keep: usize) {
         let keep = keep.min(self.slot_cmds.len());
-        if self.parked_keep.swap(keep, Ordering::AcqRel) != NOT_PARKED {
-            return;
-        }
-        for tx in &self.slot_cmds[keep..] {
+        let all = self.slot_cmds.len();
+        let update = self.parked_keep.fetch_update(Ordering::AcqRel, Ordering::Acquire, |was| {
+            let running = if was == NOT_PARKED { all } else { was };
+            (keep < running || was == NOT_PARKED).then_some(keep)
+        });
+        let Ok(was) = update else { return };
+        let running = if was == NOT_PARKED { all } else { was };
+        for tx in self.slot_cmds.get(keep..running).unwrap_or_default() {
             let _ = tx.send(SlotCmd::Park);
+        }
+    }
+
+    /// Run `keep` processes again (all of them with `keep >= processes`), from the first;
+    /// the ones already running stay. Its residency starts over.
+    pub fn unpark_to(&self, keep: usize) {
+        let all = self.slot_cmds.len();
+        let target = if keep >= all { NOT_PARKED } else { keep };
+        let update = self.parked_keep.fetch_update(Ordering::AcqRel, Ordering::Acquire, |was| {
+            (was != NOT_PARKED && (target == NOT_PARKED || target > was)).then_some(target)
+        });
+        let Ok(was) = update else { return };
+        self.resident_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        for tx in self.slot_cmds.get(was..keep.min(all)).unwrap_or_default() {
+            let _ = tx.send(SlotCmd::Unpark);
         }
     }
 

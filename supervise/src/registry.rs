@@ -63,6 +63,15 @@ pub struct Registry {
 /// the CPUs. A start is mostly the app's imports, on one CPU; more at once only makes every
 /// one of them later, and a node that takes over a crashed node's tenants, or a host
 /// restarted under load, would otherwise fork hundreds together.
+/// A pool is not stopped to make room for another before it has run this long (since its
+/// start or its last unpark): under a budget smaller than the active set, evicting younger
+/// pools only trades one cold start for the next (issue 14: pools evicted 4 s after their
+/// start, 1,114 evictions in 90 s, spawns eating the CPU).
+pub const MIN_RESIDENCY: Duration = Duration::from_secs(30);
+
+/// Nor if it had a request this recently.
+pub const RECENT: Duration = Duration::from_secs(5);
+
 pub fn max_starting() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get() * 2).max(2)
 }
@@ -145,13 +154,15 @@ impl Registry {
             if current && !p.is_stopping() {
                 p.set_admission(spec.settings.admission);
                 if p.is_parked() {
-                    self.make_room(&p.spec, Some(p)).await?;
+                    self.unpark(p).await?;
                 }
                 return Ok(p.clone());
             }
         }
         // A pool of this tenant that is replaced below gives its room to its successor.
-        self.make_room(&spec, running.as_ref()).await?;
+        let need = spec.settings.process.processes;
+        self.make_room(&spec, running.as_ref(), need, spec.settings.admission.queue_timeout)
+            .await?;
         let identity = identity::resolve(&spec, self.allow_root)?;
         let name = spec.name.clone();
         // The entry lock makes two first requests for one tenant start one pool, not two.
@@ -190,17 +201,44 @@ impl Registry {
             .sum()
     }
 
-    /// Make room for `spec`'s processes under `max_workers_total`: stop idle pools, least
-    /// recently used first; if none is idle, wait (up to `queue_timeout`) for one to become so.
+    /// A parked pool asked for again: all its processes if they fit in the budget now, else
+    /// the ones it runs (a shrunk pool serves on with them rather than wait), else room for
+    /// one, made as for a new pool.
+    async fn unpark(&self, p: &Arc<Pool>) -> Result<(), StartError> {
+        let all = p.spec.settings.process.processes;
+        if self.max_workers_total == 0 || self.budget_used(Some(p)) + all <= self.max_workers_total
+        {
+            p.unpark_to(all);
+            return Ok(());
+        }
+        if p.process_budget() > 0 {
+            return Ok(());
+        }
+        // The admission settings in force (a reload may have changed them), not the first.
+        self.make_room(&p.spec, Some(p), 1, p.admission().queue_timeout).await?;
+        p.unpark_to(1);
+        Ok(())
+    }
+
+    /// Make room for `need` processes of `spec` under `max_workers_total`, without thrashing
+    /// when more tenants are active than fit. By turns, each time the budget is short:
+    /// 1. a pool of several processes whose requests in flight fit in one shrinks to one
+    ///    (the longest idle first): a pool shrinks before a whole pool goes;
+    /// 2. else the longest-idle pool stops, if it has nothing in flight or queued, had no
+    ///    request begin for [`RECENT`], and has run for [`MIN_RESIDENCY`] (a pool evicted
+    ///    seconds after its start only moves the cold start to its next request);
+    /// 3. else the request waits, looking again every 50 ms, up to `wait` (the tenant's
+    ///    `queue_timeout`; then 503): a cold tenant waits rather than evict a busy one.
     async fn make_room(
         &self,
         spec: &TenantSpec,
         except: Option<&Arc<Pool>>,
+        need: usize,
+        wait: Duration,
     ) -> Result<(), StartError> {
         if self.max_workers_total == 0 {
             return Ok(());
         }
-        let need = spec.settings.process.processes;
         if need > self.max_workers_total {
             return Err(StartError::TooBig {
                 tenant: spec.name.clone(),
@@ -208,7 +246,7 @@ impl Registry {
                 limit: self.max_workers_total,
             });
         }
-        let deadline = Instant::now() + spec.settings.admission.queue_timeout;
+        let deadline = Instant::now() + wait;
         loop {
             if self.budget_used(except) + need <= self.max_workers_total {
                 return Ok(());
@@ -218,16 +256,34 @@ impl Registry {
             if except.is_some_and(|p| p.is_stopping()) {
                 return Ok(());
             }
-            let victim = self
-                .pools
-                .iter()
-                .filter(|p| p.spec.name != spec.name && p.process_budget() > 0)
+            let others = || {
+                self.pools
+                    .iter()
+                    .filter(|p| p.spec.name != spec.name && p.process_budget() > 0)
+                    .map(|p| p.value().clone())
+                    .collect::<Vec<_>>()
+            };
+            let shrink = others()
+                .into_iter()
+                .filter(|p| {
+                    p.process_budget() > 1 && p.in_flight() <= p.spec.settings.process.threads
+                })
+                .max_by_key(|p| p.idle_for());
+            if let Some(v) = shrink {
+                tracing::info!(tenant = %v.spec.name, for_tenant = %spec.name, processes = v.process_budget(), "max_workers_total reached: shrinking a pool to one process");
+                v.counters.shrunk();
+                v.shrink_to_one();
+                continue;
+            }
+            let victim = others()
+                .into_iter()
                 .filter(|p| p.in_flight() == 0 && p.queued() == 0)
-                .max_by_key(|p| p.idle_for())
-                .map(|p| p.value().clone());
+                .filter(|p| p.idle_for() >= RECENT && p.resident_for() >= MIN_RESIDENCY)
+                .max_by_key(|p| p.idle_for());
             match victim {
                 Some(v) => {
-                    tracing::info!(tenant = %v.spec.name, for_tenant = %spec.name, "max_workers_total reached: stopping the least recently used idle pool");
+                    tracing::info!(tenant = %v.spec.name, for_tenant = %spec.name, idle = ?v.idle_for(), "max_workers_total reached: stopping the longest idle pool");
+                    v.counters.evicted();
                     v.park_all();
                 }
                 None if Instant::now() >= deadline => {

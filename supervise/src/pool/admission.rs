@@ -7,18 +7,17 @@ use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::slot::SlotCmd;
-use super::{Pool, PoolError, Status, NOT_PARKED};
+use super::{Pool, PoolError, Status};
 
 impl Pool {
     /// Take an in-flight slot, waiting in the bounded queue up to `queue_timeout`, then wait
     /// until a worker is ready. The permit is held until the response is complete.
     pub async fn admit(self: &Arc<Self>) -> Result<OwnedSemaphorePermit, PoolError> {
         self.touch();
-        if self.parked_keep.swap(NOT_PARKED, Ordering::AcqRel) != NOT_PARKED {
-            for tx in &self.slot_cmds {
-                let _ = tx.send(SlotCmd::Unpark);
-            }
+        // The registry unparks a parked pool as far as the global budget allows before it
+        // hands it out; a pool with no process at all (one not from a registry) gets all.
+        if self.process_budget() == 0 {
+            self.unpark_to(usize::MAX);
         }
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(p) => p,

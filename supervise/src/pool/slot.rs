@@ -367,6 +367,8 @@ async fn serve(
                 return Ended::Stopped;
             }
         };
+        // Its successor was serving already when it reached its limit.
+        let ahead = early.is_some() && !due;
         due = false;
         // The process that takes over: the one started ahead of time if it may, else a new one
         // (a successor still starting is waited for first: it is no use for new code).
@@ -415,7 +417,7 @@ async fn serve(
         };
         pool.worker_gone(w.pid);
         let old = std::mem::replace(&mut w, fresh);
-        tracing::info!(tenant = %pool.spec.name, slot, old = old.pid, new = w.pid, reason = reason.as_str(), "worker recycled");
+        tracing::info!(tenant = %pool.spec.name, slot, old = old.pid, new = w.pid, reason = reason.as_str(), ahead, "worker recycled");
         let p = pool.clone();
         tokio::spawn(async move { retire(&p, old, reason).await });
     }

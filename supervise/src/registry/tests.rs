@@ -56,7 +56,8 @@ async fn a_new_tenant_parks_the_least_recently_used_idle_pool() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let pb = s.ready(&b).await;
     drop(pb.admit().await.expect("a request for b"));
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Both past MIN_RESIDENCY and RECENT.
+    tokio::time::sleep(MIN_RESIDENCY).await;
     let fa = s.fake_of(&pa);
     let pc = s.ready(&c).await;
     assert!(pa.is_parked() && pa.process_budget() == 0, "a, used least recently, is parked");
@@ -65,7 +66,7 @@ async fn a_new_tenant_parks_the_least_recently_used_idle_pool() {
     assert!(pa.ready_pids().is_empty());
     assert_eq!(Counters::get(&pa.counters.idle_stops), 1);
     // The parked pool comes back on its next request, parking the least recently used one
-    // then (b: c has just started).
+    // then (b: c has just started, and is not evicted before MIN_RESIDENCY).
     let pa2 = within("get_or_start", s.reg.get_or_start(a)).await.expect("a's pool");
     assert!(Arc::ptr_eq(&pa, &pa2), "the same pool, to be unparked");
     assert!(pb.is_parked() && !pc.is_parked());
@@ -84,6 +85,7 @@ async fn eviction_never_parks_a_pool_with_requests_in_flight() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let pb = s.ready(&b).await;
     drop(pb.admit().await.expect("a request for b"));
+    tokio::time::sleep(MIN_RESIDENCY).await;
     s.ready(&c).await;
     assert!(!pa.is_parked(), "a pool with a request in flight was parked");
     assert!(pb.is_parked());
@@ -97,8 +99,11 @@ async fn with_no_pool_idle_a_new_tenant_waits_queue_timeout_then_fails() {
     let c = s.tenant("c", wait);
     let pa = s.ready(&a).await;
     let pb = s.ready(&b).await;
+    tokio::time::sleep(MIN_RESIDENCY).await;
     let busy_a = pa.admit().await.expect("a request for a");
     let _busy_b = pb.admit().await.expect("a request for b");
+    // Their requests began over RECENT ago when a's ends.
+    tokio::time::sleep(RECENT).await;
     let t0 = tokio::time::Instant::now();
     let r = within("get_or_start", s.reg.get_or_start(c.clone())).await;
     let waited = t0.elapsed();
@@ -163,6 +168,69 @@ async fn start_errors_tell_their_causes_apart() {
     let r = nowhere.get_or_start(s.tenant("a", Q)).await;
     assert!(matches!(&r, Err(StartError::Socket { .. })), "{:?}", r.map(|_| ()));
     assert!(s.fakes.workers().is_empty(), "no worker was started for any of them");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_is_not_evicted_before_min_residency_nor_after_a_recent_request() {
+    let s = setup(1);
+    let long = Duration::from_secs(120);
+    let (a, b) = (s.tenant("a", Q), s.tenant("b", long));
+    let pa = s.ready(&a).await;
+    drop(pa.admit().await.expect("a request for a"));
+    let t0 = tokio::time::Instant::now();
+    // b waits for a's residency, rather than evict a pool seconds after its start.
+    let pb = within("b's pool", s.reg.get_or_start(b.clone())).await.expect("room for b");
+    let waited = t0.elapsed();
+    assert!(waited + Duration::from_millis(100) >= MIN_RESIDENCY, "evicted after {waited:?}");
+    assert!(waited <= MIN_RESIDENCY + Duration::from_millis(100), "{waited:?}");
+    assert!(pa.is_parked());
+    assert_eq!(Counters::get(&pa.counters.budget_stops), 1);
+    until_status(&pb, |st| *st == Status::Ready).await;
+    // Now b is old enough but was used just now: a waits RECENT for it.
+    tokio::time::sleep(MIN_RESIDENCY).await;
+    drop(pb.admit().await.expect("a request for b"));
+    let t1 = tokio::time::Instant::now();
+    let mut a_long = a.clone();
+    a_long.settings.admission.queue_timeout = long;
+    within("a back", s.reg.get_or_start(a_long)).await.expect("room for a");
+    let waited = t1.elapsed();
+    assert!(waited + Duration::from_millis(100) >= RECENT, "a pool used {waited:?} ago evicted");
+    assert!(pb.is_parked());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_of_several_processes_shrinks_before_a_whole_pool_goes() {
+    let s = setup(3);
+    let (mut a, b, c) = (s.tenant("a", Q), s.tenant("b", Q), s.tenant("c", Q));
+    a.settings.process.processes = 2;
+    let pb = s.ready(&b).await;
+    drop(pb.admit().await.expect("a request for b"));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let pa = s.ready(&a).await;
+    until("a's two processes", || pa.ready_pids().len() == 2).await;
+    drop(pa.admit().await.expect("a request for a"));
+    tokio::time::sleep(MIN_RESIDENCY).await;
+    // b is the longest idle, but a can give one of its two processes.
+    let pc = s.ready(&c).await;
+    assert_eq!(pa.process_budget(), 1, "a shrank to one process");
+    assert!(!pb.is_parked(), "a whole pool stopped while another could shrink");
+    until("a down to one process", || pa.ready_pids().len() == 1).await;
+    assert_eq!(Counters::get(&pa.counters.budget_shrinks), 1);
+    // With no room for its second process, a serves on with one: no wait, no error.
+    let t0 = tokio::time::Instant::now();
+    let again = within("a again", s.reg.get_or_start(a.clone())).await.expect("a's pool");
+    assert!(Arc::ptr_eq(&again, &pa));
+    assert_eq!(t0.elapsed(), Duration::ZERO);
+    drop(within("a request for a", pa.admit()).await.expect("admitted"));
+    assert_eq!(pa.process_budget(), 1);
+    assert!(!pc.is_parked() && !pb.is_parked());
+    // Once there is room, its next request brings the second process back.
+    pc.stop();
+    pc.wait_stopped().await;
+    s.reg.remove("c");
+    within("a again", s.reg.get_or_start(a)).await.expect("a's pool");
+    assert!(!pa.is_parked());
+    until("a's two processes again", || pa.ready_pids().len() == 2).await;
 }
 
 /// A crowd of tenants starting together (a node taking over a crashed one's) starts
