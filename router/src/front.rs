@@ -259,25 +259,29 @@ async fn serve_all(
         let local = stream.local_addr().unwrap_or(peer);
         let link = conn::Link { peer, local, side, tls };
         let cfg = state.config();
-        let io = ClientIo::new(stream, cfg.send_timeout, send_timeouts.clone());
+        let send_timeout = cfg.send_timeout;
+        let send_timeouts = send_timeouts.clone();
         let mark = fresh.mark();
         let watcher = graceful.watcher();
         let st = state.clone();
         let acceptor = acceptor.clone().filter(|_| tls);
         // HTTP/2 with prior knowledge on the plain front door only: the internal listener's
         // peers speak HTTP/1.1.
-        let plain = match side {
-            Side::Public if cfg.h2c => conn::Protocols::Both,
-            _ => conn::Protocols::Http1,
-        };
+        let h2c = side == Side::Public && cfg.h2c;
         let handshake_timeout = cfg.header_read_timeout;
         let closing = phase::reached(state.phases.subscribe(), Phase::closing);
         tokio::spawn(async move {
             let _permit = permit;
             let work = async {
                 let Some(acceptor) = acceptor else {
+                    let plain = match h2c {
+                        true => conn::sniff(&stream, handshake_timeout).await?,
+                        false => conn::Protocols::Http1,
+                    };
+                    let io = ClientIo::new(stream, send_timeout, send_timeouts);
                     return conn::serve(io, st.clone(), link, mark, plain, watcher).await;
                 };
+                let io = ClientIo::new(stream, send_timeout, send_timeouts);
                 let stream = tokio::time::timeout(handshake_timeout, acceptor.accept(io))
                     .await
                     .map_err(|_| "TLS handshake timed out (header_read_timeout)")??;

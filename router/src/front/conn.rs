@@ -43,13 +43,44 @@ pub struct Link {
     pub tls: bool,
 }
 
-/// What a connection may speak.
+/// What a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocols {
     Http1,
     Http2,
-    /// Either, told apart by the first bytes.
-    Both,
+}
+
+/// HTTP/2's connection preface.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain connection opens with HTTP/2's preface (h2c with prior knowledge), told
+/// from its first bytes without reading them: hyper then reads the stream exactly as it
+/// would have without the check, so HTTP/1 behaves as before (hyper-util's own detection
+/// reads them, which changes how hyper's read buffer grows, and with it which of 414 and
+/// 431 an over-long head gets). Waits at most `limit` for bytes that tell.
+pub async fn sniff(stream: &tokio::net::TcpStream, limit: Duration) -> std::io::Result<Protocols> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; PREFACE.len()];
+    loop {
+        let n =
+            tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await.map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no request within header_read_timeout",
+                )
+            })??;
+        if n == 0 || buf[..n] != PREFACE[..n] {
+            return Ok(Protocols::Http1);
+        }
+        if n == PREFACE.len() {
+            return Ok(Protocols::Http2);
+        }
+        // A preface cut short: the rest is on its way (peek would return at once).
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(Protocols::Http1);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// The protocol ALPN chose on a TLS connection (HTTP/1.1 when the client offered none).
@@ -62,7 +93,7 @@ pub fn negotiated(alpn: Option<&[u8]>) -> Protocols {
 
 /// Serve HTTP on `io` until the client or the drain ends it. A connection that has not
 /// started a request within `header_read_timeout` is closed (hyper's own timer only covers
-/// HTTP/1 heads, and only once it knows the protocol).
+/// HTTP/1 heads).
 pub async fn serve<S>(
     io: S,
     st: Arc<State>,
@@ -79,7 +110,7 @@ where
     // and hands the original bytes over, one queue entry per request. HTTP/2 passes whole.
     let io = match protocols {
         Protocols::Http1 => EightBit::new(io),
-        Protocols::Http2 | Protocols::Both => EightBit::new(io).allowing_h2(),
+        Protocols::Http2 => EightBit::new(io).allowing_h2(),
     };
     let raw_targets = io.targets();
     let max_head = cfg.max_header_bytes;
@@ -155,7 +186,6 @@ fn builder(cfg: &paddock_config::Config, protocols: Protocols) -> auto::Builder<
     match protocols {
         Protocols::Http1 => b.http1_only(),
         Protocols::Http2 => b.http2_only(),
-        Protocols::Both => b,
     }
 }
 
