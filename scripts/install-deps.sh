@@ -41,6 +41,9 @@ if [[ ${1:-} == --runtime ]]; then
   exit 0
 fi
 install_missing "${runtime[@]}" prometheus postgresql etcd-server haproxy
+# curl (with HTTP/2) and the openssl CLI for tests/tests/tls.rs: a throwaway CA, HTTPS by SNI,
+# HTTP/2 by ALPN and h2c. nghttp2-client's h2load for the HTTP/2 figures in docs/benchmarks.md.
+install_missing curl openssl nghttp2-client
 # Headless Chromium and its WebDriver, for the signup page's browser test
 # (tests/tests/signup_browser.rs). Without recommends: no desktop services come along.
 install_missing --no-install-recommends chromium chromium-driver

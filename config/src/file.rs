@@ -69,6 +69,13 @@ pub struct FileConfig {
     pub admin: Option<AdminSection>,
     /// Several nodes on one tenant registry (etcd); absent: this node alone, as always.
     pub cluster: Option<crate::cluster::ClusterSection>,
+    /// The HTTPS listener and its certificates; absent: plain HTTP only.
+    pub tls: Option<crate::tls::TlsSection>,
+    /// Most HTTP/2 requests in flight at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS);
+    /// default 100.
+    pub http2_max_concurrent_streams: Option<Spanned<i64>>,
+    /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener; default true.
+    pub h2c: Option<bool>,
     /// Pool settings for every tenant.
     pub defaults: Option<TenantSection>,
     /// Per-tenant settings, keyed by tenant name. (Not `Spanned`: toml cannot span tables that

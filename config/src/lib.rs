@@ -13,6 +13,7 @@ mod settings;
 mod signup;
 pub mod statics;
 pub mod tenant;
+pub mod tls;
 pub mod units;
 mod unknown;
 
@@ -34,6 +35,12 @@ const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::fr
 const DEFAULT_MAX_HEAD: usize = 64 * 1024;
 const DEFAULT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Default HTTP/2 streams in flight per connection: a page and its resources at once, as
+/// browsers fetch them, without letting one connection take a tenant's whole queue.
+pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 100;
+/// Above this, one connection could hold more requests than the tenants' queues.
+const MAX_HTTP2_MAX_STREAMS: i64 = 1000;
 
 /// Default front-door address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -79,6 +86,12 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[cluster]`: this node is one of several on etcd; `None`: a node alone.
     pub cluster: Option<cluster::ClusterSettings>,
+    /// `[tls]`: the HTTPS listener; `None`: plain HTTP only.
+    pub tls: Option<tls::TlsSettings>,
+    /// Most HTTP/2 streams in flight on one connection (both listeners).
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 with prior knowledge on the plain listener.
+    pub h2c: bool,
     /// Settings for discovered tenants.
     pub defaults: PoolSettings,
     /// Static files of discovered tenants. Kept out of [`PoolSettings`] so that changing
@@ -390,6 +403,19 @@ impl Validator<'_> {
             }
             settings
         });
+        let tls = f.tls.as_ref().and_then(|t| {
+            let mut found = Vec::new();
+            let settings = tls::validate(t, &abs, |span, m| found.push((span, m)));
+            let header = self.text.lines().position(|l| l.trim() == "[tls]").map_or(0, |i| i + 1);
+            for (span, m) in found {
+                match span {
+                    Some(_) => self.err(span, m),
+                    None => self.err_at(header, m),
+                }
+            }
+            settings
+        });
+        let http2_max_concurrent_streams = self.http2_streams(&f);
         let front = self.front_limits(&f);
         let send_timeout = self.send_timeout(&f);
         let drain_timeout = self.drain_timeout(&f);
@@ -429,6 +455,9 @@ impl Validator<'_> {
             max_workers_total,
             admin,
             cluster,
+            tls,
+            http2_max_concurrent_streams,
+            h2c: f.h2c.unwrap_or(true),
             trusted_proxies: front.0,
             database_servers,
             header_read_timeout: front.1,
@@ -501,6 +530,21 @@ impl Validator<'_> {
         let head = size(&f.max_header_bytes, "max_header_bytes", 8192);
         let resp = size(&f.max_response_head_bytes, "max_response_head_bytes", 1024);
         (nets, timeout, head, resp)
+    }
+
+    fn http2_streams(&mut self, f: &FileConfig) -> u32 {
+        let Some(n) = &f.http2_max_concurrent_streams else { return DEFAULT_HTTP2_MAX_STREAMS };
+        match u32::try_from(*n.get_ref()) {
+            Ok(v) if (1..=MAX_HTTP2_MAX_STREAMS).contains(n.get_ref()) => v,
+            _ => {
+                let m = format!(
+                    "`http2_max_concurrent_streams` {} must be from 1 to {MAX_HTTP2_MAX_STREAMS}",
+                    n.get_ref()
+                );
+                self.err(Some(n.span()), m);
+                DEFAULT_HTTP2_MAX_STREAMS
+            }
+        }
     }
 
     fn max_connections(&mut self, f: &FileConfig) -> usize {

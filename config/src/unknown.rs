@@ -108,6 +108,7 @@ fn message(key: &str, table: &[Seg]) -> String {
     let place = match table {
         [] => "at the top level".to_string(),
         [Seg::Key(r), Seg::Index(_)] => format!("in a [[{r}]] entry"),
+        [Seg::Key(a), Seg::Key(b), Seg::Index(_)] => format!("in a [[{a}.{b}]] entry"),
         _ => {
             let names: Vec<String> = table
                 .iter()
@@ -139,6 +140,10 @@ fn known_keys(table: &[Seg]) -> &'static [&'static str] {
         [a] if key(a, "admin") => fields_of::<AdminSection>(),
         [a] if key(a, "cluster") => fields_of::<crate::cluster::ClusterSection>(),
         [a] if key(a, "defaults") => fields_of::<TenantSection>(),
+        [a] if key(a, "tls") => fields_of::<crate::tls::TlsSection>(),
+        [a, b, Seg::Index(_)] if key(a, "tls") && key(b, "certificates") => {
+            fields_of::<crate::tls::CertificateEntry>()
+        }
         [a, _] if key(a, "tenants") => fields_of::<TenantSection>(),
         [a, Seg::Index(_)] if key(a, "rules") => fields_of::<RuleEntry>(),
         [a, b] if key(a, "defaults") && key(b, "auth") => fields_of::<AuthSection>(),

@@ -671,10 +671,12 @@ pub fn forwarded(data: &[u8]) {
         IpAddr::V6(Ipv6Addr::LOCALHOST),
     ];
     for peer in peers {
-        let c = forwarded::resolve(&nets, peer, &headers);
-        if !nets.iter().any(|n| n.contains(&peer)) {
-            assert_eq!(c.addr, peer, "an untrusted peer's headers were believed");
-            assert!(!c.https);
+        for tls in [false, true] {
+            let c = forwarded::resolve(&nets, peer, tls, &headers);
+            if !nets.iter().any(|n| n.contains(&peer)) {
+                assert_eq!(c.addr, peer, "an untrusted peer's headers were believed");
+                assert_eq!(c.https, tls, "an untrusted peer chose the scheme");
+            }
         }
     }
 }

@@ -200,6 +200,8 @@ pub struct EightBit<S> {
     preface: Option<usize>,
     /// An HTTP/2 preface was cut after its request line: nothing more is read.
     h2_refused: bool,
+    /// An HTTP/2 preface passes whole, and the connection after it ([`EightBit::allowing_h2`]).
+    h2_allowed: bool,
 }
 
 impl<S> EightBit<S> {
@@ -218,7 +220,16 @@ impl<S> EightBit<S> {
             scratch: Vec::new(),
             preface: Some(0),
             h2_refused: false,
+            h2_allowed: false,
         }
+    }
+
+    /// Lets a connection that opens with HTTP/2's preface through untouched, for a server
+    /// that speaks HTTP/2 as well (h2c with prior knowledge, or HTTP/2 negotiated by TLS):
+    /// HTTP/2 frames carry no HTTP/1 request line to rewrite, and nothing is queued.
+    pub fn allowing_h2(mut self) -> Self {
+        self.h2_allowed = true;
+        self
     }
 
     /// A handle on this connection's queue of original targets.
@@ -255,6 +266,12 @@ impl<S> EightBit<S> {
             return fresh.len();
         }
         self.preface = None;
+        if self.h2_allowed {
+            // A read that stopped inside the line may have queued its target (`*`).
+            self.scanner.targets.lock().clear();
+            self.scanner.state = State::Pass;
+            return fresh.len();
+        }
         self.h2_refused = true;
         n
     }

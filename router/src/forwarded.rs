@@ -26,9 +26,10 @@ fn trusted(nets: &[IpNet], ip: IpAddr) -> bool {
 
 /// The client behind `peer`: walk the forwarding chain from the right, skipping trusted
 /// proxies; the first untrusted hop is the client. Spoofed entries to the left of it are
-/// ignored, so a client cannot choose its own address.
-pub fn resolve(nets: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> Client {
-    let direct = Client { addr: peer, https: false };
+/// ignored, so a client cannot choose its own address. `tls`: the connection itself is
+/// HTTPS, the scheme unless a trusted proxy says otherwise.
+pub fn resolve(nets: &[IpNet], peer: IpAddr, tls: bool, headers: &HeaderMap) -> Client {
+    let direct = Client { addr: peer, https: tls };
     if nets.is_empty() || !trusted(nets, peer) {
         return direct;
     }
@@ -40,7 +41,8 @@ pub fn resolve(nets: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> Client {
             break;
         }
     }
-    Client { addr: client, https: proto.is_some_and(|p| p.eq_ignore_ascii_case("https")) }
+    let https = proto.map_or(tls, |p| p.eq_ignore_ascii_case("https"));
+    Client { addr: client, https }
 }
 
 /// Addresses and the proto of the last hop, from `Forwarded` (preferred) or the `X-` headers.
@@ -111,11 +113,11 @@ mod tests {
         let nets = parse_nets(&["10.0.0.0/8".into()]).expect("nets");
         let hs = h(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https")]);
         assert_eq!(
-            resolve(&nets, ip("192.0.2.9"), &hs),
+            resolve(&nets, ip("192.0.2.9"), false, &hs),
             Client { addr: ip("192.0.2.9"), https: false }
         );
         assert_eq!(
-            resolve(&[], ip("10.1.1.1"), &hs),
+            resolve(&[], ip("10.1.1.1"), false, &hs),
             Client { addr: ip("10.1.1.1"), https: false }
         );
     }
@@ -128,7 +130,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
         ]);
         assert_eq!(
-            resolve(&nets, ip("127.0.0.1"), &hs),
+            resolve(&nets, ip("127.0.0.1"), false, &hs),
             Client { addr: ip("198.51.100.7"), https: true }
         );
     }
@@ -137,14 +139,29 @@ mod tests {
     fn rfc7239_forwarded() {
         let nets = parse_nets(&["::1".into()]).expect("nets");
         let hs = h(&[("forwarded", "for=192.0.2.60;proto=https, for=\"[2001:db8::1]:4711\"")]);
-        assert_eq!(resolve(&nets, ip("::1"), &hs), Client { addr: ip("2001:db8::1"), https: true });
+        assert_eq!(
+            resolve(&nets, ip("::1"), false, &hs),
+            Client { addr: ip("2001:db8::1"), https: true }
+        );
+    }
+
+    /// A direct TLS connection is https; a trusted proxy in front of it still decides.
+    #[test]
+    fn a_tls_connection_is_https_unless_a_trusted_proxy_says_otherwise() {
+        let nets = parse_nets(&["127.0.0.1".into()]).expect("nets");
+        let none = h(&[]);
+        assert!(resolve(&[], ip("192.0.2.9"), true, &none).https);
+        assert!(resolve(&nets, ip("192.0.2.9"), true, &none).https, "untrusted peer");
+        assert!(resolve(&nets, ip("127.0.0.1"), true, &none).https, "proxy said nothing");
+        let http = h(&[("x-forwarded-for", "203.0.113.5"), ("x-forwarded-proto", "http")]);
+        assert!(!resolve(&nets, ip("127.0.0.1"), true, &http).https);
     }
 
     #[test]
     fn ipv4_mapped_peer_matches_v4_networks() {
         let nets = parse_nets(&["127.0.0.0/8".into()]).expect("nets");
         let hs = h(&[("x-forwarded-for", "203.0.113.5")]);
-        assert_eq!(resolve(&nets, ip("::ffff:127.0.0.1"), &hs).addr, ip("203.0.113.5"));
+        assert_eq!(resolve(&nets, ip("::ffff:127.0.0.1"), false, &hs).addr, ip("203.0.113.5"));
     }
 
     #[test]

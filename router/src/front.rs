@@ -5,27 +5,21 @@
 //! file (about 80 lines of it are its unit tests); the decisions it calls live elsewhere
 //! (`route`, `refusal`, `auth`, `statics`, `forward`).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use http::{header, HeaderMap, Method, Request, Response, Version};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use paddock_proto::{BodyKind, RequestHead};
-use tokio::net::TcpListener;
-use tracing::{field, Instrument};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::clientio::{ClientIo, ConnLimit};
-use crate::eightbit::EightBit;
 use crate::forward;
 use crate::forwarded;
 use crate::index;
 use crate::metrics::Metrics;
-use crate::outcome::{Reject, RequestMeta};
+use crate::outcome::RequestMeta;
 use crate::phase::{self, Phase, Phases};
 use crate::probe::FsProbe;
 use crate::refusal::Refusal;
@@ -41,6 +35,7 @@ use paddock_supervise::pool::PoolError;
 use paddock_supervise::registry::Registry;
 
 mod access;
+mod conn;
 mod fresh;
 mod host;
 
@@ -198,28 +193,61 @@ pub enum Side {
 
 /// [`serve`] for either listener.
 pub async fn serve_side(listener: TcpListener, state: Arc<State>, side: Side) {
+    serve_all(listener, None, state, side).await
+}
+
+/// [`serve`] on the plain listener and, with `[tls]`, the HTTPS one: one accept loop and one
+/// drain for both, so that neither closes the other's connections when it is done.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    state: Arc<State>,
+) {
+    serve_all(listener, tls, state, Side::Public).await
+}
+
+/// `accept` on `l`, or never when there is no such listener.
+async fn accept_on(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn serve_all(
+    listener: TcpListener,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    state: Arc<State>,
+    side: Side,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let fresh = Arc::new(fresh::Fresh::default());
     let send_timeouts = state.metrics.client_timeouts("send");
     let phases = state.phases.clone();
     let not_running = || phase::reached(phases.subscribe(), |p| !p.accepting());
+    let (tls_listener, acceptor) = match tls {
+        Some((l, a)) => (Some(l), Some(a)),
+        None => (None, None),
+    };
     loop {
         // The permit comes before `accept`: at the cap, clients wait in the backlog.
         let permit = tokio::select! {
             p = state.connections.acquire() => p,
             _ = not_running() => break,
         };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            r = listener.accept() => r.map(|x| (x, false)),
+            r = accept_on(tls_listener.as_ref()) => r.map(|x| (x, true)),
             _ = not_running() => break,
+        };
+        let ((stream, peer), tls) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         if side == Side::Internal
             && !state.cluster().is_some_and(|c| c.settings().is_peer(peer.ip()))
@@ -229,70 +257,45 @@ pub async fn serve_side(listener: TcpListener, state: Arc<State>, side: Side) {
         }
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let st = state.clone();
+        let link = conn::Link { peer, local, side, tls };
         let cfg = state.config();
-        let io = ClientIo::new(stream, cfg.send_timeout, send_timeouts.clone());
-        // hyper refuses 8-bit bytes in request targets; the adapter escapes them on the way in
-        // and hands the original bytes over, one queue entry per request.
-        let io = EightBit::new(io);
-        let raw_targets = io.targets();
-        let max_head = cfg.max_header_bytes;
+        let send_timeout = cfg.send_timeout;
+        let send_timeouts = send_timeouts.clone();
         let mark = fresh.mark();
-        let svc = service_fn(move |req: Request<Incoming>| {
-            mark.started();
-            let st = st.clone();
-            let popped = raw_targets.pop_request(req.uri());
-            let (raw, smuggling) = (popped.original, popped.framing_conflict);
-            let too_large = head_bytes(&req, raw.as_deref()) > max_head;
-            // Every line logged while the request is handled (and its body streams: see
-            // `access::logged`) carries these; `tenant` and `pid` are recorded once known.
-            let span = tracing::info_span!(
-                "request",
-                client = %peer.ip(),
-                tenant = field::Empty,
-                pid = field::Empty
-            );
-            async move {
-                let early = match (too_large, smuggling) {
-                    (true, _) => Some(Refusal::head_too_large()),
-                    (false, true) => {
-                        tracing::warn!(target: "paddock::access", "refused a request with both Content-Length and Transfer-Encoding");
-                        Some(Refusal::conflicting_framing())
-                    }
-                    (false, false) => None,
-                };
-                if let Some(refusal) = early {
-                    let mut meta = RequestMeta::default();
-                    let resp = refusal.answer(&mut meta);
-                    st.metrics.no_tenant().record(resp.status().as_u16(), Duration::ZERO, &meta);
-                    return Ok::<_, Infallible>(resp);
-                }
-                Ok::<_, Infallible>(handle(st, req, raw, peer, local, side).await)
-            }
-            .instrument(span)
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(cfg.header_read_timeout)
-            .max_buf_size(cfg.max_header_bytes)
-            .serve_connection(TokioIo::new(io), svc);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
         let st = state.clone();
+        let acceptor = acceptor.clone().filter(|_| tls);
+        // HTTP/2 with prior knowledge on the plain front door only: the internal listener's
+        // peers speak HTTP/1.1.
+        let h2c = side == Side::Public && cfg.h2c;
+        let handshake_timeout = cfg.header_read_timeout;
         let closing = phase::reached(state.phases.subscribe(), Phase::closing);
         tokio::spawn(async move {
             let _permit = permit;
+            let work = async {
+                let Some(acceptor) = acceptor else {
+                    let plain = match h2c {
+                        true => conn::sniff(&stream, handshake_timeout).await?,
+                        false => conn::Protocols::Http1,
+                    };
+                    let io = ClientIo::new(stream, send_timeout, send_timeouts);
+                    return conn::serve(io, st.clone(), link, mark, plain, watcher).await;
+                };
+                let io = ClientIo::new(stream, send_timeout, send_timeouts);
+                let stream = tokio::time::timeout(handshake_timeout, acceptor.accept(io))
+                    .await
+                    .map_err(|_| "TLS handshake timed out (header_read_timeout)")??;
+                let protocols = conn::negotiated(stream.get_ref().1.alpn_protocol());
+                conn::serve(stream, st.clone(), link, mark, protocols, watcher).await
+            };
             tokio::select! {
-                r = conn => if let Err(e) = r {
-                    if e.is_parse_too_large() {
-                        st.metrics.no_tenant().reject(Reject::HeadTooLarge);
-                    }
-                    tracing::debug!(client = %peer, "connection ended: {e}");
-                },
+                r = work => if let Err(e) = r { conn::ended(&st, peer, e.as_ref()) },
                 // Dropping the connection closes it, and ends the request it carries.
                 _ = closing => tracing::debug!(client = %peer, "connection closed: shutting down"),
             }
         });
     }
+    drop(tls_listener);
     drop(listener);
     if phases.get() == Phase::Draining {
         let drain = state.config().drain_timeout;
@@ -327,9 +330,7 @@ async fn handle(
     st: Arc<State>,
     req: Request<Incoming>,
     raw: Option<Vec<u8>>,
-    peer: SocketAddr,
-    local: SocketAddr,
-    side: Side,
+    link: conn::Link,
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
@@ -345,8 +346,7 @@ async fn handle(
     let expects_continue = parts.headers.contains_key(header::EXPECT);
     let req = Request::from_parts(parts, ());
     let mut body = Some(incoming);
-    let (tenant, mut resp) =
-        dispatch(&st, req, &mut body, &raw, (peer, local, side), &mut meta).await;
+    let (tenant, mut resp) = dispatch(&st, req, &mut body, &raw, link, &mut meta).await;
     if let Some(unread) = body {
         // Answered before the body was read: drain it, or announce the close, so that the
         // client's next request on this connection is not lost.
@@ -358,7 +358,7 @@ async fn handle(
     let status = resp.status().as_u16();
     st.metrics.for_request(tenant.as_deref()).record(status, elapsed, &meta);
     let line = access::Line {
-        client: peer.ip(),
+        client: link.peer.ip(),
         method,
         target: target_text,
         tenant,
@@ -403,9 +403,10 @@ async fn dispatch(
     mut req: Request<()>,
     body: &mut Option<Incoming>,
     raw: &[u8],
-    (peer, local, side): (SocketAddr, SocketAddr, Side),
+    link: conn::Link,
     meta: &mut RequestMeta,
 ) -> (Option<String>, Response<Body>) {
+    let conn::Link { peer, local, side, tls } = link;
     let cfg = st.config();
     // A hop marker is believed on the internal listener only, and never reaches an app.
     let hop = match side {
@@ -423,7 +424,7 @@ async fn dispatch(
     if req.method() == Method::CONNECT {
         return (None, Refusal::connect_not_supported().answer(meta));
     }
-    let host = match host::host_header(req.headers(), req.version()) {
+    let host = match host::request_host(&mut req) {
         Ok(h) => h,
         Err(why) => return (None, Refusal::bad_request(why).answer(meta)),
     };
@@ -434,7 +435,10 @@ async fn dispatch(
             SocketAddr::new(h.client, h.client_port),
             SocketAddr::new(local.ip(), h.server_port),
         ),
-        None => (forwarded::resolve(&cfg.trusted_proxies, peer.ip(), req.headers()), peer, local),
+        None => {
+            let client = forwarded::resolve(&cfg.trusted_proxies, peer.ip(), tls, req.headers());
+            (client, peer, local)
+        }
     };
     let remote = client.addr.to_string();
     let server = server_name(&host, local);
@@ -497,7 +501,8 @@ async fn to_tenant(
     conn: Conn<'_>,
     meta: &mut RequestMeta,
 ) -> Response<Body> {
-    let Some(body) = body_kind(req.headers()) else {
+    let streams = body_in.as_ref().is_some_and(|b| !hyper::body::Body::is_end_stream(b));
+    let Some(body) = body_kind(req.headers(), streams) else {
         return Refusal::bad_request("Invalid request body framing.").answer(meta);
     };
     if let BodyKind::Length(n) = body {
@@ -669,14 +674,18 @@ fn request_head(
     body: BodyKind,
     conn: &Conn<'_>,
 ) -> RequestHead {
-    let mut environ: Vec<(Vec<u8>, Vec<u8>)> = routed
-        .spec
-        .settings
-        .request
-        .environ
-        .iter()
-        .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes()))
-        .collect();
+    // As mod_ssl sets it; before the configured values, which may override it.
+    let mut environ: Vec<(Vec<u8>, Vec<u8>)> =
+        conn.client.https.then(|| (b"HTTPS".to_vec(), b"on".to_vec())).into_iter().collect();
+    environ.extend(
+        routed
+            .spec
+            .settings
+            .request
+            .environ
+            .iter()
+            .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes())),
+    );
     environ.extend(routed.rule_environ.into_iter().map(|(k, v)| (k.into_bytes(), v)));
     RequestHead {
         method: parts.method.as_str().as_bytes().to_vec(),
@@ -686,6 +695,8 @@ fn request_head(
         request_uri: conn.raw.to_vec(),
         protocol: match parts.version {
             Version::HTTP_10 => b"HTTP/1.0".to_vec(),
+            // As Apache's mod_http2 reports it.
+            Version::HTTP_2 => b"HTTP/2.0".to_vec(),
             _ => b"HTTP/1.1".to_vec(),
         },
         scheme: if conn.client.https { b"https".to_vec() } else { b"http".to_vec() },
@@ -725,11 +736,14 @@ fn head_bytes<B>(req: &Request<B>, raw_target: Option<&[u8]>) -> usize {
 /// hyper's `max_buf_size` bounds its read buffer, not the head: a head that arrives in one
 /// large read can pass it almost twofold. The configured limit is enforced here exactly.
 /// How the client delimits its body. hyper has already refused conflicting framing.
-fn body_kind(h: &HeaderMap) -> Option<BodyKind> {
+/// `streams`: a body follows the head, as an HTTP/2 request without `content-length` says by
+/// not ending its stream (HTTP/2 has no `Transfer-Encoding`).
+fn body_kind(h: &HeaderMap, streams: bool) -> Option<BodyKind> {
     if h.contains_key(header::TRANSFER_ENCODING) {
         return Some(BodyKind::Chunked);
     }
     match h.get(header::CONTENT_LENGTH) {
+        None if streams => Some(BodyKind::Chunked),
         None => Some(BodyKind::Empty),
         Some(v) => match v.to_str().ok()?.trim().parse::<u64>().ok()? {
             0 => Some(BodyKind::Empty),

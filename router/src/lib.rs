@@ -26,6 +26,7 @@ pub mod refusal;
 pub mod respond;
 pub mod route;
 pub mod statics;
+pub mod tls;
 pub mod upgrade;
 
 use std::path::PathBuf;
@@ -46,6 +47,10 @@ pub enum StartError {
     WorkerMissing(PathBuf),
     #[error("cannot join the cluster: {0}")]
     Cluster(paddock_cluster::ClusterError),
+    #[error("{0}")]
+    Tls(#[from] tls::CertError),
+    #[error("tls: {0}")]
+    TlsConfig(rustls::Error),
 }
 
 /// Serve until `phases` is asked to stop ([`Phases::request`]), then drain or close the
@@ -84,6 +89,8 @@ pub async fn run(
         config.allow_root,
         config.max_workers_total,
     ));
+    // Certificates before anything starts: a bad file refuses the start, naming it.
+    let certs = config.tls.as_ref().map(tls::Certs::load).transpose()?;
     let state = Arc::new(front::State::new(config, overrides, registry.clone(), phases.clone()));
     state.warm_zygotes();
     let closing = || phase::reached(phases.subscribe(), Phase::closing);
@@ -108,12 +115,28 @@ pub async fn run(
         }
         None => None,
     };
+    let mut tls_fd = None;
+    let https = match (certs, state.config().tls.clone()) {
+        (Some(certs), Some(t)) => {
+            let l = inherited
+                .listener("tls", t.listen)
+                .await
+                .map_err(|source| StartError::Listen { addr: t.listen, source })?;
+            tracing::info!(addr = %l.local_addr().unwrap_or(t.listen), "tls listening");
+            tls_fd = dup(&l);
+            let config = certs.server_config().map_err(StartError::TlsConfig)?;
+            tokio::spawn(tls::watch(certs, state.clone()));
+            Some((l, tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+        }
+        _ => None,
+    };
     // The upgrade task holds its own copies of the listeners, to hand them over.
     let upgrader = dup(&listener).map(|front| {
         let sockets = upgrade::Sockets {
             front,
             admin: admin_fd,
             internal: internal_fd,
+            tls: tls_fd,
             cluster: state.cluster().cloned(),
         };
         let st = state.clone();
@@ -131,7 +154,7 @@ pub async fn run(
     }
     let internal =
         internal.map(|l| tokio::spawn(front::serve_side(l, state.clone(), front::Side::Internal)));
-    front::serve(listener, state.clone()).await;
+    front::serve_with_tls(listener, https, state.clone()).await;
     // `serve` returns in `Stopping`; the tasks above end on seeing it.
     if let Some(i) = internal {
         let _ = i.await;

@@ -8,8 +8,8 @@
 //! not start, no word within [`READY_TIMEOUT`]) the old one goes on serving and reports why.
 //!
 //! The hand-over, in the new process's environment (removed at once, so tenant processes
-//! never see it): `PADDOCK_LISTEN_FDS=front:3,admin:4,internal:6` (the admin and the
-//! cluster's internal listener only when it has them) and `PADDOCK_UPGRADE_FD=5`, the pipe's
+//! never see it): `PADDOCK_LISTEN_FDS=front:3,admin:4,internal:6,tls:7` (the admin,
+//! the cluster's internal and the HTTPS listener only when it has them) and `PADDOCK_UPGRADE_FD=5`, the pipe's
 //! write end; a cluster node adds `PADDOCK_CLUSTER_LEASE`, its etcd lease, which the new
 //! process takes over with the node's claims (`docs/cluster.md`). A listener whose address
 //! the new configuration changed is not used: the new process binds the new address instead.
@@ -47,6 +47,7 @@ pub struct Inherited {
     pub front: Option<std::net::TcpListener>,
     pub admin: Option<std::net::TcpListener>,
     pub internal: Option<std::net::TcpListener>,
+    pub tls: Option<std::net::TcpListener>,
     /// The cluster lease of the process this one replaces.
     pub cluster_lease: Option<i64>,
     ready: Option<std::fs::File>,
@@ -84,6 +85,7 @@ pub fn take_inherited() -> io::Result<Inherited> {
                 "front" => inherited.front = Some(l),
                 "admin" => inherited.admin = Some(l),
                 "internal" => inherited.internal = Some(l),
+                "tls" => inherited.tls = Some(l),
                 _ => return Err(io::Error::other(format!("{LISTEN_FDS}: unknown socket {name}"))),
             }
         }
@@ -116,6 +118,7 @@ impl Inherited {
             "admin" => Some(&mut self.admin),
             "front" => Some(&mut self.front),
             "internal" => Some(&mut self.internal),
+            "tls" => Some(&mut self.tls),
             _ => None,
         };
         if let Some(l) = slot.and_then(Option::take) {
@@ -218,6 +221,7 @@ pub struct Sockets {
     pub front: OwnedFd,
     pub admin: Option<OwnedFd>,
     pub internal: Option<OwnedFd>,
+    pub tls: Option<OwnedFd>,
     /// A cluster node hands its lease over too; no claim is released meanwhile.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
@@ -285,7 +289,7 @@ async fn hand_over(sockets: &Sockets) -> Result<u32, UpgradeError> {
     let exe = origin.exe.as_ref().ok_or(UpgradeError::NoExe)?;
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| UpgradeError::Io(e.into()))?;
-    // Sources above 10, targets 3 to 6: no dup2 overwrites a source it still needs.
+    // Sources above 10, targets 3 to 7: no dup2 overwrites a source it still needs.
     let mut fds = Vec::new();
     let mut names = Vec::new();
     let mut keep = Vec::new();
@@ -294,6 +298,7 @@ async fn hand_over(sockets: &Sockets) -> Result<u32, UpgradeError> {
         ("front", Some(&sockets.front), 3),
         ("admin", sockets.admin.as_ref(), 4),
         ("internal", sockets.internal.as_ref(), 6),
+        ("tls", sockets.tls.as_ref(), 7),
     ];
     for (name, fd, target) in listeners {
         let Some(fd) = fd else { continue };

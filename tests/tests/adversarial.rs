@@ -251,7 +251,6 @@ fn malformed_heads_get_400() {
         ("binary garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(), 400),
         ("HTTP/0.9", b"GET /a/pid\r\n\r\n".to_vec(), 400),
         ("an unknown version", b"GET /a/pid HTTP/3.7\r\nHost: x\r\n\r\n".to_vec(), 400),
-        ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0".to_vec(), 400),
         (
             "a space in a header name",
             b"GET /a/pid HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n".to_vec(),

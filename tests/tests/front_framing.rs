@@ -1,6 +1,7 @@
 //! Request framing at the front door over raw TCP: conflicting `Content-Length` and
-//! `Transfer-Encoding` are judged per request (an `Upgrade` header hides nothing), and an
-//! HTTP/2 client on the HTTP/1 listener gets an answer before the close.
+//! `Transfer-Encoding` are judged per request (an `Upgrade` header hides nothing), and with
+//! `h2c = false` an HTTP/2 client on the plain listener gets an answer before the close (h2c
+//! itself: `tls.rs`).
 
 mod common;
 
@@ -11,7 +12,11 @@ use std::time::Duration;
 use common::{parse_response, Response, Server};
 
 fn start(dir: &std::path::Path) -> Server {
-    let cfg = common::apps_config(dir, "", &[("apps", "processes = 1")]);
+    start_with(dir, "")
+}
+
+fn start_with(dir: &std::path::Path, top: &str) -> Server {
+    let cfg = common::apps_config(dir, top, &[("apps", "processes = 1")]);
     Server::start(&["--config", cfg.to_str().expect("utf-8")])
 }
 
@@ -69,9 +74,9 @@ fn upgrade_does_not_bypass_the_framing_check() {
 }
 
 #[test]
-fn http2_preface_gets_an_answer_then_the_close() {
+fn without_h2c_an_http2_preface_gets_an_answer_then_the_close() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(dir.path());
+    let server = start_with(dir.path(), "h2c = false");
     let all = exchange(&server, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0");
     let r = parse_response(&all)
         .unwrap_or_else(|e| panic!("no answer ({e}): {:?}", String::from_utf8_lossy(&all)));

@@ -26,7 +26,8 @@ pub async fn handle(ad: &Admin, req: Request<Incoming>, peer: SocketAddr) -> Res
     match *req.method() {
         Method::GET | Method::HEAD => html(StatusCode::OK, &form(&token, "", "", None)),
         Method::POST => {
-            let client = crate::forwarded::resolve(&cfg.trusted_proxies, peer.ip(), req.headers());
+            let client =
+                crate::forwarded::resolve(&cfg.trusted_proxies, peer.ip(), false, req.headers());
             let headers = req.headers().clone();
             let body = match api::read_body(req).await {
                 Ok(b) => b,

@@ -70,8 +70,19 @@ impl AsyncRead for Pieces {
 /// Reads all of `input` through [`EightBit`], the inner reader delivering pieces of `sizes`
 /// and the caller offering buffers of `cap` bytes (with `prefill` bytes already filled).
 fn through_adapter(input: &[u8], sizes: &[usize], cap: usize, prefill: usize) -> Outcome {
+    through(EightBit::new, input, sizes, cap, prefill)
+}
+
+/// [`through_adapter`] with the adapter `make` builds.
+fn through(
+    make: fn(Pieces) -> EightBit<Pieces>,
+    input: &[u8],
+    sizes: &[usize],
+    cap: usize,
+    prefill: usize,
+) -> Outcome {
     let inner = Pieces { data: input.to_vec(), pos: 0, sizes: sizes.to_vec(), turn: 0 };
-    let mut io = EightBit::new(inner);
+    let mut io = make(inner);
     let targets = io.targets();
     let mut cx = Context::from_waker(Waker::noop());
     let mut out = Vec::new();
@@ -250,6 +261,28 @@ fn http2_preface_is_cut_after_its_request_line() {
     assert_eq!(through_adapter(&later, &[0], 4096, 0).out, cat(&[GET_8BIT_OUT, preface]));
     let near: &[u8] = b"PRI * HTTP/2.1\r\n\r\n";
     assert_eq!(through_adapter(near, &[1], 4096, 0).out, near);
+}
+
+/// With HTTP/2 allowed, the preface and the binary frames after it (8-bit bytes included)
+/// pass untouched, and nothing is queued.
+#[test]
+fn http2_passes_whole_when_allowed() {
+    let conn: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0\0\0\x05\x01\x05\0\0\0\x01\x82\x84\xe9\xff\n";
+    for sizes in [&[0][..], &[1], &[7, 3], &[16, 0], &[15, 0]] {
+        for cap in [1, 5, 4096] {
+            let got = through(|p| EightBit::new(p).allowing_h2(), conn, sizes, cap, 0);
+            assert_eq!(got.out, conn, "reads of {sizes:?}, buffer {cap}");
+            assert!(
+                got.entries.is_empty() && got.pass,
+                "reads of {sizes:?}, buffer {cap}: {:?}, pass {}",
+                got.entries,
+                got.pass
+            );
+        }
+    }
+    // HTTP/1.1 is unchanged.
+    let got = through(|p| EightBit::new(p).allowing_h2(), GET_8BIT, &[0], 4096, 0);
+    assert_eq!(got.out, GET_8BIT_OUT);
 }
 
 #[test]

@@ -8,6 +8,35 @@ use http::{header, HeaderMap, Version};
 /// Why a request's `Host` is refused (the text of its 400 page).
 pub type Invalid = &'static str;
 
+/// The request's host: its `Host` header in HTTP/1 ([`host_header`]); in HTTP/2 its
+/// `:authority`, which hyper keeps in the URI, written into `Host` as well, for the app's
+/// `HTTP_HOST` and the rules' `%{HTTP_HOST}`. An HTTP/2 request that carries both must carry
+/// the same (RFC 9113, 8.3.1).
+pub fn request_host<B>(req: &mut http::Request<B>) -> Result<String, Invalid> {
+    if req.version() != Version::HTTP_2 {
+        return host_header(req.headers(), req.version());
+    }
+    let authority = req.uri().authority().map(|a| a.as_str().to_string());
+    let Some(authority) = authority else {
+        return host_header(req.headers(), Version::HTTP_11)
+            .map_err(|_| "An HTTP/2 request needs :authority or a Host header.");
+    };
+    if !valid_host(&authority) || authority.contains('@') {
+        return Err("The :authority is not a valid host[:port].");
+    }
+    if let Some(h) = req.headers().get(header::HOST) {
+        if h.as_bytes() != authority.as_bytes()
+            || req.headers().get_all(header::HOST).iter().count() > 1
+        {
+            return Err("The Host header differs from :authority.");
+        }
+    }
+    let value = http::HeaderValue::from_str(&authority)
+        .map_err(|_| "The :authority is not a valid host[:port].")?;
+    req.headers_mut().insert(header::HOST, value);
+    Ok(authority)
+}
+
 /// The request's `Host` value ("" when an HTTP/1.0 request has none).
 pub fn host_header(h: &HeaderMap, version: Version) -> Result<String, Invalid> {
     let mut all = h.get_all(header::HOST).iter();
