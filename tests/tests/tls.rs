@@ -262,8 +262,10 @@ fn the_stream_limit_refuses_the_101st_concurrent_stream() {
     assert_eq!(rst.code(), h2raw::REFUSED_STREAM, "{refused:?}");
     // The connection goes on: the first 100 are answered once their bodies are given up on.
     let answered =
-        c.until(Duration::from_secs(15), |f| f.kind == h2raw::HEADERS && f.stream == 199);
-    assert!(answered.iter().any(|f| f.kind == h2raw::HEADERS && f.stream == 1), "{answered:?}");
+        c.until(Duration::from_secs(60), |f| f.kind == h2raw::HEADERS && f.stream == 199);
+    // (Under load some answers may come before the refusal, with the frames read above.)
+    let all: Vec<_> = refused.iter().chain(answered.iter()).collect();
+    assert!(all.iter().any(|f| f.kind == h2raw::HEADERS && f.stream == 1), "{all:?}");
     assert!(!answered.iter().any(|f| f.kind == h2raw::GOAWAY), "{answered:?}");
 }
 
