@@ -684,7 +684,11 @@ SetEnv trac.env_path {trac_env}
                     if listed < count:
                         raise Failure(f"the index lists {listed} of {count} tenants")
                     time.sleep(0.5)
-                    rss[count] = memory([s.proc.pid]) + (len(s.pids()) - 1,)
+                    # Workers only: the zygote the router starts at boot for the sites'
+                    # Python configuration is not a worker of any tenant.
+                    workers = [p for p in s.pids()
+                               if p != s.proc.pid and not is_zygote(p, s.proc.pid)]
+                    rss[count] = memory([s.proc.pid]) + (len(workers),)
                 finally:
                     s.stop()
             mem["router"] = {"dirs": n, "rss0_mib": rss[0][0], "rssN_mib": rss[n][0],
