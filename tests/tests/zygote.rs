@@ -194,9 +194,15 @@ fn a_trac_site_is_served_through_a_zygote() {
     let sites = dir.path().join("sites");
     std::fs::create_dir_all(&sites).expect("mkdir");
     trac_env(&sites.join("zt"), "zt");
+    // A site with its own copy of a template Trac ships: the zygote's cache of Trac's compiled
+    // templates must not stand in for it.
+    trac_env(&sites.join("zo"), "zo");
+    let own = "<html><body>the own wiki_view of zo: ${page.name}</body></html>\n";
+    std::fs::write(sites.join("zo/templates/wiki_view.html"), own).expect("template");
     if nix_is_root() {
         ensure_user(USERS[0]);
         chown(&sites.join("zt"), USERS[0]);
+        chown(&sites.join("zo"), USERS[0]);
     }
     let server = Server::start_with(
         &[
@@ -221,7 +227,22 @@ fn a_trac_site_is_served_through_a_zygote() {
     let workers = server.worker_pids();
     assert!(!workers.is_empty() && workers.iter().all(|&p| parent_of(p) == Some(zygotes[0])));
     let log = server.log_text();
-    assert!(log.contains("Trac warm-up: 200"), "the zygote's warm-up failed:\n{log}");
+    // The warm-up's last page rendered whole (its write() callable worked) and Trac's
+    // templates were compiled into the cache the workers inherit.
+    let warm = log.lines().find(|l| l.contains("Trac warm-up: ")).unwrap_or_default();
+    assert!(warm.contains("Trac warm-up: 200 Ok;"), "the zygote's warm-up failed:\n{log}");
+    let cached: usize = warm
+        .split(" templates, ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(cached >= 50, "Trac's templates not cached: {warm}");
+    let r = server.get("/trac/zo/wiki/WikiStart");
+    assert_eq!(r.status, 200, "{}", server.log_text());
+    assert!(r.text().contains("the own wiki_view of zo: WikiStart"), "{}", r.text());
+    let r = server.get("/trac/zt/wiki/WikiStart");
+    assert!(r.text().contains("Welcome to Trac"), "{}", r.text());
 }
 
 #[test]
