@@ -430,9 +430,8 @@ impl Zygote {
         self.lock().warm
     }
 
-    /// Find out when the zygote has preloaded: it reads requests only then, and it refuses a
-    /// `Spawn` without descriptors (`SpawnFailed`, logged by it as a refused request) without
-    /// forking. Then the zygote is warm and the direct workers of its key rejoin it.
+    /// Find out when the zygote has preloaded: it reads requests only then, and it answers a
+    /// `Spawn` without descriptors (the readiness probe) with `SpawnFailed` without forking. Then the zygote is warm and the direct workers of its key rejoin it.
     async fn probe(self: Arc<Self>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();

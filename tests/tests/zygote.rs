@@ -238,6 +238,8 @@ fn a_trac_site_is_served_through_a_zygote() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(cached >= 50, "Trac's templates not cached: {warm}");
+    // The readiness probe is no refused request (it was a warning at every start).
+    assert!(!log.contains("refused"), "{log}");
     let r = server.get("/trac/zo/wiki/WikiStart");
     assert_eq!(r.status, 200, "{}", server.log_text());
     assert!(r.text().contains("the own wiki_view of zo: WikiStart"), "{}", r.text());

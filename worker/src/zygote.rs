@@ -146,6 +146,13 @@ fn serve(sock: &OwnedFd, chld: &OwnedFd) -> Exit {
                     tracing::info!("the router closed the zygote socket; exiting");
                     return Exit::Ok;
                 }
+                Ok(Some((ZygoteMsg::Spawn { id }, fds))) if fds.is_empty() => {
+                    // The router's readiness probe (a `Spawn` with no descriptors): it is
+                    // answered only once the preload is done, and never forks.
+                    tracing::debug!("readiness probe {id} answered");
+                    let message = b"no descriptors: a readiness probe".to_vec();
+                    reply(sock, &ZygoteMsg::SpawnFailed { id, message });
+                }
                 Ok(Some((ZygoteMsg::Spawn { id }, fds))) => {
                     let answer = match spawn(fds) {
                         Ok(pid) => ZygoteMsg::Spawned { id, pid },
