@@ -376,12 +376,13 @@ class Bench:
         addr = f"127.0.0.1:{port}"
         tag = tag or f"{name}-{app}"
         P, T = str(self.P), str(self.T)
-        module = "hello:application" if app == "hello" else "trac_app:application"
+        module = {"hello": "hello:application", "trac": "trac_app:application",
+                  "trac-freeze": "trac_freeze_app:application"}[app]
         # Each server (each start) gets a fresh copy of the Trac environment, so that no run
         # sees what an earlier one left in the database or the log.
         trac_sites = os.path.join(self.work, f"trac-{tag}")
         trac_env = os.path.join(trac_sites, "bench")
-        if app == "trac":
+        if app != "hello":
             os.makedirs(trac_sites)
             self.copy_env(trac_env)
             self.ident.chown(trac_sites)
@@ -404,7 +405,7 @@ class Bench:
             os.makedirs(d)
             self.ident.chown(d)
             conf = os.path.join(d, "apache2.conf")
-            script = os.path.join(APPS, "hello.py" if app == "hello" else "trac_app.py")
+            script = os.path.join(APPS, module.split(":")[0] + ".py")
             user = f"User {BENCH_USER}\nGroup {BENCH_USER}\n" if self.ident.root else ""
             mods = "/usr/lib/apache2/modules"
             # A classic Trac deployment lets Apache serve Trac's static resources itself
@@ -507,7 +508,10 @@ SetEnv trac.env_path {trac_env}
     def throughput(self, servers):
         a = self.args
         for name in servers:
-            for app in ("hello", "trac"):
+            # The peers also with the freeze Paddock's worker does by default (trac-freeze:
+            # bench/apps/trac_freeze_app.py), so the rows show the server's own share.
+            apps = ("hello", "trac") if name == "paddock" else ("hello", "trac", "trac-freeze")
+            for app in apps:
                 what = f"{name} {app}"
                 s = None
                 try:
@@ -516,7 +520,7 @@ SetEnv trac.env_path {trac_env}
                     s.start(self.ident)
                     page = prefix + ("/" if app == "hello" else "/wiki/WikiStart")
                     _, body = wait_200(s, port, page, 90)
-                    if app == "trac" and b"WikiStart" not in body and b"wiki" not in body:
+                    if app != "hello" and b"WikiStart" not in body and b"wiki" not in body:
                         raise Failure(f"{what}: {page} is not a Trac wiki page")
                     runs = [(app, page, [])]
                     if app == "trac":
@@ -810,10 +814,12 @@ def render(res, args):
         out.append("| server | app | req/s | page loads/s | p50 ms | p99 ms | p99.9 ms | errors | RSS MiB | PSS MiB | Paddock ratio |")
         out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         base = {r["app"]: r for r in tp if r["server"] == "paddock"}
-        for app in ("hello", "trac", "trac-full"):
+        for app in ("hello", "trac", "trac-freeze", "trac-full"):
             for r in (r for r in tp if r["app"] == app):
                 key = "loads" if app == "trac-full" else "rps"
-                ratio = (f"{base[app][key] / r[key]:.2f}" if app in base and r[key] else "-")
+                # trac-freeze is compared with Paddock's trac row (which freezes by default).
+                mine = base.get("trac" if app == "trac-freeze" else app)
+                ratio = f"{mine[key] / r[key]:.2f}" if mine and r[key] else "-"
                 loads = f"{r['loads']:.1f}" if r["loads"] is not None else ""
                 out.append(f"| {r['server']} | {app}{' (1+%d)' % r['resources'] if app == 'trac-full' else ''} "
                            f"| {r['rps']:.1f} | {loads} | {r['p50_us']/1000:.2f} | {r['p99_us']/1000:.2f} "
@@ -821,7 +827,10 @@ def render(res, args):
                            f"| {r['pss_mib']:.0f} | {ratio} |")
         out.append("")
         out.append("Paddock ratio: Paddock's requests/s (page loads/s for trac-full) divided by "
-                   "the row's; above 1 Paddock is faster. trac-full (1+N): the wiki page and its "
+                   "the row's; above 1 Paddock is faster. trac-freeze: the peer's Trac script "
+                   "with `gc.freeze()` after its import and after its first request "
+                   "(bench/apps/trac_freeze_app.py), what Paddock's worker does by default; "
+                   "compared with Paddock's trac row. trac-full (1+N): the wiki page and its "
                    "N /chrome/ resources, cycled; latencies are per request.")
         out.append("")
     cs = res["coldstart"]
