@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Density benchmark (issue 14 part 4): many Trac sites, most of them quiet, Zipf-like traffic
+# over them for a fixed time; Paddock (uncapped and with a max_workers_total cap) against
+# Apache + mod_wsgi with one WSGIDaemonProcess per site and uWSGI's Emperor with one vassal
+# per site. See the "Density" section of docs/benchmarks.md.
+#
+#   bench/density.sh [--smoke] [--sites N] [--duration S] [--clients C] [--cap N]...
+#                    [--only NAMES] [--no-doc]
+#
+# Installs what it needs as bench/run.sh does (Debian packages as root, the benchmark
+# virtualenv with Trac and uWSGI made with Debian's python3.11), builds this checkout's
+# paddock in release mode, then hands over to bench/density.py (standard library only).
+# Measured runs should hold the machine's benchmark lock:
+#   flock /tmp/paddock-bench.lock bench/density.sh ...
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+scratch=${PADDOCK_BENCH_DIR:-$repo/target/bench}
+
+# Debian's CPython 3.11 with headers and venv (also what paddock-worker links).
+bash scripts/install-deps.sh --runtime
+need=()
+for pkg in apache2 libapache2-mod-wsgi-py3 wrk build-essential; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "density: missing Debian packages: ${need[*]} (run as root: apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+  # Another job may hold dpkg's lock (CI installs the same packages): wait for it, bounded.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The benchmark runs its own private Apache and never touches the system's apache2.service.
+
+bash bench/ensure-venv.sh "$scratch/venv"
+# Density figures need the release build (also in smoke mode: a debug router with hundreds
+# of pools would measure the build, not the design).
+cargo build --release --bins
+export PADDOCK_BENCH_PROFILE=release
+# exec: density.py gets our signals, and its own clean-up stops every server it started.
+exec /usr/bin/python3.11 bench/density.py "$@"
