@@ -593,7 +593,7 @@ SetEnv trac.env_path {trac_env}
                     if app == "trac":
                         # The zygote Trac's sites share starts at boot: measure a tenant's own
                         # cold start, not the rest of the zygote's warm-up.
-                        wait_log(s, "zygote warm", 120)
+                        wait_log(s, "Trac warm-up: ", 120)
                     times = []
                     for t in names:
                         path = f"/trac/{t}/" + ("wiki/WikiStart" if app == "trac" else "")

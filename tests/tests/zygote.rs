@@ -226,6 +226,17 @@ fn a_trac_site_is_served_through_a_zygote() {
     assert_eq!(zygotes.len(), 1, "Trac's app preloads by default:\n{}", server.log_text());
     let workers = server.worker_pids();
     assert!(!workers.is_empty() && workers.iter().all(|&p| parent_of(p) == Some(zygotes[0])));
+    // The zygote forks between warm-up steps (the request above did not wait for it), and
+    // shuts the warm-up's environment down first: no worker holds a file of it.
+    for &pid in &workers {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fds");
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            let target = target.to_string_lossy();
+            assert!(!target.contains("paddock-zygote-warmup"), "worker {pid} holds {target}");
+        }
+    }
+    eventually("the warm-up's end", WAIT, || server.log_text().contains("Trac warm-up: "));
     let log = server.log_text();
     // The warm-up's last page rendered whole (its write() callable worked) and Trac's
     // templates were compiled into the cache the workers inherit.
@@ -267,4 +278,37 @@ fn a_zygote_with_a_thread_refuses_to_fork_and_workers_start_directly() {
     let log = server.log_text();
     assert!(log.contains("not single-threaded"), "{log}");
     assert!(log.contains("starting the worker directly"), "{log}");
+}
+
+/// The warm-up's steps and its template cache, in the test virtualenv's Python
+/// (`tests/apps/warmup_check.py`): paused between steps, it leaves nothing of its environment
+/// open for a fork to inherit; finished, nothing on disk; the cache takes only templates under
+/// its root, keys them by the environment's settings and compiles a changed source anew.
+#[test]
+fn the_warm_up_pauses_cleanly_and_its_template_cache_checks_the_source() {
+    let out = std::process::Command::new(venv().join("bin/python"))
+        .arg(repo_root().join("tests/apps/warmup_check.py"))
+        .arg(repo_root().join("worker/src/python/warmup_trac.py"))
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run the venv's python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<&str> = text.lines().collect();
+    let expect_prefix = |p: &str| assert!(got.iter().any(|l| l.starts_with(p)), "{p}: {text}");
+    // Mid-way the environment's database and log are open (so the check can see a leak) ...
+    assert!(!got.contains(&"open_mid=0"), "{text}");
+    // ... and a pause closes them.
+    for line in [
+        "open_paused=0",
+        "dir_left=False",
+        "first=root 1",
+        "cached=1",
+        "outside=other 1 cached=1",
+        "changed=changed 1",
+        "other_settings=changed 1 cached=2",
+    ] {
+        assert!(got.contains(&line), "{line}: {text}");
+    }
+    expect_prefix("summary=200 Ok; ");
 }

@@ -71,7 +71,12 @@ pub fn run_zygote(cfg: ZygoteConfig) -> Exit {
     }
     let ms = started.elapsed().as_millis() as u64;
     tracing::info!(modules = cfg.preload.len(), ms, "zygote ready");
-    serve(&sock, &chld)
+    let warmup = if cfg.preload.iter().any(|m| m == "trac.web.main") {
+        Python::attach(Warmup::start)
+    } else {
+        None
+    };
+    serve(&sock, &chld, warmup)
 }
 
 fn preload(py: Python<'_>, cfg: &ZygoteConfig) -> bool {
@@ -87,11 +92,13 @@ fn preload(py: Python<'_>, cfg: &ZygoteConfig) -> bool {
             tracing::warn!("preloading `{m}` skipped: {why}");
         }
     }
-    if cfg.preload.iter().any(|m| m == "trac.web.main") {
-        warm_up_trac(py);
-    }
-    // What exists now is shared copy-on-write with every worker: a collection in a worker
-    // would write to (and so copy) every page holding these objects' GC headers.
+    freeze(py);
+    true
+}
+
+/// What exists now is shared copy-on-write with every worker: a collection in a worker would
+/// write to (and so copy) every page holding these objects' GC headers.
+fn freeze(py: Python<'_>) {
     let frozen = py.import("gc").and_then(|gc| {
         gc.call_method0("collect")?;
         gc.call_method0("freeze")
@@ -99,38 +106,106 @@ fn preload(py: Python<'_>, cfg: &ZygoteConfig) -> bool {
     if let Err(e) = frozen {
         log::python_error(py, &e, "gc.freeze failed");
     }
-    true
 }
 
-/// Serve pages from a throwaway Trac environment (`python/warmup_trac.py`), so Trac's lazy
-/// first-request work is done once here. A failure only costs the workers that work.
-fn warm_up_trac(py: Python<'_>) {
-    let started = Instant::now();
-    let run = || -> PyResult<String> {
-        let code = CString::new(include_str!("python/warmup_trac.py"))?;
-        let module = PyModule::from_code(py, &code, c"warmup_trac.py", c"_paddock_warmup")?;
-        module.getattr("warm")?.call0()?.extract()
-    };
-    match run() {
-        Ok(status) => {
-            let ms = started.elapsed().as_millis() as u64;
-            tracing::info!(ms, "Trac warm-up: {status}")
+/// Trac's warm-up (`python/warmup_trac.py`): pages served from a throwaway environment and
+/// Trac's templates compiled into the cache the workers inherit, so Trac's lazy
+/// first-request work is done once here. It runs in steps while no request is waiting, so a
+/// spawn never waits for it; before a fork the environment is shut down (`pause`). A failure
+/// only costs the workers that work.
+struct Warmup {
+    state: Py<PyAny>,
+    started: Instant,
+    /// Time spent in steps (the rest of the wall time went to forks and waiting).
+    busy: std::time::Duration,
+    forks: u32,
+}
+
+impl Warmup {
+    fn start(py: Python<'_>) -> Option<Warmup> {
+        let make = || -> PyResult<Py<PyAny>> {
+            let code = CString::new(include_str!("python/warmup_trac.py"))?;
+            let module = PyModule::from_code(py, &code, c"warmup_trac.py", c"_paddock_warmup")?;
+            Ok(module.getattr("Warmup")?.call0()?.unbind())
+        };
+        match make() {
+            Ok(state) => {
+                Some(Warmup { state, started: Instant::now(), busy: Default::default(), forks: 0 })
+            }
+            Err(e) => {
+                log::python_error(py, &e, "Trac warm-up failed (workers do that work instead)");
+                None
+            }
         }
-        Err(e) => log::python_error(py, &e, "Trac warm-up failed (workers do that work instead)"),
+    }
+
+    /// One step; `false` once there is none left (or on an error, logged).
+    fn step(&mut self) -> bool {
+        let t = Instant::now();
+        let more = Python::attach(|py| {
+            match self.state.bind(py).call_method0("step").and_then(|r| r.extract::<bool>()) {
+                Ok(more) => more,
+                Err(e) => {
+                    log::python_error(py, &e, "Trac warm-up failed (workers do that work instead)");
+                    false
+                }
+            }
+        });
+        self.busy += t.elapsed();
+        more
+    }
+
+    /// Before a fork: no worker inherits the warm-up's environment or its database.
+    fn pause(&mut self) {
+        self.forks += 1;
+        Python::attach(|py| {
+            if let Err(e) = self.state.bind(py).call_method0("pause") {
+                log::python_error(py, &e, "Trac warm-up: cannot shut its environment down");
+            }
+        });
+    }
+
+    fn finish(self) {
+        let busy_ms = self.busy.as_millis() as u64;
+        let wall_ms = self.started.elapsed().as_millis() as u64;
+        Python::attach(|py| {
+            match self.state.bind(py).call_method0("finish").and_then(|r| r.extract::<String>()) {
+                Ok(summary) => tracing::info!(
+                    ms = busy_ms,
+                    wall_ms,
+                    forks = self.forks,
+                    "Trac warm-up: {summary}"
+                ),
+                Err(e) => log::python_error(py, &e, "Trac warm-up: cannot clean up"),
+            }
+            freeze(py);
+        });
     }
 }
 
-fn serve(sock: &OwnedFd, chld: &OwnedFd) -> Exit {
+fn serve(sock: &OwnedFd, chld: &OwnedFd, mut warmup: Option<Warmup>) -> Exit {
     // A `Spawn` is 9 bytes: a bigger packet is truncated, and so refused.
     let mut buf = [0u8; 64];
     loop {
-        let ready = match sys::poll_in(&[sock.as_fd(), chld.as_fd()], -1) {
+        // While warming up, look for work without waiting and warm up only when there is none.
+        let wait = if warmup.is_some() { 0 } else { -1 };
+        let ready = match sys::poll_in(&[sock.as_fd(), chld.as_fd()], wait) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("poll failed: {e}");
                 return Exit::Os;
             }
         };
+        if !ready.contains(&true) {
+            if let Some(w) = warmup.as_mut() {
+                if !w.step() {
+                    if let Some(w) = warmup.take() {
+                        w.finish();
+                    }
+                }
+            }
+            continue;
+        }
         if ready.get(1) == Some(&true) {
             sys::drain_pipe(chld.as_fd());
             while let Some((pid, status)) = sys::reap_child() {
@@ -154,6 +229,9 @@ fn serve(sock: &OwnedFd, chld: &OwnedFd) -> Exit {
                     reply(sock, &ZygoteMsg::SpawnFailed { id, message });
                 }
                 Ok(Some((ZygoteMsg::Spawn { id }, fds))) => {
+                    if let Some(w) = warmup.as_mut() {
+                        w.pause();
+                    }
                     let answer = match spawn(fds) {
                         Ok(pid) => ZygoteMsg::Spawned { id, pid },
                         Err(why) => {

@@ -111,65 +111,93 @@ def install_template_cache():
     return cache
 
 
-def compile_all(chrome):
-    """Loads (and so compiles into the cache) every template under the warm-up
-    environment's template directories; a template that does not compile is skipped."""
-    count = 0
-    for name in chrome.jenv.list_templates():
-        if not name.endswith(TEMPLATE_SUFFIXES):
-            continue
-        try:
-            chrome.load_template(name, text=name.endswith(".txt"))
-            count += 1
-        except Exception:
-            pass
-    return count
+PAGES = ("/wiki/WikiStart", "/timeline", "/wiki/WikiStart")
 
 
-def warm():
-    """Returns the status of the last page and what the template cache holds."""
-    from trac.env import Environment, env_cache, env_cache_lock, open_environment
-    from trac.web.chrome import Chrome
-    from trac.web.main import dispatch_request
+class Warmup:
+    """The warm-up in small steps (`step()` does one and says whether any is left), so that
+    the zygote can fork a worker between two of them: a spawn request never waits for the
+    rest of the warm-up. Before a fork the zygote calls `pause()`, which shuts the
+    environment down and empties Trac's environment cache, so no worker inherits a database
+    connection or a cached environment; the next step opens it again. `finish()` deletes
+    the environment's directory and says what was done."""
 
-    cache = install_template_cache()
+    def __init__(self):
+        self.cache = install_template_cache()
+        self.tmp = tempfile.mkdtemp(prefix="paddock-zygote-warmup-")
+        self.path = os.path.join(self.tmp, "env")
+        self.pages = list(PAGES)
+        self.templates = None  # listed once the pages have been served
+        self.status = "no response"
+        self.compiled = 0
 
-    tmp = tempfile.mkdtemp(prefix="paddock-zygote-warmup-")
-    try:
-        path = os.path.join(tmp, "env")
-        env = Environment(path, create=True,
-                          options=[("trac", "database", "sqlite:db/trac.db")])
-        env.shutdown()
-        for page in ("/wiki/WikiStart", "/timeline", "/wiki/WikiStart"):
-            environ = {
-                "REQUEST_METHOD": "GET", "SCRIPT_NAME": "/warmup", "PATH_INFO": page,
-                "QUERY_STRING": "", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
-                "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
-                "HTTP_HOST": "localhost", "wsgi.url_scheme": "http",
-                "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
-                "wsgi.version": (1, 0), "wsgi.multithread": True,
-                "wsgi.multiprocess": True, "wsgi.run_once": False,
-                "trac.env_path": path,
-            }
-            status = []
+    def _env(self):
+        from trac.env import open_environment
 
-            def start_response(s, headers, exc_info=None):
-                status.append(s)
-                return lambda data: None  # PEP 3333's write(); Trac writes its pages with it
+        return open_environment(self.path, use_cache=True)
 
-            body = dispatch_request(environ, start_response)
+    def step(self):
+        if not os.path.exists(self.path):
+            from trac.env import Environment
+
+            Environment(self.path, create=True,
+                        options=[("trac", "database", "sqlite:db/trac.db")]).shutdown()
+        elif self.pages:
+            self._serve(self.pages.pop(0))
+        elif self.templates is None:
+            from trac.web.chrome import Chrome
+
+            names = Chrome(self._env()).jenv.list_templates()
+            self.templates = [n for n in names if n.endswith(TEMPLATE_SUFFIXES)]
+        elif self.templates:
+            from trac.web.chrome import Chrome
+
+            name = self.templates.pop(0)
             try:
-                for _ in body:
-                    pass
-            finally:
-                if hasattr(body, "close"):
-                    body.close()
-        compiled = compile_all(Chrome(open_environment(path, use_cache=True)))
-        last = status[-1] if status else "no response"
-        return f"{last}; {compiled} templates, {len(cache.store)} cached"
-    finally:
+                Chrome(self._env()).load_template(name, text=name.endswith(".txt"))
+                self.compiled += 1
+            except Exception:
+                pass  # a template that does not compile alone (none in Trac 1.6) is skipped
+        return bool(self.pages) or self.templates is None or bool(self.templates)
+
+    def _serve(self, page):
+        from trac.web.main import dispatch_request
+
+        environ = {
+            "REQUEST_METHOD": "GET", "SCRIPT_NAME": "/warmup", "PATH_INFO": page,
+            "QUERY_STRING": "", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_HOST": "localhost", "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
+            "wsgi.version": (1, 0), "wsgi.multithread": True,
+            "wsgi.multiprocess": True, "wsgi.run_once": False,
+            "trac.env_path": self.path,
+        }
+        status = []
+
+        def start_response(s, headers, exc_info=None):
+            status.append(s)
+            return lambda data: None  # PEP 3333's write(); Trac writes its pages with it
+
+        body = dispatch_request(environ, start_response)
+        try:
+            for _ in body:
+                pass
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+        self.status = status[-1] if status else "no response"
+
+    def pause(self):
+        from trac.env import env_cache, env_cache_lock
+
         with env_cache_lock:
             for cached in list(env_cache.values()):
                 cached.shutdown()
             env_cache.clear()
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def finish(self):
+        self.pause()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return f"{self.status}; {self.compiled} templates, {len(self.cache.store)} cached"
+
