@@ -4,7 +4,7 @@
 # Apache + mod_wsgi with one WSGIDaemonProcess per site and uWSGI's Emperor with one vassal
 # per site. See the "Density" section of docs/benchmarks.md.
 #
-#   bench/density.sh [--smoke] [--sites N] [--duration S] [--clients C] [--cap N]...
+#   bench/density.sh [--smoke] [--sites N] [--duration S] [--clients C] [--cap N|quarter|default]...
 #                    [--only NAMES] [--no-doc]
 #
 # Installs what it needs as bench/run.sh does (Debian packages as root, the benchmark
