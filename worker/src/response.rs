@@ -6,7 +6,7 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use paddock_proto::{Abort, AbortKind, Frame, ResponseHead};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -421,8 +421,7 @@ pub fn send_or_hold(
         // Nothing to send, and PEP 3333 lets an app yield b"" before start_response.
         return Ok(());
     }
-    py.detach(|| {
-        let mut side = lock(side);
+    let put = |side: &mut WriteSide| {
         if !side.is_current(seq) {
             return Err(PyRuntimeError::new_err("write() called after the request ended"));
         }
@@ -434,7 +433,21 @@ pub fn send_or_hold(
         } else {
             side.send(data).map_err(PyErr::from)
         }
-    })
+    };
+    // Holding a chunk only copies it (no I/O): done with the GIL kept, which spares a GIL
+    // hand-over (futex calls, a thread switch) per response, unless another thread has the
+    // side, which may be blocked in a write: then wait for it without the GIL.
+    if hold {
+        let free = match side.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut guard) = free {
+            return put(&mut guard);
+        }
+    }
+    py.detach(|| put(&mut lock(side)))
 }
 
 #[cfg(test)]

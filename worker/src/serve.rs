@@ -133,7 +133,6 @@ fn serve_connection(py: Python<'_>, shared: &Shared, stream: UnixStream) -> io::
         if alone && shared.freeze_pending.swap(false, Ordering::AcqRel) {
             crate::app::gc_freeze(py);
         }
-        py.detach(|| shared.control.request_done());
         if !keep {
             break;
         }
@@ -258,14 +257,19 @@ fn handle_request(
             Some(e.to_string().chars().take(200).collect())
         }
     };
-    let ended = py.detach(|| {
+    // One GIL hand-over for the end: the response's last write, what is left of the request
+    // body, and the count towards max_requests.
+    let (ended, drained) = py.detach(|| {
         let mut w = lock(write);
-        match failure {
+        let ended = match failure {
             None => w.finish(),
             Some(msg) => w.fail(&msg),
-        }
+        };
+        drop(w);
+        let drained = read.finish();
+        shared.control.request_done();
+        (ended, drained)
     });
-    let drained = py.detach(|| read.finish());
     if let Ok(Ending::Aborted(kind)) = ended {
         if outcome.is_ok() {
             tracing::error!(
