@@ -69,8 +69,17 @@ pub struct Registry {
 /// start, 1,114 evictions in 90 s, spawns eating the CPU).
 pub const MIN_RESIDENCY: Duration = Duration::from_secs(30);
 
-/// Nor if it had a request this recently.
+/// Nor, while a cold tenant has waited less than [`PATIENCE`], if it had a request this
+/// recently (it is likely to have the next one soon).
 pub const RECENT: Duration = Duration::from_secs(5);
+
+/// How long a cold tenant waits for a pool that has been quiet for [`RECENT`] before it may
+/// stop one that had a request more recently but has nothing in flight or queued. Without
+/// it, traffic spread over more tenants than fit kept every pool "recent", and each cold
+/// request waited its whole `queue_timeout` for a 503 (the soak: 305 requests in 127 s, 50
+/// of them 503, with 50 tenants and `max_workers_total = 12`); [`MIN_RESIDENCY`] still
+/// bounds the stops to `max_workers_total` per 30 s.
+pub const PATIENCE: Duration = Duration::from_secs(1);
 
 pub fn max_starting() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get() * 2).max(2)
@@ -224,9 +233,10 @@ impl Registry {
     /// when more tenants are active than fit. By turns, each time the budget is short:
     /// 1. a pool of several processes whose requests in flight fit in one shrinks to one
     ///    (the longest idle first): a pool shrinks before a whole pool goes;
-    /// 2. else the longest-idle pool stops, if it has nothing in flight or queued, had no
-    ///    request begin for [`RECENT`], and has run for [`MIN_RESIDENCY`] (a pool evicted
-    ///    seconds after its start only moves the cold start to its next request);
+    /// 2. else the longest-idle pool stops, if it has nothing in flight or queued, has run
+    ///    for [`MIN_RESIDENCY`] (a pool evicted seconds after its start only moves the cold
+    ///    start to its next request), and had no request begin for [`RECENT`] or this
+    ///    request has waited [`PATIENCE`];
     /// 3. else the request waits, looking again every 50 ms, up to `wait` (the tenant's
     ///    `queue_timeout`; then 503): a cold tenant waits rather than evict a busy one.
     async fn make_room(
@@ -246,7 +256,8 @@ impl Registry {
                 limit: self.max_workers_total,
             });
         }
-        let deadline = Instant::now() + wait;
+        let began = Instant::now();
+        let deadline = began + wait;
         loop {
             if self.budget_used(except) + need <= self.max_workers_total {
                 return Ok(());
@@ -275,10 +286,12 @@ impl Registry {
                 v.shrink_to_one();
                 continue;
             }
+            let recent_ok = began.elapsed() >= PATIENCE;
             let victim = others()
                 .into_iter()
                 .filter(|p| p.in_flight() == 0 && p.queued() == 0)
-                .filter(|p| p.idle_for() >= RECENT && p.resident_for() >= MIN_RESIDENCY)
+                .filter(|p| p.resident_for() >= MIN_RESIDENCY)
+                .filter(|p| recent_ok || p.idle_for() >= RECENT)
                 .max_by_key(|p| p.idle_for());
             match victim {
                 Some(v) => {

@@ -171,7 +171,7 @@ async fn start_errors_tell_their_causes_apart() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_pool_is_not_evicted_before_min_residency_nor_after_a_recent_request() {
+async fn a_pool_is_not_evicted_before_min_residency_and_a_recently_used_one_only_after_patience() {
     let s = setup(1);
     let long = Duration::from_secs(120);
     let (a, b) = (s.tenant("a", Q), s.tenant("b", long));
@@ -186,16 +186,26 @@ async fn a_pool_is_not_evicted_before_min_residency_nor_after_a_recent_request()
     assert!(pa.is_parked());
     assert_eq!(Counters::get(&pa.counters.budget_stops), 1);
     until_status(&pb, |st| *st == Status::Ready).await;
-    // Now b is old enough but was used just now: a waits RECENT for it.
+    // Now b is old enough but was used just now: a waits PATIENCE, not RECENT, for it.
     tokio::time::sleep(MIN_RESIDENCY).await;
     drop(pb.admit().await.expect("a request for b"));
     let t1 = tokio::time::Instant::now();
     let mut a_long = a.clone();
     a_long.settings.admission.queue_timeout = long;
-    within("a back", s.reg.get_or_start(a_long)).await.expect("room for a");
+    within("a back", s.reg.get_or_start(a_long.clone())).await.expect("room for a");
     let waited = t1.elapsed();
-    assert!(waited + Duration::from_millis(100) >= RECENT, "a pool used {waited:?} ago evicted");
+    assert!(waited + Duration::from_millis(100) >= PATIENCE, "a pool used {waited:?} ago evicted");
+    assert!(waited < RECENT, "a waited {waited:?}: its whole queue_timeout if RECENT held");
     assert!(pb.is_parked());
+    // A pool with a request in flight is never stopped, however long the cold tenant waits.
+    tokio::time::sleep(MIN_RESIDENCY).await;
+    let busy = pa.admit().await.expect("a request for a");
+    let mut b_short = b.clone();
+    b_short.settings.admission.queue_timeout = Duration::from_secs(3);
+    let r = within("b refused", s.reg.get_or_start(b_short)).await;
+    assert!(matches!(r, Err(StartError::Budget { .. })), "{:?}", r.map(|_| ()));
+    assert!(!pa.is_parked());
+    drop(busy);
 }
 
 #[tokio::test(start_paused = true)]

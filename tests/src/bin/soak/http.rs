@@ -198,6 +198,34 @@ impl Conn {
         Ok(r)
     }
 
+    /// Read a response's head only (the body's first bytes may be buffered): its status.
+    pub fn read_head(&mut self) -> Result<u16, (Fail, String)> {
+        self.got = self.buf.len();
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            if self.buf.len() > 256 * 1024 {
+                return Err((Fail::Garbled, "head over 256 KiB".into()));
+            }
+            if !self.fill()? {
+                return Err(self.eof("head"));
+            }
+        };
+        let line =
+            String::from_utf8_lossy(&self.buf[..end]).lines().next().unwrap_or("").to_owned();
+        self.buf.drain(..end + 4);
+        line.split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| (Fail::Garbled, format!("status line {line:?}")))
+    }
+
+    /// Body bytes read along with the head and not taken yet.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Read until EOF or an error, for at most `limit`: how it ended.
     pub fn drain(&mut self) -> Result<usize, (Fail, String)> {
         let mut total = 0usize;
