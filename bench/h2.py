@@ -352,8 +352,20 @@ def verdict(r, expect_4xx):
 
 
 def ci_running():
-    """Whether a CI run (bash .ci/run) is on the machine."""
-    return subprocess.run(["pgrep", "-f", "bash .ci/run"], capture_output=True).returncode == 0
+    """Whether a CI run is on the machine: a process running `bash .ci/run ...`. Only the
+    command itself counts, not a process whose command line merely mentions it (such as
+    another benchmark's `pgrep -f "bash .ci/run"` wait loop, which `pgrep -f` also finds)."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and os.path.basename(argv[0]) == b"bash" and argv[1].endswith(b".ci/run"):
+            return True
+    return False
 
 
 def wait_for_ci():
@@ -372,8 +384,10 @@ def versions():
     """Versions of what is measured and what measures."""
     first = lambda s: s.splitlines()[0] if s else "?"
     rev = B.cmd_out(["git", "-C", B.REPO, "rev-parse", "--short", "HEAD"])
-    if B.cmd_out(["git", "-C", B.REPO, "status", "--porcelain", "--untracked-files=no"]):
-        rev += " (with uncommitted changes)"
+    dirty = B.cmd_out(["git", "-C", B.REPO, "status", "--porcelain", "--untracked-files=no"])
+    if dirty:
+        files = ", ".join(l.split(maxsplit=1)[-1] for l in dirty.splitlines())
+        rev += f" with uncommitted changes to {files}"
     dpkg = lambda pkg: B.cmd_out(["dpkg-query", "-W", "-f=${Version}", pkg])
     return {
         "paddock": f"{first(B.cmd_out([PADDOCK, '--version']))} (release), git {rev}",
