@@ -65,6 +65,8 @@ pub struct FileConfig {
     pub send_timeout: Option<Spanned<String>>,
     /// Time open client connections get to finish after SIGTERM before they are closed.
     pub drain_timeout: Option<Spanned<String>>,
+    /// Time a pool runs before it may be stopped to make room under `max_workers_total`.
+    pub min_residency: Option<Spanned<String>>,
     /// The admin listener (API, signup page, `/metrics`); absent: no admin listener.
     pub admin: Option<AdminSection>,
     /// Several nodes on one tenant registry (etcd); absent: this node alone, as always.

@@ -35,6 +35,8 @@ const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::fr
 const DEFAULT_MAX_HEAD: usize = 64 * 1024;
 const DEFAULT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Long against a Trac start (0.2-1 s of CPU): at most `max_workers_total` stops per 30 s.
+pub const DEFAULT_MIN_RESIDENCY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Default HTTP/2 streams in flight per connection: a page and its resources at once, as
 /// browsers fetch them, without letting one connection take a tenant's whole queue.
@@ -82,6 +84,9 @@ pub struct Config {
     pub send_timeout: std::time::Duration,
     /// After SIGTERM, open client connections get this long to finish before they are closed.
     pub drain_timeout: std::time::Duration,
+    /// A pool runs at least this long (since its start or last unpark) before it may be
+    /// stopped to make room under `max_workers_total` (read at start).
+    pub min_residency: std::time::Duration,
     /// The admin listener, if any.
     pub admin: Option<AdminConfig>,
     /// `[cluster]`: this node is one of several on etcd; `None`: a node alone.
@@ -419,6 +424,7 @@ impl Validator<'_> {
         let front = self.front_limits(&f);
         let send_timeout = self.send_timeout(&f);
         let drain_timeout = self.drain_timeout(&f);
+        let min_residency = self.min_residency(&f);
         let max_connections = self.max_connections(&f);
         if sites.is_none() && tenants.is_empty() {
             self.err(None, "nothing to serve: give `sites` (or --sites DIR) or at least one [tenants.NAME] with `dir`");
@@ -465,6 +471,7 @@ impl Validator<'_> {
             max_response_head_bytes: front.3,
             send_timeout,
             drain_timeout,
+            min_residency,
             max_connections,
             defaults,
             static_defaults,
@@ -592,6 +599,15 @@ impl Validator<'_> {
         units::parse_duration(t.get_ref()).unwrap_or_else(|e| {
             self.err(Some(t.span()), format!("`drain_timeout`: {e}"));
             DEFAULT_DRAIN_TIMEOUT
+        })
+    }
+
+    /// `min_residency`: 0 is allowed (any idle pool may be stopped at once, as an LRU cache).
+    fn min_residency(&mut self, f: &FileConfig) -> std::time::Duration {
+        let Some(t) = &f.min_residency else { return DEFAULT_MIN_RESIDENCY };
+        units::parse_duration(t.get_ref()).unwrap_or_else(|e| {
+            self.err(Some(t.span()), format!("`min_residency`: {e}"));
+            DEFAULT_MIN_RESIDENCY
         })
     }
 

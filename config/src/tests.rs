@@ -164,6 +164,16 @@ fn send_timeout_defaults_and_bad_values_name_their_line() {
 }
 
 #[test]
+fn min_residency_defaults_and_bad_values_name_their_line() {
+    let c = load_str("sites = \"/x\"\n").expect("valid");
+    assert_eq!(c.min_residency, Duration::from_secs(30));
+    let c = load_str("sites = \"/x\"\nmin_residency = \"2s\"\n").expect("valid");
+    assert_eq!(c.min_residency, Duration::from_secs(2));
+    let m = messages(load_str("sites = \"/x\"\nmin_residency = \"a while\"\n"));
+    assert!(m.iter().any(|x| x.starts_with("2: ") && x.contains("min_residency")), "{m:?}");
+}
+
+#[test]
 fn drain_timeout_defaults_and_bad_values_name_their_line() {
     let c = load_str("sites = \"/x\"\n").expect("valid");
     assert_eq!(c.drain_timeout, Duration::from_secs(10));

@@ -83,12 +83,15 @@ pub async fn run(
     cgroup::init();
     let addr = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(%addr, sites = ?config.sites, mount = %config.mount, "paddock listening");
-    let registry = Arc::new(registry::Registry::new(
-        runtime.path().to_path_buf(),
-        worker_bin,
-        config.allow_root,
-        config.max_workers_total,
-    ));
+    let registry = Arc::new(
+        registry::Registry::new(
+            runtime.path().to_path_buf(),
+            worker_bin,
+            config.allow_root,
+            config.max_workers_total,
+        )
+        .with_min_residency(config.min_residency),
+    );
     // Certificates before anything starts: a bad file refuses the start, naming it.
     let certs = config.tls.as_ref().map(tls::Certs::load).transpose()?;
     let state = Arc::new(front::State::new(config, overrides, registry.clone(), phases.clone()));

@@ -53,6 +53,9 @@ pub struct Registry {
     worker_bin: PathBuf,
     allow_root: bool,
     max_workers_total: usize,
+    /// A pool runs this long before it may be stopped to make room ([`MIN_RESIDENCY`] unless
+    /// set with [`Registry::with_min_residency`]).
+    min_residency: Duration,
     /// How the pools' slots start their workers.
     starter: Arc<dyn Starter>,
     /// Workers starting at once, across every pool ([`max_starting`]).
@@ -63,11 +66,11 @@ pub struct Registry {
 /// the CPUs. A start is mostly the app's imports, on one CPU; more at once only makes every
 /// one of them later, and a node that takes over a crashed node's tenants, or a host
 /// restarted under load, would otherwise fork hundreds together.
-/// A pool is not stopped to make room for another before it has run this long (since its
-/// start or its last unpark): under a budget smaller than the active set, evicting younger
-/// pools only trades one cold start for the next (issue 14: pools evicted 4 s after their
-/// start, 1,114 evictions in 90 s, spawns eating the CPU).
-pub const MIN_RESIDENCY: Duration = Duration::from_secs(30);
+/// By default a pool is not stopped to make room for another before it has run this long
+/// (since its start or its last unpark): under a budget smaller than the active set, evicting
+/// younger pools only trades one cold start for the next (issue 14: pools evicted 4 s after
+/// their start, 1,114 evictions in 90 s, spawns eating the CPU). The `min_residency` setting.
+pub const MIN_RESIDENCY: Duration = paddock_config::DEFAULT_MIN_RESIDENCY;
 
 /// Nor, while a cold tenant has waited less than [`PATIENCE`], if it had a request this
 /// recently (it is likely to have the next one soon).
@@ -77,8 +80,8 @@ pub const RECENT: Duration = Duration::from_secs(5);
 /// stop one that had a request more recently but has nothing in flight or queued. Without
 /// it, traffic spread over more tenants than fit kept every pool "recent", and each cold
 /// request waited its whole `queue_timeout` for a 503 (the soak: 305 requests in 127 s, 50
-/// of them 503, with 50 tenants and `max_workers_total = 12`); [`MIN_RESIDENCY`] still
-/// bounds the stops to `max_workers_total` per 30 s.
+/// of them 503, with 50 tenants and `max_workers_total = 12`); `min_residency` still
+/// bounds the stops to `max_workers_total` per `min_residency`.
 pub const PATIENCE: Duration = Duration::from_secs(1);
 
 pub fn max_starting() -> usize {
@@ -101,6 +104,7 @@ impl Registry {
             worker_bin,
             allow_root,
             max_workers_total,
+            min_residency: MIN_RESIDENCY,
             starter: Arc::new(Spawn),
             starts: Arc::new(tokio::sync::Semaphore::new(max_starting())),
         }
@@ -118,6 +122,12 @@ impl Registry {
             }
         }
         keys.into_iter().for_each(crate::zygote::warm);
+    }
+
+    /// The `min_residency` setting: how long a pool runs before it may be stopped to make room.
+    pub fn with_min_residency(mut self, min_residency: Duration) -> Self {
+        self.min_residency = min_residency;
+        self
     }
 
     /// The pools started from now on get their workers from `starter` (fakes, in tests).
@@ -234,7 +244,7 @@ impl Registry {
     /// 1. a pool of several processes whose requests in flight fit in one shrinks to one
     ///    (the longest idle first): a pool shrinks before a whole pool goes;
     /// 2. else the longest-idle pool stops, if it has nothing in flight or queued, has run
-    ///    for [`MIN_RESIDENCY`] (a pool evicted seconds after its start only moves the cold
+    ///    for `min_residency` (a pool evicted seconds after its start only moves the cold
     ///    start to its next request), and had no request begin for [`RECENT`] or this
     ///    request has waited [`PATIENCE`];
     /// 3. else the request waits, looking again every 50 ms, up to `wait` (the tenant's
@@ -290,7 +300,7 @@ impl Registry {
             let victim = others()
                 .into_iter()
                 .filter(|p| p.in_flight() == 0 && p.queued() == 0)
-                .filter(|p| p.resident_for() >= MIN_RESIDENCY)
+                .filter(|p| p.resident_for() >= self.min_residency)
                 .filter(|p| recent_ok || p.idle_for() >= RECENT)
                 .max_by_key(|p| p.idle_for());
             match victim {

@@ -279,3 +279,19 @@ async fn start_all(s: &Setup, specs: &[TenantSpec]) -> Vec<Arc<Pool>> {
     }
     out
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shorter_min_residency_lets_a_pool_go_sooner() {
+    let mut s = setup(1);
+    s.reg = s.reg.with_min_residency(Duration::from_secs(2));
+    let long = Duration::from_secs(120);
+    let (a, b) = (s.tenant("a", Q), s.tenant("b", long));
+    let pa = s.ready(&a).await;
+    drop(pa.admit().await.expect("a request for a"));
+    let t0 = tokio::time::Instant::now();
+    within("b's pool", s.reg.get_or_start(b)).await.expect("room for b");
+    let waited = t0.elapsed();
+    assert!(waited + Duration::from_millis(100) >= Duration::from_secs(2), "{waited:?}");
+    assert!(waited < MIN_RESIDENCY, "the default residency held: {waited:?}");
+    assert!(pa.is_parked());
+}
