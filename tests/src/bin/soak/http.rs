@@ -132,12 +132,12 @@ impl Conn {
         Ok(self.buf.drain(..n).collect())
     }
 
-    /// Read one complete response (`head`: the request was a HEAD).
-    pub fn read_response(&mut self, head: bool) -> Result<Resp, (Fail, String)> {
+    /// Read until a response head is in `buf`: the offset of its blank line.
+    fn head_end(&mut self) -> Result<usize, (Fail, String)> {
         self.got = self.buf.len();
-        let end = loop {
+        loop {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
+                return Ok(i);
             }
             if self.buf.len() > 256 * 1024 {
                 return Err((Fail::Garbled, "head over 256 KiB".into()));
@@ -145,7 +145,12 @@ impl Conn {
             if !self.fill()? {
                 return Err(self.eof("head"));
             }
-        };
+        }
+    }
+
+    /// Read one complete response (`head`: the request was a HEAD).
+    pub fn read_response(&mut self, head: bool) -> Result<Resp, (Fail, String)> {
+        let end = self.head_end()?;
         let text = String::from_utf8_lossy(&self.buf[..end]).into_owned();
         self.buf.drain(..end + 4);
         let mut lines = text.split("\r\n");
@@ -200,18 +205,7 @@ impl Conn {
 
     /// Read a response's head only (the body's first bytes may be buffered): its status.
     pub fn read_head(&mut self) -> Result<u16, (Fail, String)> {
-        self.got = self.buf.len();
-        let end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            if self.buf.len() > 256 * 1024 {
-                return Err((Fail::Garbled, "head over 256 KiB".into()));
-            }
-            if !self.fill()? {
-                return Err(self.eof("head"));
-            }
-        };
+        let end = self.head_end()?;
         let line =
             String::from_utf8_lossy(&self.buf[..end]).lines().next().unwrap_or("").to_owned();
         self.buf.drain(..end + 4);
