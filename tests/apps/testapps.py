@@ -3,6 +3,7 @@
 Each one is wrapped in wsgiref.validate.validator, which raises on any PEP 3333 violation by
 the server (the request then fails with a 500 and the test sees it).
 """
+import gc
 import hashlib
 import json
 import os
@@ -162,8 +163,17 @@ def _fail(environ, start_response):
     raise RuntimeError("deliberate failure for the test")
 
 
+def _gcfrozen(environ, start_response):
+    """How many objects gc.freeze() has moved to the permanent generation so far."""
+    body = str(gc.get_freeze_count()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
 def app(environ, start_response):
     path = environ.get("PATH_INFO", "")
+    if path.startswith("/gcfrozen"):
+        return _gcfrozen(environ, start_response)
     if path.startswith("/echo"):
         return _echo(environ, start_response)
     if path.startswith("/stream"):

@@ -404,3 +404,40 @@ fn a_client_that_leaves_while_queued_never_reaches_the_app() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(!ghost.exists(), "a request whose client left while queued reached the app");
 }
+
+/// A process whose requests always overlap (busy from its first request on) is never alone
+/// at a request's end; it freezes its objects after its 20th request anyway.
+#[test]
+fn a_process_never_alone_freezes_after_its_twentieth_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&config(dir.path(), "", &[("g", "processes = 1\nthreads = 4")]));
+    // Three long requests first, so that no request ends alone while the short ones run;
+    // each writes a file once it runs in the worker.
+    let marks: Vec<PathBuf> = (0..3).map(|i| dir.path().join("g").join(format!("s{i}"))).collect();
+    let sleepers: Vec<_> = marks
+        .iter()
+        .map(|m| {
+            let addr = server.addr;
+            let req = format!(
+                "GET /g/sleep?s=20&pidfile={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                m.display()
+            );
+            std::thread::spawn(move || send_raw(addr, req.as_bytes()))
+        })
+        .collect();
+    eventually("three requests in flight", Duration::from_secs(30), || {
+        marks.iter().all(|m| m.exists())
+    });
+    let first: u64 = server.get("/g/gcfrozen").text().trim().parse().expect("a count");
+    let mut counts = vec![first];
+    for _ in 0..25 {
+        let r = server.get("/g/gcfrozen");
+        assert_eq!(r.status, 200, "{}", r.text());
+        counts.push(r.text().trim().parse().expect("a count"));
+    }
+    assert!(counts.last() > Some(&first), "never frozen again: {counts:?}");
+    for s in sleepers {
+        let r = s.join().expect("sleeper").expect("sleep answered");
+        assert_eq!(r.status, 200);
+    }
+}

@@ -93,7 +93,8 @@ pub struct Config {
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub read_timeout: u64,
     /// `gc.freeze()` once the app is loaded, and again after the first request that ends with
-    /// no other in flight: what the app keeps for good leaves the cyclic collector's reach.
+    /// no other in flight (or the 20th, whichever comes first): what the app keeps for good
+    /// leaves the cyclic collector's reach.
     #[arg(long)]
     pub gc_freeze: bool,
     /// Seconds in-flight requests get to finish after SIGTERM.
