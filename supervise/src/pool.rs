@@ -301,33 +301,36 @@ impl Pool {
     /// Idle scale-down: stop the processes beyond `min_processes`; the next request restarts
     /// them.
     pub fn park_extra(&self) {
-        self.park(self.spec.settings.process.min_processes);
+        let _ = self.park(self.spec.settings.process.min_processes);
     }
 
     /// Stop every process (to make room for another pool); the next request restarts them.
-    pub fn park_all(&self) {
-        self.park(0);
+    /// `false` if it was stopped already (another request made room with it just now).
+    pub fn park_all(&self) -> bool {
+        self.park(0)
     }
 
     /// Stop all processes but one (to make room for another pool: a pool shrinks before a
     /// whole pool goes); what they are serving finishes first.
-    pub fn shrink_to_one(&self) {
-        self.park(1);
+    pub fn shrink_to_one(&self) -> bool {
+        self.park(1)
     }
 
-    /// Run no more than `keep` processes; an already parked pool may only go lower.
-    fn park(&self, keep: usize) {
+    /// Run no more than `keep` processes; an already parked pool may only go lower. `false`
+    /// if it ran no more than `keep` already (nothing was stopped).
+    fn park(&self, keep: usize) -> bool {
         let keep = keep.min(self.slot_cmds.len());
         let all = self.slot_cmds.len();
         let update = self.parked_keep.fetch_update(Ordering::AcqRel, Ordering::Acquire, |was| {
             let running = if was == NOT_PARKED { all } else { was };
             (keep < running || was == NOT_PARKED).then_some(keep)
         });
-        let Ok(was) = update else { return };
+        let Ok(was) = update else { return false };
         let running = if was == NOT_PARKED { all } else { was };
         for tx in self.slot_cmds.get(keep..running).unwrap_or_default() {
             let _ = tx.send(SlotCmd::Park);
         }
+        true
     }
 
     /// Run `keep` processes again (all of them with `keep >= processes`), from the first;

@@ -291,9 +291,13 @@ impl Registry {
                 })
                 .max_by_key(|p| p.idle_for());
             if let Some(v) = shrink {
-                tracing::info!(tenant = %v.spec.name, for_tenant = %spec.name, processes = v.process_budget(), "max_workers_total reached: shrinking a pool to one process");
-                v.counters.shrunk();
-                v.shrink_to_one();
+                let processes = v.process_budget();
+                // Counted and logged only by the request that shrank it: two cold tenants
+                // may pick the same pool at once.
+                if v.shrink_to_one() {
+                    tracing::info!(tenant = %v.spec.name, for_tenant = %spec.name, processes, "max_workers_total reached: shrinking a pool to one process");
+                    v.counters.shrunk();
+                }
                 continue;
             }
             let recent_ok = began.elapsed() >= PATIENCE;
@@ -305,9 +309,11 @@ impl Registry {
                 .max_by_key(|p| p.idle_for());
             match victim {
                 Some(v) => {
-                    tracing::info!(tenant = %v.spec.name, for_tenant = %spec.name, idle = ?v.idle_for(), "max_workers_total reached: stopping the longest idle pool");
-                    v.counters.evicted();
-                    v.park_all();
+                    let idle = v.idle_for();
+                    if v.park_all() {
+                        tracing::info!(tenant = %v.spec.name, for_tenant = %spec.name, ?idle, "max_workers_total reached: stopping the longest idle pool");
+                        v.counters.evicted();
+                    }
                 }
                 None if Instant::now() >= deadline => {
                     return Err(StartError::Budget { limit: self.max_workers_total })

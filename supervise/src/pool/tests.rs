@@ -419,3 +419,13 @@ async fn recycle_orders_for_a_process_already_replaced_are_ignored() {
     until("the third ready", || p.ready_pids() == vec![third]).await;
     assert_eq!(fakes.worker(second).ended().await, Ending::Terminated);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_is_parked_once_however_many_ask() {
+    let fakes = Fakes::ready();
+    let (pool, _dir) = ready_pool(&fakes, 2, 1, |_| {}).await;
+    assert!(pool.shrink_to_one(), "the first shrink stops a process");
+    assert!(!pool.shrink_to_one(), "a second shrink finds one process already");
+    assert!(pool.park_all(), "parking the last one stops it");
+    assert!(!pool.park_all(), "a second request to park finds it parked: not counted again");
+}
