@@ -8,6 +8,7 @@
 //! Each problem is one string `FILE: tenant NAME: problem` (`FILE: problem` when it is not a
 //! tenant's); errors make the check fail, warnings do not.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -91,10 +92,15 @@ pub async fn run(config: &Config, import: bool) -> Report {
         }
     }
     let mut trials = Vec::new();
+    let mut by_uid: BTreeMap<u32, Vec<&TenantSpec>> = BTreeMap::new();
     for t in &tenants {
         let mut errs = Vec::new();
         let mut warns = Vec::new();
         let identity = check_tenant(config, t, python.as_deref(), root, &mut errs, &mut warns);
+        // Not root, the workers keep this user's credentials and no rlimit_nproc is set.
+        if let Some((uid, _, _)) = identity.as_ref().and_then(|i| i.creds.as_ref()) {
+            by_uid.entry(*uid).or_default().push(t);
+        }
         if let (Some(id), true, true) = (identity, errs.is_empty(), import && worker_ok) {
             trials.push((t.clone(), id));
         }
@@ -103,11 +109,54 @@ pub async fn run(config: &Config, import: bool) -> Report {
         r.warnings
             .extend(warns.into_iter().map(|w| format!("{file}: warning: tenant {name}: {w}")));
     }
+    for (uid, shared) in &by_uid {
+        if let Some(w) = shared_nproc(*uid, shared) {
+            r.warnings.push(format!("{file}: warning: {w}"));
+        }
+    }
     r.imported = trials.len();
     for (name, problem) in import_all(trials, &worker).await {
         r.errors.push(format!("{file}: tenant {name}: {problem}"));
     }
     r
+}
+
+/// Threads of a worker process besides its request threads (the main thread and the
+/// control thread), for the estimate below.
+const WORKER_EXTRA_THREADS: usize = 2;
+
+/// The kernel counts `RLIMIT_NPROC` per user, over all of its processes and threads: tenants
+/// that run as one user (signup's `signup_user`, one owner for many sites) share it. A warning
+/// when their workers at full load would need more than the lowest limit among them (a start
+/// then fails with EAGAIN: the density benchmark's 300 sites of one user stopped at 85
+/// workers under the default 512).
+fn shared_nproc(uid: u32, tenants: &[&TenantSpec]) -> Option<String> {
+    let limit = tenants.iter().map(|t| t.settings.process.limits.nproc).filter(|&n| n > 0).min()?;
+    if tenants.len() < 2 {
+        return None;
+    }
+    let need: usize = tenants
+        .iter()
+        .map(|t| {
+            let p = &t.settings.process;
+            p.processes * (p.threads + WORKER_EXTRA_THREADS)
+        })
+        .sum();
+    if (need as u64) <= limit {
+        return None;
+    }
+    let mut names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).take(5).collect();
+    if tenants.len() > names.len() {
+        names.push("...");
+    }
+    Some(format!(
+        "{} tenants run as uid {uid} ({}): at full load their workers need about {need} \
+         processes and threads, over rlimit_nproc = {limit}, which the kernel counts per user \
+         across all of them; starts would fail with EAGAIN. Give the sites their own users, or \
+         raise rlimit_nproc for them (0: no limit; cgroups' pids_max can bound each pool instead)",
+        tenants.len(),
+        names.join(", ")
+    ))
 }
 
 /// Why none of the etcd endpoints accepts a TCP connection within a second, if none does

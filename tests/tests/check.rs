@@ -273,3 +273,33 @@ fn a_script_app_in_a_trac_virtualenv_without_static_files_is_warned_about() {
     );
     assert!(!err.contains("tenant mapped:"), "a static mapping is in force: {err}");
 }
+
+#[test]
+fn tenants_of_one_user_whose_threads_outgrow_its_nproc_limit_are_warned_about() {
+    let dir = open_tempdir();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("apps")).expect("mkdir");
+    // 3 x 2 x (100 + 2) = 612 processes and threads for one user, over the default 512.
+    let big = "processes = 2\nthreads = 100\n";
+    let text = format!("{}{}{}", tenant(d, "a", big), tenant(d, "b", big), tenant(d, "c", big));
+    let (code, _, err) = check(d, &text, &["--no-import"]);
+    assert_eq!(code, Some(0), "{err}");
+    if nix_is_root() {
+        assert!(
+            err.contains("3 tenants run as uid") && err.contains("rlimit_nproc = 512"),
+            "{err}"
+        );
+    } else {
+        // Not root, workers keep the router's user and no rlimit_nproc is set at all.
+        assert!(!err.contains("rlimit_nproc"), "{err}");
+    }
+    // Within the limit, or with no limit: no warning.
+    let small = "processes = 1\nthreads = 4\n";
+    let text = format!("{}{}", tenant(d, "a", small), tenant(d, "b", small));
+    let (_, _, err) = check(d, &text, &["--no-import"]);
+    assert!(!err.contains("rlimit_nproc"), "{err}");
+    let free = "processes = 2\nthreads = 100\nrlimit_nproc = 0\n";
+    let text = format!("{}{}{}", tenant(d, "a", free), tenant(d, "b", free), tenant(d, "c", free));
+    let (_, _, err) = check(d, &text, &["--no-import"]);
+    assert!(!err.contains("rlimit_nproc"), "{err}");
+}
