@@ -327,14 +327,32 @@ def wrk(port, path, duration, extra_paths=(), timeout_s=10):
 # ---------------------------------------------------------------- servers
 
 
-class Bench:
+class Tally:
+    """Checks passed and failed, with what failed (every suite here ends with the count).
+    `say` logs a failure; a suite with a log of its own sets it."""
+
+    say = staticmethod(log)
+
+    def __init__(self):
+        self.passed, self.failed, self.failures = 0, 0, []
+
+    def check(self, what, ok, detail=""):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            self.failures.append(f"{what}: {detail}")
+            self.say(f"FAILED {what}: {detail}")
+
+
+class Bench(Tally):
     def __init__(self, args):
+        super().__init__()
         self.args = args
         self.P, self.T = args.processes, args.threads
         self.ident = Identity()
         self.work = os.path.join(SCRATCH, "work")
         self.logs = os.path.join(self.work, "logs")
-        self.passed, self.failed, self.failures = 0, 0, []
         self.results = {"throughput": [], "coldstart": {}, "memory": {}}
 
     # ---- scratch
@@ -495,14 +513,6 @@ SetEnv trac.env_path {trac_env}
         p = subprocess.run([PADDOCK, "check", "--file-only", cfg], capture_output=True, text=True)
         if p.returncode != 0:
             raise Failure(f"paddock check {cfg} failed:\n{p.stdout}{p.stderr}")
-
-    def check(self, what, ok, detail=""):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-            self.failures.append(f"{what}: {detail}")
-            log(f"FAILED {what}: {detail}")
 
     # ---- throughput and latency
     def throughput(self, servers):

@@ -246,15 +246,16 @@ def paddock_metrics(port):
 # ---------------------------------------------------------------- servers
 
 
-class Density:
+class Density(B.Tally):
     """One density run: the template, then each server with its own fresh sites."""
 
     def __init__(self, args):
+        super().__init__()
         self.args = args
         self.ident = B.Identity()
         self.logs = os.path.join(WORK, "logs")
         self.lua = os.path.join(WORK, "density.lua")
-        self.passed, self.failed, self.failures, self.results = 0, 0, [], []
+        self.results = []
 
     def prepare(self):
         """A clean work directory, the Lua script and the Trac template."""
@@ -266,15 +267,6 @@ class Density:
             f.write(LUA)
         make_template()
         self.ident.chown(WORK)
-
-    def check(self, what, ok, detail=""):
-        """Count a pass or a failure (a failure is also logged and reported)."""
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-            self.failures.append(f"{what}: {detail}")
-            B.log(f"FAILED {what}: {detail}")
 
     def paddock(self, d, sites, cap):
         """Paddock serving the sites directory (cap None: max_workers_total left to its

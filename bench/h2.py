@@ -462,23 +462,17 @@ def render(res, args):
 # ---------------------------------------------------------------- main
 
 
-class H2Bench:
+class H2Bench(B.Tally):
     """One run: set-up, both servers, warm-ups, rounds; the checks it counts."""
 
+    say = staticmethod(log)
+
     def __init__(self, args):
+        super().__init__()
         self.args = args
         self.ident = B.Identity()
-        self.passed, self.failed, self.failures = 0, 0, []
         self.runs, self.servers, self.ports, self.expect_4xx = [], {}, {}, {}
         self.urls, self.statuses, self.tls = [], {}, {}
-
-    def check(self, what, ok, detail=""):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-            self.failures.append(f"{what}: {detail}")
-            log(f"FAILED {what}: {detail}")
 
     def setup(self):
         """Fresh target/bench/h2: certificates, the Trac site, both servers started."""

@@ -21,20 +21,7 @@ scratch=${PADDOCK_BENCH_DIR:-$repo/target/bench}
 bash scripts/install-deps.sh --runtime
 # mod_ssl and mod_http2 are part of Debian's apache2 package; h2load is in nghttp2-client;
 # build-essential: the benchmark virtualenv compiles uWSGI (bench/ensure-venv.sh).
-need=()
-for pkg in apache2 libapache2-mod-wsgi-py3 nghttp2-client openssl build-essential; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
-done
-if ((${#need[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "h2: missing Debian packages: ${need[*]} (run as root: apt-get install ${need[*]})" >&2
-    exit 1
-  fi
-  # Another job may hold dpkg's lock (CI installs the same packages): wait for it, bounded.
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-    --no-install-recommends "${need[@]}" >/dev/null
-fi
+bash bench/debs.sh h2 apache2 libapache2-mod-wsgi-py3 nghttp2-client openssl build-essential
 # The benchmark runs its own private Apache and never touches the system's apache2.service.
 
 bash bench/ensure-venv.sh "$scratch/venv"

@@ -17,18 +17,7 @@ scratch=${PADDOCK_BENCH_DIR:-$repo/target/bench}
 
 # Debian's CPython 3.11 with headers and venv (also what paddock-worker links).
 bash scripts/install-deps.sh
-need=()
-for pkg in apache2 libapache2-mod-wsgi-py3 wrk build-essential; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
-done
-if ((${#need[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "bench: missing Debian packages: ${need[*]} (run as root: apt-get install ${need[*]})" >&2
-    exit 1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+bash bench/debs.sh bench apache2 libapache2-mod-wsgi-py3 wrk build-essential
 # Debian enables apache2.service on install; the benchmark runs its own private Apache and
 # never touches that one (nor port 80).
 
